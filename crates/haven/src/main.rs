@@ -1,5 +1,6 @@
 //! The `haven` command: a thin shell over `haven-client`, `haven-server` and `haven-pdq`.
 
+mod match_cli;
 mod pdq_cli;
 
 use clap::{Parser, Subcommand};
@@ -16,17 +17,17 @@ enum Command {
     /// Compute PDQ hashes of images (directories are walked).
     Hash(pdq_cli::HashArgs),
     /// Match images or hashes against a hash list or snapshot.
-    Match(pdq_cli::MatchArgs),
+    Match(match_cli::MatchArgs),
     /// Build and inspect hash-list snapshots.
-    Hashlist(pdq_cli::HashlistArgs),
+    Hashlist(match_cli::HashlistArgs),
 }
 
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Hash(args) => pdq_cli::hash(args),
-        Command::Match(args) => pdq_cli::match_cmd(args),
-        Command::Hashlist(args) => pdq_cli::hashlist(args),
+        Command::Match(args) => match_cli::match_cmd(args),
+        Command::Hashlist(args) => match_cli::hashlist(args),
     };
     match result {
         Ok(code) => code,

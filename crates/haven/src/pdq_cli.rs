@@ -1,4 +1,4 @@
-//! `haven hash`, `haven match`, `haven hashlist` (owned by the PDQ work; stub until it lands).
+//! `haven hash` (owned by the PDQ hashing work; stub until it lands).
 
 use std::process::ExitCode;
 
@@ -8,23 +8,6 @@ pub struct HashArgs {
     pub paths: Vec<std::path::PathBuf>,
 }
 
-#[derive(clap::Args)]
-pub struct MatchArgs {
-    /// Image paths or 64-hex-digit hashes.
-    pub inputs: Vec<String>,
-}
-
-#[derive(clap::Args)]
-pub struct HashlistArgs {}
-
 pub fn hash(_args: HashArgs) -> anyhow::Result<ExitCode> {
-    anyhow::bail!("not implemented yet")
-}
-
-pub fn match_cmd(_args: MatchArgs) -> anyhow::Result<ExitCode> {
-    anyhow::bail!("not implemented yet")
-}
-
-pub fn hashlist(_args: HashlistArgs) -> anyhow::Result<ExitCode> {
     anyhow::bail!("not implemented yet")
 }
