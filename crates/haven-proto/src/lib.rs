@@ -1,1 +1,13 @@
-//! haven-proto
+//! Haven's wire types, identifiers, codecs and API errors. No I/O.
+//!
+//! Shared by the client library and the server so that neither depends on the other:
+//! - [`ids`]: identifiers as checked newtypes (user names, device ids, MLS group ids, blob ids);
+//! - [`api`]: the HTTP/JSON API, its request and reply types and the error body;
+//! - [`mls_frame`]: a reader for the clear-text header of an RFC 9420 message, which is all the
+//!   server ever looks at inside MLS traffic.
+
+pub mod api;
+pub mod ids;
+pub mod mls_frame;
+
+pub use ids::{BlobId, DeviceId, GroupId, IdError, UserName};

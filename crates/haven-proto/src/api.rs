@@ -1,0 +1,518 @@
+//! The HTTP/JSON API between clients and the server (version 1, paths under `/v1`).
+//!
+//! Binary fields are standard base64 in JSON. Every error is an [`ApiError`] with a stable
+//! machine-readable [`ErrorCode`] and a human message.
+//!
+//! | method | path | auth | body → reply |
+//! |---|---|---|---|
+//! | GET | `/v1/health` | – | → [`Health`] |
+//! | POST | `/v1/register` | – | [`RegisterRequest`] → [`DeviceRegistered`] |
+//! | POST | `/v1/login/challenge` | – | [`ChallengeRequest`] → [`ChallengeResponse`] |
+//! | POST | `/v1/login` | – | [`LoginRequest`] → [`LoginResponse`] |
+//! | POST | `/v1/devices/link-code` | device | → [`LinkCodeResponse`] |
+//! | POST | `/v1/link` | – | [`LinkRequest`] → [`DeviceRegistered`] |
+//! | GET | `/v1/users/{name}` | device | → [`UserDevices`] |
+//! | POST | `/v1/key-packages` | device | [`UploadKeyPackages`] → [`KeyPackageCount`] |
+//! | GET | `/v1/key-packages` | device | → [`KeyPackageCount`] |
+//! | POST | `/v1/users/{name}/key-packages/claim` | device | → [`ClaimedKeyPackages`] |
+//! | POST | `/v1/groups` | device | [`CreateGroup`] → [`GroupState`] |
+//! | GET | `/v1/groups/{id}` | member | → [`GroupState`] |
+//! | POST | `/v1/groups/{id}/commits` | member | [`CommitRequest`] → [`GroupState`] (409 `epoch_conflict`) |
+//! | POST | `/v1/groups/{id}/proposals` | member | [`ProposalRequest`] → [`Accepted`] |
+//! | POST | `/v1/groups/{id}/messages` | member | [`SendRequest`] → [`SendResponse`] |
+//! | GET | `/v1/queue?limit=N` | device | → [`QueueBatch`] |
+//! | POST | `/v1/queue/ack` | device | [`AckRequest`] → [`Accepted`] |
+//! | GET | `/v1/ws` | device | WebSocket: server sends [`QueueEntry`] frames, client sends [`WsClientFrame`] |
+//! | PUT | `/v1/blobs` | device | raw bytes → [`BlobStored`] |
+//! | GET | `/v1/blobs/{id}` | device | → raw bytes |
+//!
+//! "device" means a `Authorization: Bearer <token>` header from [`LoginResponse`] (the WebSocket
+//! also accepts it as the `Sec-WebSocket-Protocol` value `haven.bearer.<token>`).
+
+use serde::{Deserialize, Serialize};
+
+use crate::ids::{BlobId, DeviceId, GroupId, UserName};
+
+/// Serde helpers for base64 fields.
+pub mod b64 {
+    use base64::engine::general_purpose::STANDARD;
+    use base64::Engine;
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    /// Serialises bytes as base64.
+    pub fn serialize<S: Serializer>(v: &[u8], s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&STANDARD.encode(v))
+    }
+
+    /// Deserialises base64 into bytes.
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<u8>, D::Error> {
+        let s = String::deserialize(d)?;
+        STANDARD.decode(s).map_err(|_| serde::de::Error::custom("invalid base64"))
+    }
+
+    /// Base64 for `Option<Vec<u8>>`.
+    pub mod option {
+        use super::*;
+
+        /// Serialises optional bytes.
+        pub fn serialize<S: Serializer>(v: &Option<Vec<u8>>, s: S) -> Result<S::Ok, S::Error> {
+            match v {
+                Some(b) => s.serialize_some(&STANDARD.encode(b)),
+                None => s.serialize_none(),
+            }
+        }
+
+        /// Deserialises optional bytes.
+        pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Vec<u8>>, D::Error> {
+            let s = Option::<String>::deserialize(d)?;
+            s.map(|s| STANDARD.decode(s).map_err(|_| serde::de::Error::custom("invalid base64")))
+                .transpose()
+        }
+    }
+
+    /// Base64 for `Vec<Vec<u8>>`.
+    pub mod list {
+        use super::*;
+        use serde::ser::SerializeSeq;
+
+        /// Serialises a list of byte strings.
+        pub fn serialize<S: Serializer>(v: &[Vec<u8>], s: S) -> Result<S::Ok, S::Error> {
+            let mut seq = s.serialize_seq(Some(v.len()))?;
+            for b in v {
+                seq.serialize_element(&STANDARD.encode(b))?;
+            }
+            seq.end()
+        }
+
+        /// Deserialises a list of byte strings.
+        pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<Vec<u8>>, D::Error> {
+            let v = Vec::<String>::deserialize(d)?;
+            v.into_iter()
+                .map(|s| STANDARD.decode(s).map_err(|_| serde::de::Error::custom("invalid base64")))
+                .collect()
+        }
+    }
+}
+
+/// Milliseconds since the Unix epoch.
+pub type Millis = u64;
+
+/// Health check reply.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Health {
+    /// Always `"ok"`.
+    pub status: String,
+    /// Server version.
+    pub version: String,
+}
+
+/// Register a new account with its first device.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RegisterRequest {
+    /// The new user name.
+    pub user: UserName,
+    /// A label for the device ("laptop").
+    pub device_name: String,
+    /// The device's Ed25519 authentication public key (32 bytes).
+    #[serde(with = "b64")]
+    pub auth_key: Vec<u8>,
+}
+
+/// A device was created.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct DeviceRegistered {
+    /// The account.
+    pub user: UserName,
+    /// The new device.
+    pub device_id: DeviceId,
+}
+
+/// Ask for a login challenge.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ChallengeRequest {
+    /// The device that will sign.
+    pub device_id: DeviceId,
+}
+
+/// A one-time login challenge.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ChallengeResponse {
+    /// 32 random bytes to sign (see [`login_message`]).
+    #[serde(with = "b64")]
+    pub nonce: Vec<u8>,
+    /// When the challenge expires.
+    pub expires_at: Millis,
+}
+
+/// Answer a login challenge.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LoginRequest {
+    /// The device.
+    pub device_id: DeviceId,
+    /// The nonce from [`ChallengeResponse`].
+    #[serde(with = "b64")]
+    pub nonce: Vec<u8>,
+    /// Ed25519 signature over [`login_message`].
+    #[serde(with = "b64")]
+    pub signature: Vec<u8>,
+}
+
+/// A session token.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct LoginResponse {
+    /// Bearer token for `Authorization`.
+    pub token: String,
+    /// When it expires.
+    pub expires_at: Millis,
+}
+
+/// The bytes a device signs to log in: a domain-separation label, then the length-prefixed
+/// device id and nonce.
+pub fn login_message(device_id: &DeviceId, nonce: &[u8]) -> Vec<u8> {
+    let mut m = b"haven/login/v1\0".to_vec();
+    for field in [device_id.as_str().as_bytes(), nonce] {
+        m.extend_from_slice(&(field.len() as u32).to_be_bytes());
+        m.extend_from_slice(field);
+    }
+    m
+}
+
+/// A one-time code for linking a new device.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct LinkCodeResponse {
+    /// The code to type on the new device.
+    pub code: String,
+    /// When it expires.
+    pub expires_at: Millis,
+}
+
+/// Complete a device link on the new device.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LinkRequest {
+    /// The one-time code.
+    pub code: String,
+    /// A label for the new device.
+    pub device_name: String,
+    /// The new device's Ed25519 authentication key.
+    #[serde(with = "b64")]
+    pub auth_key: Vec<u8>,
+}
+
+/// A device as others see it.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct DeviceInfo {
+    /// The device.
+    pub device_id: DeviceId,
+    /// Its label.
+    pub name: String,
+    /// Its Ed25519 authentication key.
+    #[serde(with = "b64")]
+    pub auth_key: Vec<u8>,
+    /// When it was added.
+    pub created_at: Millis,
+}
+
+/// A user's devices.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct UserDevices {
+    /// The user.
+    pub user: UserName,
+    /// Their devices.
+    pub devices: Vec<DeviceInfo>,
+}
+
+/// Upload key packages (TLS-serialised `MLSMessage`s of wire format `mls_key_package`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UploadKeyPackages {
+    /// One-time key packages.
+    #[serde(with = "b64::list")]
+    pub key_packages: Vec<Vec<u8>>,
+    /// A last-resort key package, handed out when the one-time ones run out; replaces any
+    /// earlier one.
+    #[serde(default, with = "b64::option", skip_serializing_if = "Option::is_none")]
+    pub last_resort: Option<Vec<u8>>,
+}
+
+/// How many key packages a device has on the server.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct KeyPackageCount {
+    /// One-time packages left.
+    pub available: u32,
+    /// Whether a last-resort package is stored.
+    pub has_last_resort: bool,
+}
+
+/// A claimed key package.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ClaimedKeyPackage {
+    /// Whose.
+    pub device_id: DeviceId,
+    /// The key package.
+    #[serde(with = "b64")]
+    pub key_package: Vec<u8>,
+}
+
+/// One key package for each of a user's devices.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ClaimedKeyPackages {
+    /// The user.
+    pub user: UserName,
+    /// One per device that has a key package.
+    pub key_packages: Vec<ClaimedKeyPackage>,
+}
+
+/// Announce a new group; the caller becomes its only member at epoch 0.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CreateGroup {
+    /// The MLS group id (random, chosen by the client).
+    pub group_id: GroupId,
+}
+
+/// What the server knows of a group.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct GroupState {
+    /// The group.
+    pub group_id: GroupId,
+    /// The current epoch.
+    pub epoch: u64,
+    /// Member devices, for routing.
+    pub members: Vec<DeviceId>,
+}
+
+/// Submit a commit for the group's current epoch.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CommitRequest {
+    /// The commit (`MLSMessage`, public or private message of content type commit).
+    #[serde(with = "b64")]
+    pub commit: Vec<u8>,
+    /// The Welcome for added devices, released only once the commit is accepted.
+    #[serde(default, with = "b64::option", skip_serializing_if = "Option::is_none")]
+    pub welcome: Option<Vec<u8>>,
+    /// Devices the commit adds (routing only; members verify the MLS content themselves).
+    #[serde(default)]
+    pub added: Vec<DeviceId>,
+    /// Devices the commit removes.
+    #[serde(default)]
+    pub removed: Vec<DeviceId>,
+}
+
+/// Send a proposal (a member leaving sends its own Remove proposal with `leave: true`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProposalRequest {
+    /// The proposal (`MLSMessage`).
+    #[serde(with = "b64")]
+    pub proposal: Vec<u8>,
+    /// The sender is leaving: the server stops routing to it at once.
+    #[serde(default)]
+    pub leave: bool,
+}
+
+/// Send an application message.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SendRequest {
+    /// The `PrivateMessage`, whose `authenticated_data` carries the franking commitment.
+    #[serde(with = "b64")]
+    pub message: Vec<u8>,
+}
+
+/// An application message was accepted.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SendResponse {
+    /// The server's receive time, bound into its franking tag.
+    pub received_at: Millis,
+    /// How many device queues it went to.
+    pub deliveries: u32,
+}
+
+/// A generic acknowledgement.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Accepted {
+    /// How many items the request affected.
+    pub count: u32,
+}
+
+/// What a queue entry carries.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Hash)]
+#[serde(rename_all = "snake_case")]
+pub enum EntryKind {
+    /// An MLS application message (with a franking envelope).
+    Application,
+    /// An MLS commit.
+    Commit,
+    /// An MLS proposal.
+    Proposal,
+    /// An MLS Welcome.
+    Welcome,
+    /// Another device of this user was linked; payload is a JSON [`DeviceLinked`].
+    DeviceLinked,
+}
+
+impl EntryKind {
+    /// The stable name used in storage and on the wire.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EntryKind::Application => "application",
+            EntryKind::Commit => "commit",
+            EntryKind::Proposal => "proposal",
+            EntryKind::Welcome => "welcome",
+            EntryKind::DeviceLinked => "device_linked",
+        }
+    }
+
+    /// Parses the stable name.
+    pub fn parse(s: &str) -> Option<EntryKind> {
+        Some(match s {
+            "application" => EntryKind::Application,
+            "commit" => EntryKind::Commit,
+            "proposal" => EntryKind::Proposal,
+            "welcome" => EntryKind::Welcome,
+            "device_linked" => EntryKind::DeviceLinked,
+            _ => return None,
+        })
+    }
+}
+
+/// Payload of an [`EntryKind::DeviceLinked`] entry.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct DeviceLinked {
+    /// The user.
+    pub user: UserName,
+    /// The new device.
+    pub device_id: DeviceId,
+}
+
+/// Who sent a queue entry, as the server authenticated it.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Sender {
+    /// The user.
+    pub user: UserName,
+    /// The device.
+    pub device_id: DeviceId,
+}
+
+/// The server's franking envelope (DESIGN.md, "Message path"): the commitment it read from the
+/// MLS `authenticated_data` and its own tag binding it to sender, group and time.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct FrankEnvelope {
+    /// The sender's commitment (32 bytes).
+    #[serde(with = "b64")]
+    pub commitment: Vec<u8>,
+    /// `HMAC(k_srv, …)` over commitment, sender device, group and time (32 bytes).
+    #[serde(with = "b64")]
+    pub server_tag: Vec<u8>,
+    /// The receive time bound into the tag.
+    pub received_at: Millis,
+}
+
+/// One item in a device's queue.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct QueueEntry {
+    /// Queue id, unique per server, increasing; acknowledge with it.
+    pub id: i64,
+    /// What it is.
+    pub kind: EntryKind,
+    /// The group, for MLS entries.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub group_id: Option<GroupId>,
+    /// The authenticated sender, where there is one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sender: Option<Sender>,
+    /// The bytes.
+    #[serde(with = "b64")]
+    pub payload: Vec<u8>,
+    /// The franking envelope, for application messages.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub frank: Option<FrankEnvelope>,
+    /// When the server received it.
+    pub received_at: Millis,
+}
+
+/// A page of queue entries.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct QueueBatch {
+    /// Entries in id order.
+    pub entries: Vec<QueueEntry>,
+}
+
+/// Acknowledge entries, removing them from the queue.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AckRequest {
+    /// Queue ids.
+    pub ids: Vec<i64>,
+}
+
+/// A frame a client sends on the WebSocket.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", deny_unknown_fields)]
+pub enum WsClientFrame {
+    /// Acknowledge entries.
+    Ack {
+        /// Queue ids.
+        ids: Vec<i64>,
+    },
+}
+
+/// A stored blob.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct BlobStored {
+    /// The content address (SHA-256 of the bytes).
+    pub blob_id: BlobId,
+    /// Size in bytes.
+    pub size: u64,
+}
+
+/// Machine-readable error codes.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorCode {
+    /// The request is malformed (bad JSON, bad base64, bad MLS bytes, bad ids).
+    BadRequest,
+    /// Missing, expired or forged authentication.
+    Unauthorized,
+    /// Authenticated, but not allowed (not a member, say).
+    Forbidden,
+    /// No such user, device, group, blob or code.
+    NotFound,
+    /// The name or id is taken.
+    AlreadyExists,
+    /// A commit for an epoch that is not the current one.
+    EpochConflict,
+    /// A limit was reached (size, members, key packages, queue depth).
+    LimitExceeded,
+    /// Too many requests; try later.
+    RateLimited,
+    /// The body is too large.
+    PayloadTooLarge,
+    /// The server failed; nothing was changed.
+    Internal,
+}
+
+/// The JSON body of every error reply.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct ApiError {
+    /// What kind of error.
+    pub code: ErrorCode,
+    /// What happened, for people.
+    pub message: String,
+    /// For `epoch_conflict`: the group's current epoch.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub current_epoch: Option<u64>,
+}
+
+impl std::fmt::Display for ApiError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl std::error::Error for ApiError {}
