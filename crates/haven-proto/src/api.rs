@@ -381,11 +381,10 @@ impl EntryKind {
     }
 }
 
-/// Payload of an [`EntryKind::DeviceLinked`] entry.
+/// Payload of an [`EntryKind::DeviceLinked`] entry, queued to the user's other devices (so the
+/// user is the recipient's own).
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct DeviceLinked {
-    /// The user.
-    pub user: UserName,
     /// The new device.
     pub device_id: DeviceId,
 }
