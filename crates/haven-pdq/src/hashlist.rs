@@ -305,7 +305,10 @@ impl HashListBuilder {
     }
 
     /// The finished list (entries in order of first appearance).
-    pub fn finish(self) -> HashList {
+    pub fn finish(mut self) -> HashList {
+        self.ids = HashMap::new();
+        self.words.shrink_to_fit();
+        self.quality.shrink_to_fit();
         let n = self.words.len();
         let mut label_start = Vec::with_capacity(n + 1);
         let mut label_refs = Vec::new();
@@ -324,6 +327,7 @@ impl HashListBuilder {
             // rather than wrap if a pathological list ever got there.
             label_start.push(u32::try_from(label_refs.len()).unwrap_or(u32::MAX));
         }
+        label_refs.shrink_to_fit();
         HashList {
             words: self.words,
             quality: self.quality,

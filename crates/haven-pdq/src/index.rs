@@ -233,12 +233,18 @@ fn table_radii(radius: u32, m: usize) -> impl Iterator<Item = i64> {
     (0..m64).map(move |k| if k <= a { q } else { q - 1 })
 }
 
-// Cost model constants, in nanoseconds, measured on the development machine (see
-// BENCHMARKS.md): a probe (offsets read and a short bucket scan, usually two cache misses), a
-// candidate (a random read of its hash), and one entry of a scan (memory-bandwidth bound).
-const PROBE_NS: f64 = 40.0;
-const CANDIDATE_NS: f64 = 25.0;
-const SCAN_NS_PER_ENTRY: f64 = 1.5;
+// Cost model constants, in nanoseconds, fitted to the measurements in BENCHMARKS.md: a probe
+// (offsets read and a short bucket scan, usually two cache misses), a candidate (a random read
+// of its hash), and one entry of a scan, which depends on whether the build may use the POPCNT
+// instruction (the default x86-64 target may not, and the scan then uses SSE2 bit tricks).
+const PROBE_NS: f64 = 150.0;
+const CANDIDATE_NS: f64 = 100.0;
+const SCAN_NS_PER_ENTRY: f64 = if cfg!(target_feature = "popcnt") {
+    SCAN_NS_POPCNT
+} else {
+    7.5
+};
+const SCAN_NS_POPCNT: f64 = 2.5;
 
 impl Index {
     /// Builds an index over `list` (MIH tables when the list is large enough).
