@@ -116,6 +116,13 @@ pub enum DecodeError {
         /// The limit.
         limit: u64,
     },
+    /// A decoder needed more memory than the limits allow (for formats whose header does not
+    /// settle the allocation, e.g. many frames or huge metadata).
+    #[error("decoding needs more memory than allowed: {detail}")]
+    DecoderLimit {
+        /// What the decoder said.
+        detail: String,
+    },
 
     // --- malformed or unsupported input ---
     /// Not one of the supported formats (or not an image at all).
@@ -203,7 +210,7 @@ pub fn decode_bytes(bytes: &[u8], limits: &Limits) -> Result<DecodedImage, Decod
     reader.limits(backstop);
     let decoder = reader
         .into_decoder()
-        .map_err(|e| map_image_error(e, format, limits))?;
+        .map_err(|e| map_image_error(e, format))?;
     let (width, height) = decoder.dimensions();
     if u64::from(width) * u64::from(height) > limits.max_pixels {
         return Err(DecodeError::TooManyPixels {
@@ -212,12 +219,11 @@ pub fn decode_bytes(bytes: &[u8], limits: &Limits) -> Result<DecodedImage, Decod
             limit: limits.max_pixels,
         });
     }
-    let img =
-        DynamicImage::from_decoder(decoder).map_err(|e| map_image_error(e, format, limits))?;
+    let img = DynamicImage::from_decoder(decoder).map_err(|e| map_image_error(e, format))?;
     Ok(to_rgb(img, format))
 }
 
-fn map_image_error(e: image::ImageError, format: Format, limits: &Limits) -> DecodeError {
+fn map_image_error(e: image::ImageError, format: Format) -> DecodeError {
     use image::error::{ImageError, LimitErrorKind};
     match e {
         ImageError::IoError(io) if io.kind() == std::io::ErrorKind::UnexpectedEof => {
@@ -232,10 +238,8 @@ fn map_image_error(e: image::ImageError, format: Format, limits: &Limits) -> Dec
         },
         ImageError::Limits(l) => match l.kind() {
             LimitErrorKind::DimensionError | LimitErrorKind::InsufficientMemory => {
-                DecodeError::TooManyPixels {
-                    width: 0,
-                    height: 0,
-                    limit: limits.max_pixels,
+                DecodeError::DecoderLimit {
+                    detail: l.to_string(),
                 }
             }
             _ => DecodeError::UnsupportedFeature {
