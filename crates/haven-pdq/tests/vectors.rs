@@ -282,3 +282,56 @@ fn crc32(data: &[u8]) -> u32 {
     }
     !crc
 }
+
+/// The pixels `tests/data/gen_edge.py` hashes with the reference.
+fn edge_pixels(w: usize, h: usize) -> Vec<u8> {
+    let mut px = Vec::with_capacity(w * h * 3);
+    for y in 0..h {
+        for x in 0..w {
+            px.extend([
+                ((3 * x + y) % 256) as u8,
+                ((5 * y) % 256) as u8,
+                ((7 * (x ^ y)) % 256) as u8,
+            ]);
+        }
+    }
+    px
+}
+
+#[test]
+fn edge_sizes_match_reference_plain_and_dihedral() {
+    let csv = include_str!("data/edge.csv");
+    let mut lines = csv.lines();
+    assert_eq!(lines.next(), Some("width,height,variant,pdq,quality"));
+    let mut checked = 0;
+    let mut current: Option<(
+        (usize, usize),
+        haven_pdq::PdqResult,
+        haven_pdq::DihedralResult,
+    )> = None;
+    for line in lines {
+        let f: Vec<&str> = line.split(',').collect();
+        let (w, h): (usize, usize) = (f[0].parse().unwrap(), f[1].parse().unwrap());
+        let want: PdqHash = f[3].parse().unwrap();
+        let quality: u8 = f[4].parse().unwrap();
+        if current.as_ref().map(|c| c.0) != Some((w, h)) {
+            let px = edge_pixels(w, h);
+            let view = RgbView::new(w, h, &px).unwrap();
+            current = Some(((w, h), hash_rgb(view), haven_pdq::hash_rgb_dihedral(view)));
+        }
+        let (_, plain, dihedral) = current.as_ref().unwrap();
+        let (got, got_q) = if f[2] == "plain" {
+            (plain.hash, plain.quality)
+        } else {
+            let v = Dihedral::ALL
+                .into_iter()
+                .find(|v| v.name() == f[2])
+                .unwrap();
+            (dihedral.get(v), dihedral.quality)
+        };
+        assert_eq!(got, want, "{w}x{h} {}", f[2]);
+        assert_eq!(got_q, quality, "{w}x{h} {} quality", f[2]);
+        checked += 1;
+    }
+    assert_eq!(checked, 16 * 9);
+}
