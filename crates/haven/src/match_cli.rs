@@ -65,7 +65,7 @@ pub struct MatchArgs {
     /// What to do with invalid lines in --list.
     #[arg(long, value_enum, default_value_t = OnInvalid::Skip)]
     pub on_invalid: OnInvalid,
-    /// Image paths or 64-hex-digit hashes.
+    /// Image paths or 64-hex-digit hashes (an input that parses as a hash is a hash).
     pub inputs: Vec<String>,
 }
 
@@ -169,8 +169,21 @@ fn resolve(input: &str, dihedral: bool) -> anyhow::Result<Resolved> {
 }
 
 /// Hashes an image file (its hash and quality, or its eight dihedral variants).
-fn hash_image(_path: &Path, _dihedral: bool) -> anyhow::Result<Resolved> {
-    anyhow::bail!("image hashing not available in this build (pass 64-hex-digit hashes instead)")
+fn hash_image(path: &Path, dihedral: bool) -> anyhow::Result<Resolved> {
+    let limits = haven_pdq::decode::Limits::default();
+    if dihedral {
+        let r = haven_pdq::decode::hash_file_dihedral(path, &limits)?;
+        Ok(Resolved {
+            hashes: r.hashes.to_vec(),
+            quality: Some(r.quality),
+        })
+    } else {
+        let r = haven_pdq::decode::hash_file(path, &limits)?;
+        Ok(Resolved {
+            hashes: vec![r.hash],
+            quality: Some(r.quality),
+        })
+    }
 }
 
 /// Quotes a CSV field when it needs it.
