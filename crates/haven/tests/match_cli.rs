@@ -172,3 +172,97 @@ fn csv_snapshot_build_info_and_match() {
     assert_eq!(o.status.code(), Some(2));
     assert!(stderr(&o).contains("truncated"), "{}", stderr(&o));
 }
+
+/// Writes a 96×80 binary PPM of pseudo-random 8×8 blocks, optionally mirrored left-right.
+/// (Not 64×64: the reference skips the blur for exactly 64×64 in the plain hash only, so there
+/// the plain hash and the dihedral 'original' differ.)
+fn write_ppm(path: &Path, mirrored: bool, flat: bool) {
+    let (w, h) = (96usize, 80usize);
+    let mut px = Vec::with_capacity(w * h * 3);
+    for y in 0..h {
+        for x in 0..w {
+            let sx = if mirrored { w - 1 - x } else { x };
+            let block = (y / 8) * 12 + sx / 8;
+            let v = if flat {
+                128
+            } else {
+                ((block * 2_654_435_761usize) >> 7) as u8
+            };
+            px.extend_from_slice(&[v, v.wrapping_mul(3), 255 - v]);
+        }
+    }
+    let mut data = format!("P6\n{w} {h}\n255\n").into_bytes();
+    data.extend(px);
+    std::fs::write(path, data).unwrap();
+}
+
+#[test]
+fn image_inputs_dihedral_quality_and_errors() {
+    let dir = tmpdir("img");
+    let img = dir.join("blocks.ppm");
+    let mirror = dir.join("mirror.ppm");
+    let flat = dir.join("flat.ppm");
+    write_ppm(&img, false, false);
+    write_ppm(&mirror, true, false);
+    write_ppm(&flat, false, true);
+    let limits = haven_pdq::decode::Limits::default();
+    let h = haven_pdq::decode::hash_file(&img, &limits).unwrap();
+    let hm = haven_pdq::decode::hash_file(&mirror, &limits).unwrap();
+    let hf = haven_pdq::decode::hash_file(&flat, &limits).unwrap();
+    assert!(h.quality >= 50, "test image should be of good quality");
+    assert!(
+        h.hash.distance(&hm.hash) > 31,
+        "mirror should not match without --dihedral"
+    );
+    assert!(hf.quality < 50, "flat image should be of low quality");
+    let hd = haven_pdq::decode::hash_file_dihedral(&img, &limits).unwrap();
+    assert_eq!(
+        hd.hashes[0], h.hash,
+        "the dihedral 'original' variant must equal the plain hash"
+    );
+    assert_eq!(hd.quality, h.quality);
+
+    let list = dir.join("list.txt");
+    std::fs::write(&list, format!("{}\n{}\n", h.hash, hf.hash)).unwrap();
+    let l = list.to_str().unwrap();
+    let (i, m, f) = (
+        img.to_str().unwrap(),
+        mirror.to_str().unwrap(),
+        flat.to_str().unwrap(),
+    );
+
+    let o = haven(&["match", "--list", l, i, m]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(stdout(&o), format!("{i},{},0,\n", h.hash));
+
+    let o = haven(&["match", "--list", l, "--dihedral", i, m]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let out = stdout(&o);
+    assert!(
+        out.starts_with(&format!("{i},{},0,\n{m},{},", h.hash, h.hash)),
+        "{out}"
+    );
+
+    // A low-quality image matches nothing by default, and says so; --min-quality 0 allows it.
+    let o = haven(&["match", "--list", l, f]);
+    assert!(o.status.success());
+    assert_eq!(stdout(&o), "");
+    assert!(
+        stderr(&o).contains("below --min-quality 50"),
+        "{}",
+        stderr(&o)
+    );
+    let o = haven(&["match", "--list", l, "--min-quality", "0", f]);
+    assert_eq!(stdout(&o), format!("{f},{},0,\n", hf.hash));
+
+    // An unreadable input is an error line; the other inputs are still matched; exit non-zero.
+    let missing = dir.join("missing.jpg");
+    let o = haven(&["match", "--list", l, missing.to_str().unwrap(), i]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stderr(&o).contains("missing.jpg"), "{}", stderr(&o));
+    assert_eq!(stdout(&o), format!("{i},{},0,\n", h.hash));
+
+    // No list at all, or no inputs: usage errors.
+    assert!(!haven(&["match", i]).status.success());
+    assert!(!haven(&["match", "--list", l]).status.success());
+}
