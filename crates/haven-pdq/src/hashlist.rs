@@ -104,9 +104,13 @@ pub enum ParseError {
     /// An invalid line under [`InvalidLinePolicy::Fail`].
     #[error("{0}")]
     InvalidLine(InvalidLine),
-    /// More than [`MAX_ENTRIES`] distinct hashes.
-    #[error("hash list has more than {MAX_ENTRIES} distinct hashes")]
+    /// More than [`MAX_ENTRIES`] distinct hashes, or more than `u32::MAX` labels or
+    /// (entry, label) pairs.
+    #[error("hash list has more than {MAX_ENTRIES} distinct hashes or too many labels")]
     TooManyEntries,
+    /// A label longer than [`MAX_LABEL_BYTES`] given to [`HashListBuilder::add`].
+    #[error("label longer than {MAX_LABEL_BYTES} bytes")]
+    LabelTooLong,
 }
 
 /// A parsed list and what was wrong with it.
@@ -228,6 +232,8 @@ pub struct HashListBuilder {
     label_ids: HashMap<String, u32>,
     labels: Vec<String>,
     duplicates: u64,
+    /// (entry, label) pairs so far, bounded by `u32::MAX` (the CSR offsets are u32).
+    refs: u64,
 }
 
 const NO_LABEL: u32 = u32::MAX;
@@ -250,6 +256,15 @@ impl HashListBuilder {
         quality: Option<u8>,
         labels: impl IntoIterator<Item = &'a str>,
     ) -> Result<(), ParseError> {
+        // Check everything before changing anything, so a rejected add leaves no trace.
+        let labels: Vec<&str> = labels
+            .into_iter()
+            .map(str::trim)
+            .filter(|l| !l.is_empty())
+            .collect();
+        if labels.iter().any(|l| l.len() > MAX_LABEL_BYTES) {
+            return Err(ParseError::LabelTooLong);
+        }
         let w = hash.words();
         let id = match self.ids.get(&w) {
             Some(&id) => {
@@ -275,10 +290,6 @@ impl HashListBuilder {
             }
         }
         for label in labels {
-            let label = label.trim();
-            if label.is_empty() {
-                continue;
-            }
             let lid = match self.label_ids.get(label) {
                 Some(&l) => l,
                 None => {
@@ -292,12 +303,23 @@ impl HashListBuilder {
             let Some(first) = self.first_label.get_mut(id as usize) else {
                 continue;
             };
-            if *first == NO_LABEL {
+            let added = if *first == NO_LABEL {
                 *first = lid;
+                true
             } else if *first != lid {
                 let more = self.more_labels.entry(id).or_default();
-                if !more.contains(&lid) {
+                let new = !more.contains(&lid);
+                if new {
                     more.push(lid);
+                }
+                new
+            } else {
+                false
+            };
+            if added {
+                self.refs += 1;
+                if self.refs > u64::from(u32::MAX) {
+                    return Err(ParseError::TooManyEntries);
                 }
             }
         }
@@ -323,8 +345,7 @@ impl HashListBuilder {
                     label_refs.extend_from_slice(more);
                 }
             }
-            // At most MAX_ENTRIES entries with distinct labels each: fits u32 in practice; saturate
-            // rather than wrap if a pathological list ever got there.
+            // `add` keeps the number of references within u32.
             label_start.push(u32::try_from(label_refs.len()).unwrap_or(u32::MAX));
         }
         label_refs.shrink_to_fit();
@@ -624,6 +645,19 @@ mod tests {
             }
             other => panic!("unexpected {other:?}"),
         }
+    }
+
+    #[test]
+    fn builder_rejects_overlong_label() {
+        let mut b = HashListBuilder::new();
+        let long = "x".repeat(MAX_LABEL_BYTES + 1);
+        let err = b.add(PdqHash::ZERO, None, [long.as_str()]).unwrap_err();
+        assert!(matches!(err, ParseError::LabelTooLong));
+        b.add(PdqHash::ZERO, None, ["ok", "ok", "second"]).unwrap();
+        assert_eq!(b.duplicates(), 0, "the rejected add left no entry behind");
+        let l = b.finish();
+        assert_eq!(l.labels(0).collect::<Vec<_>>(), vec!["ok", "second"]);
+        assert_eq!(l.label_ref_count(), 2);
     }
 
     #[test]
