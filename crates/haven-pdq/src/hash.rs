@@ -342,6 +342,8 @@ fn window(dim: usize) -> usize {
 
 /// Rows per lane-interleaved block.
 const LANES: usize = 8;
+/// Columns per tile when interleaving rows into lanes (8 KiB of `[f32; 8]`).
+const TILE: usize = 256;
 type Lanes = [f32; LANES];
 
 #[inline(always)]
@@ -442,19 +444,27 @@ fn downsample(img: RgbView<'_>, buf: &mut Buf64) {
 
     let mut produce_block = |start: usize, ring: &mut [f32]| {
         let n = LANES.min(h - start);
-        for lane in 0..n {
-            let y = start + lane;
-            let px = &img.pixels[y * w * 3..(y + 1) * w * 3];
-            for (slot, p) in luma_block.iter_mut().zip(px.chunks_exact(3)) {
-                slot[lane] = luma(p);
+        // Lane-interleaving is done in column tiles small enough to stay in L1 while the eight
+        // rows are written into them.
+        for x0 in (0..w).step_by(TILE) {
+            let x1 = (x0 + TILE).min(w);
+            for lane in 0..n {
+                let y = start + lane;
+                let px = &img.pixels[(y * w + x0) * 3..(y * w + x1) * 3];
+                for (slot, p) in luma_block[x0..x1].iter_mut().zip(px.chunks_exact(3)) {
+                    slot[lane] = luma(p);
+                }
             }
         }
         box_lanes::<true>(&luma_block, &mut p1_block, row_plan);
-        for lane in 0..n {
-            let y = start + lane;
-            let dst = &mut ring[(y % ring_rows) * w..(y % ring_rows + 1) * w];
-            for (d, v) in dst.iter_mut().zip(p1_block.iter()) {
-                *d = v[lane];
+        for x0 in (0..w).step_by(TILE) {
+            let x1 = (x0 + TILE).min(w);
+            for lane in 0..n {
+                let r = (start + lane) % ring_rows;
+                let dst = &mut ring[r * w + x0..r * w + x1];
+                for (d, v) in dst.iter_mut().zip(&p1_block[x0..x1]) {
+                    *d = v[lane];
+                }
             }
         }
         start + n
@@ -463,7 +473,7 @@ fn downsample(img: RgbView<'_>, buf: &mut Buf64) {
     // First vertical pass, row by row; its rows go lane-interleaved into `q1_block`, and each
     // full block runs the second horizontal pass (sums only) then divides at sampled columns.
     let mut col_sum = vec![0f32; w];
-    let mut q1_row = vec![0f32; w];
+    let mut q1_rows = vec![0f32; LANES * w];
     let mut q1_block = vec![[0f32; LANES]; w];
     let mut p2_sums = vec![[0f32; LANES]; w];
     let mut p2 = vec![[0f32; 64]; h]; // second horizontal pass at the sampled columns
@@ -485,25 +495,48 @@ fn downsample(img: RgbView<'_>, buf: &mut Buf64) {
         let (add, sub, count) = col_plan.step(o);
         if let Some(a) = add {
             ensure(a, &mut produced, &mut ring);
-            let src = &ring[(a % ring_rows) * w..(a % ring_rows + 1) * w];
-            for (s, v) in col_sum.iter_mut().zip(src) {
-                *s += v;
-            }
         }
-        if let Some(b) = sub {
-            let src = &ring[(b % ring_rows) * w..(b % ring_rows + 1) * w];
-            for (s, v) in col_sum.iter_mut().zip(src) {
-                *s -= v;
-            }
-        }
-        for (q, s) in q1_row.iter_mut().zip(&col_sum) {
-            *q = s / count;
-        }
+        let row = |y: usize| &ring[(y % ring_rows) * w..(y % ring_rows + 1) * w];
         let lane = o % LANES;
-        for (d, q) in q1_block.iter_mut().zip(&q1_row) {
-            d[lane] = *q;
+        let q_out = &mut q1_rows[lane * w..(lane + 1) * w];
+        // One pass per output row: add, then subtract, then divide, per column (the reference's
+        // order for each column's running sum).
+        match (add, sub) {
+            (Some(a), Some(b)) => {
+                for (((s, q), va), vb) in col_sum.iter_mut().zip(q_out).zip(row(a)).zip(row(b)) {
+                    *s += va;
+                    *s -= vb;
+                    *q = *s / count;
+                }
+            }
+            (Some(a), None) => {
+                for ((s, q), va) in col_sum.iter_mut().zip(q_out).zip(row(a)) {
+                    *s += va;
+                    *q = *s / count;
+                }
+            }
+            (None, Some(b)) => {
+                for ((s, q), vb) in col_sum.iter_mut().zip(q_out).zip(row(b)) {
+                    *s -= vb;
+                    *q = *s / count;
+                }
+            }
+            (None, None) => {
+                for (s, q) in col_sum.iter().zip(q_out) {
+                    *q = s / count;
+                }
+            }
         }
         if lane == LANES - 1 || o == h - 1 {
+            for x0 in (0..w).step_by(TILE) {
+                let x1 = (x0 + TILE).min(w);
+                for l in 0..=lane {
+                    let src = &q1_rows[l * w + x0..l * w + x1];
+                    for (d, q) in q1_block[x0..x1].iter_mut().zip(src) {
+                        d[l] = *q;
+                    }
+                }
+            }
             box_lanes::<false>(&q1_block, &mut p2_sums, row_plan);
             let start = o - lane;
             for (c, &x) in cols.iter().enumerate() {
