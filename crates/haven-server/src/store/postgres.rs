@@ -1,0 +1,905 @@
+//! The PostgreSQL backend, for deployments with several stateless server nodes.
+//!
+//! Transactions run at READ COMMITTED and serialise on row locks where they check before they
+//! write (`FOR NO KEY UPDATE`: exclusive among writers, but no obstacle to the `KEY SHARE` locks
+//! that foreign-key checks take):
+//! - the group row, locked for commits and leaves and `FOR SHARE` for group messages, so exactly
+//!   one commit per epoch wins and a message is routed to the membership of one definite point
+//!   in the commit order;
+//! - every recipient's device row, locked in id order before its queue depth is checked and its
+//!   queue rows are inserted. The lock is held to commit, so two transactions never both pass a
+//!   depth check, and for one device queue ids (from a sequence) become visible in increasing
+//!   order — a client's "after" cursor never skips an entry that commits late.
+//!
+//! Locks are always taken group first, then devices by id. A deadlock (`40P01`) or serialization
+//! failure (`40001`) that happens anyway rolls the whole transaction back, and it is retried a
+//! few times before `Backend` is returned.
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use haven_proto::{DeviceId, GroupId, UserName};
+use sqlx::postgres::{PgConnectOptions, PgConnection, PgPool, PgPoolOptions};
+
+use super::{
+    count_u32, epoch_from_db, epoch_to_db, frank_columns, limit_to_db, parse_device, parse_user,
+    plan_commit, CommitApply, DeviceRecord, DeviceRow, GroupRecord, Limits, Millis, NewDevice,
+    NewMessage, QueueRow, QueuedMessage, Store, StoreError, StoreResult,
+};
+
+/// Connections per server node.
+const MAX_CONNECTIONS: u32 = 16;
+/// How long a request waits for a pooled connection.
+const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(30);
+/// Attempts at a transaction that hits a deadlock or serialization failure.
+const ATTEMPTS: u32 = 5;
+
+/// The PostgreSQL store.
+#[derive(Debug, Clone)]
+pub struct PgStore {
+    pool: PgPool,
+}
+
+/// An error inside a transaction: either the store's answer, or a database error that may be
+/// worth retrying.
+enum TxError {
+    Store(StoreError),
+    Db(sqlx::Error),
+}
+
+impl From<sqlx::Error> for TxError {
+    fn from(e: sqlx::Error) -> Self {
+        TxError::Db(e)
+    }
+}
+
+impl From<StoreError> for TxError {
+    fn from(e: StoreError) -> Self {
+        TxError::Store(e)
+    }
+}
+
+impl TxError {
+    fn retryable(&self) -> bool {
+        match self {
+            TxError::Db(e) => e
+                .as_database_error()
+                .and_then(|d| d.code())
+                .is_some_and(|c| c == "40001" || c == "40P01"),
+            TxError::Store(_) => false,
+        }
+    }
+}
+
+impl From<TxError> for StoreError {
+    fn from(e: TxError) -> Self {
+        match e {
+            TxError::Store(e) => e,
+            TxError::Db(e) => e.into(),
+        }
+    }
+}
+
+type TxResult<T> = Result<T, TxError>;
+
+/// Runs `$body` (an expression using `$conn: &mut PgConnection` and returning `TxResult<T>`) in
+/// a transaction, committing on `Ok` and retrying on deadlock or serialization failure.
+macro_rules! transaction {
+    ($self:ident, |$conn:ident| $body:expr) => {{
+        let mut attempt = 0u32;
+        loop {
+            attempt += 1;
+            let result: TxResult<_> = async {
+                let mut tx = $self.pool.begin().await?;
+                let value: TxResult<_> = {
+                    let $conn: &mut PgConnection = &mut tx;
+                    $body.await
+                };
+                let value = value?;
+                tx.commit().await?;
+                Ok(value)
+            }
+            .await;
+            match result {
+                Err(e) if e.retryable() && attempt < ATTEMPTS => {
+                    tokio::time::sleep(Duration::from_millis(5 * u64::from(attempt))).await;
+                }
+                other => break other.map_err(StoreError::from),
+            }
+        }
+    }};
+}
+
+impl PgStore {
+    /// Connects to the database at `url` (`postgres://…`) and runs the migrations.
+    pub async fn connect(url: &str) -> StoreResult<Self> {
+        Self::connect_with(PgConnectOptions::from_str(url)?).await
+    }
+
+    /// Connects with explicit options (a `search_path`, say) and runs the migrations.
+    pub async fn connect_with(options: PgConnectOptions) -> StoreResult<Self> {
+        let pool = PgPoolOptions::new()
+            .max_connections(MAX_CONNECTIONS)
+            .acquire_timeout(ACQUIRE_TIMEOUT)
+            .connect_with(options)
+            .await?;
+        sqlx::migrate!("./migrations/postgres")
+            .run(&pool)
+            .await
+            .map_err(|e| StoreError::Backend(format!("migration failed: {e}")))?;
+        Ok(PgStore { pool })
+    }
+
+    /// Closes the connections (waiting for those in use to be returned).
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+}
+
+fn device_strings(devices: &[DeviceId]) -> Vec<String> {
+    devices.iter().map(|d| d.as_str().to_owned()).collect()
+}
+
+async fn device_exists(conn: &mut PgConnection, device: &DeviceId) -> TxResult<bool> {
+    let found: Option<i32> = sqlx::query_scalar("SELECT 1 FROM devices WHERE id = $1")
+        .bind(device.as_str())
+        .fetch_optional(&mut *conn)
+        .await?;
+    Ok(found.is_some())
+}
+
+async fn user_exists(conn: &mut PgConnection, user: &UserName) -> TxResult<bool> {
+    let found: Option<i32> = sqlx::query_scalar("SELECT 1 FROM users WHERE name = $1")
+        .bind(user.as_str())
+        .fetch_optional(&mut *conn)
+        .await?;
+    Ok(found.is_some())
+}
+
+async fn insert_device(
+    conn: &mut PgConnection,
+    user: &UserName,
+    device: &NewDevice,
+) -> TxResult<()> {
+    let done = sqlx::query(
+        "INSERT INTO devices (id, user_name, name, auth_key, created_at) VALUES ($1, $2, $3, $4, $5)
+         ON CONFLICT DO NOTHING",
+    )
+    .bind(device.device_id.as_str())
+    .bind(user.as_str())
+    .bind(&device.name)
+    .bind(&device.auth_key)
+    .bind(device.created_at)
+    .execute(&mut *conn)
+    .await?;
+    if done.rows_affected() == 0 {
+        return Err(StoreError::AlreadyExists("device").into());
+    }
+    Ok(())
+}
+
+/// How a transaction holds the group row.
+#[derive(Clone, Copy)]
+enum GroupLock {
+    None,
+    Share,
+    Update,
+}
+
+/// The group's epoch and members, or `NotFound("group")`, locking the group row as asked.
+async fn group_state(
+    conn: &mut PgConnection,
+    group: &GroupId,
+    lock: GroupLock,
+) -> TxResult<(u64, Vec<DeviceId>)> {
+    let sql = match lock {
+        GroupLock::None => "SELECT epoch FROM mls_groups WHERE id = $1",
+        GroupLock::Share => "SELECT epoch FROM mls_groups WHERE id = $1 FOR SHARE",
+        GroupLock::Update => "SELECT epoch FROM mls_groups WHERE id = $1 FOR NO KEY UPDATE",
+    };
+    let epoch: Option<i64> = sqlx::query_scalar(sql)
+        .bind(group.as_bytes())
+        .fetch_optional(&mut *conn)
+        .await?;
+    let epoch = epoch.ok_or(StoreError::NotFound("group"))?;
+    let members: Vec<String> = sqlx::query_scalar(
+        "SELECT device_id FROM group_members WHERE group_id = $1 ORDER BY device_id",
+    )
+    .bind(group.as_bytes())
+    .fetch_all(&mut *conn)
+    .await?;
+    let members = members
+        .iter()
+        .map(|m| parse_device(m))
+        .collect::<StoreResult<Vec<_>>>()?;
+    Ok((epoch_from_db(epoch)?, members))
+}
+
+/// Locks the device rows of `devices` (in id order) and, with `max`, refuses with `Limit` if any
+/// already holds `max` queue entries.
+async fn lock_recipients(
+    conn: &mut PgConnection,
+    devices: &[DeviceId],
+    max: Option<u64>,
+) -> TxResult<()> {
+    if devices.is_empty() {
+        return Ok(());
+    }
+    let depths: Vec<i64> = sqlx::query_scalar(
+        "SELECT queue_depth FROM devices WHERE id = ANY($1) ORDER BY id FOR NO KEY UPDATE",
+    )
+    .bind(device_strings(devices))
+    .fetch_all(&mut *conn)
+    .await?;
+    if let Some(max) = max {
+        if depths.iter().any(|d| *d >= limit_to_db(max)) {
+            return Err(StoreError::Limit {
+                what: "queue depth",
+                max,
+            }
+            .into());
+        }
+    }
+    Ok(())
+}
+
+/// Stores `message` once and queues it to each of `recipients` (distinct, existing devices whose
+/// rows the caller has locked). Returns the number of recipients.
+async fn enqueue(
+    conn: &mut PgConnection,
+    recipients: &[DeviceId],
+    message: &NewMessage,
+) -> TxResult<u32> {
+    if recipients.is_empty() {
+        return Ok(0);
+    }
+    let sender_user: Option<String> = match &message.sender {
+        Some(sender) => Some(
+            sqlx::query_scalar("SELECT user_name FROM devices WHERE id = $1")
+                .bind(sender.as_str())
+                .fetch_optional(&mut *conn)
+                .await?
+                .ok_or(StoreError::NotFound("device"))?,
+        ),
+        None => None,
+    };
+    let (commitment, server_tag) = frank_columns(message);
+    let message_id: i64 = sqlx::query_scalar(
+        "INSERT INTO messages (kind, group_id, sender_user, sender_device, payload, commitment, server_tag,
+                               received_at, expires_at)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) RETURNING id",
+    )
+    .bind(message.kind.as_str())
+    .bind(message.group_id.as_ref().map(GroupId::as_bytes))
+    .bind(sender_user)
+    .bind(message.sender.as_ref().map(DeviceId::as_str))
+    .bind(&message.payload)
+    .bind(commitment)
+    .bind(server_tag)
+    .bind(message.received_at)
+    .bind(message.expires_at)
+    .fetch_one(&mut *conn)
+    .await?;
+    let ids = device_strings(recipients);
+    sqlx::query(
+        "INSERT INTO queue (device_id, message_id)
+         SELECT d, $2 FROM unnest($1::text[]) WITH ORDINALITY AS t(d, n) ORDER BY n",
+    )
+    .bind(&ids)
+    .bind(message_id)
+    .execute(&mut *conn)
+    .await?;
+    sqlx::query("UPDATE devices SET queue_depth = queue_depth + 1 WHERE id = ANY($1)")
+        .bind(&ids)
+        .execute(&mut *conn)
+        .await?;
+    Ok(count_u32(recipients.len())?)
+}
+
+async fn add_key_packages_tx(
+    conn: &mut PgConnection,
+    device: &DeviceId,
+    packages: &[Vec<u8>],
+    last_resort: Option<&[u8]>,
+    limits: &Limits,
+) -> TxResult<u32> {
+    // Locking the device row serialises concurrent uploads for the device, so the count holds.
+    let found: Option<i32> =
+        sqlx::query_scalar("SELECT 1 FROM devices WHERE id = $1 FOR NO KEY UPDATE")
+            .bind(device.as_str())
+            .fetch_optional(&mut *conn)
+            .await?;
+    if found.is_none() {
+        return Err(StoreError::NotFound("device").into());
+    }
+    let stored: i64 = sqlx::query_scalar("SELECT count(*) FROM key_packages WHERE device_id = $1")
+        .bind(device.as_str())
+        .fetch_one(&mut *conn)
+        .await?;
+    let total = u64::try_from(stored)
+        .unwrap_or(u64::MAX)
+        .saturating_add(u64::try_from(packages.len()).unwrap_or(u64::MAX));
+    if total > limits.max_key_packages {
+        return Err(StoreError::Limit {
+            what: "key packages",
+            max: limits.max_key_packages,
+        }
+        .into());
+    }
+    if !packages.is_empty() {
+        sqlx::query(
+            "INSERT INTO key_packages (device_id, bytes)
+             SELECT $1, b FROM unnest($2::bytea[]) WITH ORDINALITY AS t(b, n) ORDER BY n",
+        )
+        .bind(device.as_str())
+        .bind(packages)
+        .execute(&mut *conn)
+        .await?;
+    }
+    if let Some(last_resort) = last_resort {
+        sqlx::query(
+            "INSERT INTO last_resort_key_packages (device_id, bytes) VALUES ($1, $2)
+             ON CONFLICT (device_id) DO UPDATE SET bytes = excluded.bytes",
+        )
+        .bind(device.as_str())
+        .bind(last_resort)
+        .execute(&mut *conn)
+        .await?;
+    }
+    Ok(count_u32(total)?)
+}
+
+async fn claim_key_packages_tx(
+    conn: &mut PgConnection,
+    user: &UserName,
+) -> TxResult<Option<Vec<(DeviceId, Vec<u8>)>>> {
+    if !user_exists(conn, user).await? {
+        return Ok(None);
+    }
+    let devices: Vec<String> =
+        sqlx::query_scalar("SELECT id FROM devices WHERE user_name = $1 ORDER BY created_at, id")
+            .bind(user.as_str())
+            .fetch_all(&mut *conn)
+            .await?;
+    let mut claimed = Vec::with_capacity(devices.len());
+    for device in devices {
+        // SKIP LOCKED: a concurrent claimer takes the next package instead of waiting for this one
+        // and then finding it gone.
+        let one_time: Option<Vec<u8>> = sqlx::query_scalar(
+            "DELETE FROM key_packages WHERE id = (
+                 SELECT id FROM key_packages WHERE device_id = $1 ORDER BY id LIMIT 1 FOR UPDATE SKIP LOCKED)
+             RETURNING bytes",
+        )
+        .bind(&device)
+        .fetch_optional(&mut *conn)
+        .await?;
+        let package = match one_time {
+            Some(p) => Some(p),
+            None => {
+                sqlx::query_scalar(
+                    "SELECT bytes FROM last_resort_key_packages WHERE device_id = $1",
+                )
+                .bind(&device)
+                .fetch_optional(&mut *conn)
+                .await?
+            }
+        };
+        if let Some(package) = package {
+            claimed.push((parse_device(&device)?, package));
+        }
+    }
+    Ok(Some(claimed))
+}
+
+async fn link_device_tx(
+    conn: &mut PgConnection,
+    code_hash: &[u8],
+    now: Millis,
+    device: &NewDevice,
+    event: &NewMessage,
+) -> TxResult<UserName> {
+    let code: Option<(String, i64)> = sqlx::query_as(
+        "DELETE FROM link_codes WHERE code_hash = $1 RETURNING user_name, expires_at",
+    )
+    .bind(code_hash)
+    .fetch_optional(&mut *conn)
+    .await?;
+    // An expired code is refused; the rollback keeps it for purge_expired to drop.
+    let user = match code {
+        Some((user, expires_at)) if now < expires_at => parse_user(&user)?,
+        _ => return Err(StoreError::NotFound("link code").into()),
+    };
+    let others: Vec<String> =
+        sqlx::query_scalar("SELECT id FROM devices WHERE user_name = $1 ORDER BY id")
+            .bind(user.as_str())
+            .fetch_all(&mut *conn)
+            .await?;
+    let others = others
+        .iter()
+        .map(|d| parse_device(d))
+        .collect::<StoreResult<Vec<_>>>()?;
+    insert_device(conn, &user, device).await?;
+    // The notice that a device was added is queued whatever the queue depth: it is what lets the
+    // user's other devices notice an unwanted device.
+    lock_recipients(conn, &others, None).await?;
+    enqueue(conn, &others, event).await?;
+    Ok(user)
+}
+
+async fn apply_commit_tx(
+    conn: &mut PgConnection,
+    commit: &CommitApply,
+    limits: &Limits,
+) -> TxResult<GroupRecord> {
+    let (epoch, members) = group_state(conn, &commit.group_id, GroupLock::Update).await?;
+    let plan = plan_commit(commit, epoch, &members, limits)?;
+    let added = device_strings(&commit.added);
+    let known: i64 = sqlx::query_scalar("SELECT count(*) FROM devices WHERE id = ANY($1)")
+        .bind(&added)
+        .fetch_one(&mut *conn)
+        .await?;
+    if usize::try_from(known).ok() != Some(added.len()) {
+        return Err(StoreError::NotFound("device").into());
+    }
+    let mut recipients = plan.recipients.clone();
+    recipients.sort();
+    lock_recipients(conn, &recipients, Some(limits.max_queue_depth)).await?;
+    enqueue(conn, &plan.commit_to, &commit.commit).await?;
+    if let Some(welcome) = &commit.welcome {
+        enqueue(conn, &plan.welcome_to, welcome).await?;
+    }
+    let gid = commit.group_id.as_bytes();
+    sqlx::query("DELETE FROM group_members WHERE group_id = $1 AND device_id = ANY($2)")
+        .bind(gid)
+        .bind(device_strings(&commit.removed))
+        .execute(&mut *conn)
+        .await?;
+    sqlx::query("INSERT INTO group_members (group_id, device_id) SELECT $1, d FROM unnest($2::text[]) AS t(d)")
+        .bind(gid)
+        .bind(&added)
+        .execute(&mut *conn)
+        .await?;
+    sqlx::query("UPDATE mls_groups SET epoch = $2 WHERE id = $1")
+        .bind(gid)
+        .bind(epoch_to_db(plan.new_epoch)?)
+        .execute(&mut *conn)
+        .await?;
+    Ok(GroupRecord {
+        group_id: commit.group_id.clone(),
+        epoch: plan.new_epoch,
+        members: plan.members_after,
+    })
+}
+
+/// Queues `message` to the members of `group` but `sender` (which must be one); with `leave`,
+/// also removes `sender` from the group.
+async fn group_send_tx(
+    conn: &mut PgConnection,
+    group: &GroupId,
+    sender: &DeviceId,
+    message: &NewMessage,
+    limits: &Limits,
+    leave: bool,
+) -> TxResult<u32> {
+    let lock = if leave {
+        GroupLock::Update
+    } else {
+        GroupLock::Share
+    };
+    let (_, members) = group_state(conn, group, lock).await?;
+    if !members.contains(sender) {
+        return Err(StoreError::NotMember.into());
+    }
+    let recipients: Vec<DeviceId> = members.into_iter().filter(|m| m != sender).collect();
+    lock_recipients(conn, &recipients, Some(limits.max_queue_depth)).await?;
+    let sent = enqueue(conn, &recipients, message).await?;
+    if leave {
+        sqlx::query("DELETE FROM group_members WHERE group_id = $1 AND device_id = $2")
+            .bind(group.as_bytes())
+            .bind(sender.as_str())
+            .execute(&mut *conn)
+            .await?;
+    }
+    Ok(sent)
+}
+
+async fn ack_tx(conn: &mut PgConnection, device: &DeviceId, ids: &[i64]) -> TxResult<u32> {
+    // Lock the device row first, like every writer of its queue.
+    sqlx::query("SELECT 1 FROM devices WHERE id = $1 FOR NO KEY UPDATE")
+        .bind(device.as_str())
+        .execute(&mut *conn)
+        .await?;
+    let messages: Vec<i64> = sqlx::query_scalar(
+        "DELETE FROM queue WHERE device_id = $1 AND id = ANY($2) RETURNING message_id",
+    )
+    .bind(device.as_str())
+    .bind(ids)
+    .fetch_all(&mut *conn)
+    .await?;
+    if messages.is_empty() {
+        return Ok(0);
+    }
+    sqlx::query("UPDATE devices SET queue_depth = greatest(queue_depth - $2, 0) WHERE id = $1")
+        .bind(device.as_str())
+        .bind(i64::try_from(messages.len()).unwrap_or(i64::MAX))
+        .execute(&mut *conn)
+        .await?;
+    sqlx::query(
+        "DELETE FROM messages m WHERE m.id = ANY($1)
+         AND NOT EXISTS (SELECT 1 FROM queue q WHERE q.message_id = m.id)",
+    )
+    .bind(&messages)
+    .execute(&mut *conn)
+    .await?;
+    Ok(count_u32(messages.len())?)
+}
+
+async fn purge_expired_tx(conn: &mut PgConnection, now: Millis) -> TxResult<u64> {
+    // Lock the affected device rows in id order first, like every writer of their queues.
+    sqlx::query(
+        "SELECT 1 FROM devices WHERE id IN (
+             SELECT q.device_id FROM queue q JOIN messages m ON m.id = q.message_id WHERE m.expires_at <= $1)
+         ORDER BY id FOR NO KEY UPDATE",
+    )
+    .bind(now)
+    .execute(&mut *conn)
+    .await?;
+    let dropped: Option<i64> = sqlx::query_scalar(
+        "WITH gone AS (
+             DELETE FROM queue q USING messages m
+             WHERE m.id = q.message_id AND m.expires_at <= $1
+             RETURNING q.device_id),
+         per_device AS (SELECT device_id, count(*) AS n FROM gone GROUP BY device_id),
+         updated AS (
+             UPDATE devices d SET queue_depth = greatest(d.queue_depth - p.n, 0)
+             FROM per_device p WHERE d.id = p.device_id RETURNING p.n)
+         SELECT sum(n)::bigint FROM updated",
+    )
+    .bind(now)
+    .fetch_one(&mut *conn)
+    .await?;
+    sqlx::query("DELETE FROM messages WHERE expires_at <= $1")
+        .bind(now)
+        .execute(&mut *conn)
+        .await?;
+    sqlx::query("DELETE FROM sessions WHERE expires_at <= $1")
+        .bind(now)
+        .execute(&mut *conn)
+        .await?;
+    sqlx::query("DELETE FROM challenges WHERE expires_at <= $1")
+        .bind(now)
+        .execute(&mut *conn)
+        .await?;
+    sqlx::query("DELETE FROM link_codes WHERE expires_at <= $1")
+        .bind(now)
+        .execute(&mut *conn)
+        .await?;
+    Ok(u64::try_from(dropped.unwrap_or(0)).unwrap_or(0))
+}
+
+#[async_trait]
+impl Store for PgStore {
+    async fn create_user(&self, user: &UserName, device: &NewDevice) -> StoreResult<()> {
+        transaction!(self, |conn| async {
+            let done = sqlx::query(
+                "INSERT INTO users (name, created_at) VALUES ($1, $2) ON CONFLICT DO NOTHING",
+            )
+            .bind(user.as_str())
+            .bind(device.created_at)
+            .execute(&mut *conn)
+            .await?;
+            if done.rows_affected() == 0 {
+                return Err(StoreError::AlreadyExists("user").into());
+            }
+            insert_device(conn, user, device).await
+        })
+    }
+
+    async fn device(&self, device: &DeviceId) -> StoreResult<Option<DeviceRecord>> {
+        let row: Option<DeviceRow> = sqlx::query_as(
+            "SELECT id, user_name, name, auth_key, created_at FROM devices WHERE id = $1",
+        )
+        .bind(device.as_str())
+        .fetch_optional(&self.pool)
+        .await?;
+        row.map(DeviceRow::into_record).transpose()
+    }
+
+    async fn user_devices(&self, user: &UserName) -> StoreResult<Option<Vec<DeviceRecord>>> {
+        let rows: Option<Vec<DeviceRow>> = transaction!(self, |conn| async {
+            if !user_exists(conn, user).await? {
+                return Ok(None);
+            }
+            let rows: Vec<DeviceRow> = sqlx::query_as(
+                "SELECT id, user_name, name, auth_key, created_at FROM devices WHERE user_name = $1
+                 ORDER BY created_at, id",
+            )
+            .bind(user.as_str())
+            .fetch_all(&mut *conn)
+            .await?;
+            Ok(Some(rows))
+        })?;
+        rows.map(|rows| rows.into_iter().map(DeviceRow::into_record).collect())
+            .transpose()
+    }
+
+    async fn put_challenge(
+        &self,
+        nonce: &[u8],
+        device: &DeviceId,
+        expires_at: Millis,
+    ) -> StoreResult<()> {
+        transaction!(self, |conn| async {
+            if !device_exists(conn, device).await? {
+                return Err(StoreError::NotFound("device").into());
+            }
+            let done = sqlx::query(
+                "INSERT INTO challenges (nonce, device_id, expires_at) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING",
+            )
+            .bind(nonce)
+            .bind(device.as_str())
+            .bind(expires_at)
+            .execute(&mut *conn)
+            .await?;
+            if done.rows_affected() == 0 {
+                return Err(StoreError::AlreadyExists("challenge").into());
+            }
+            Ok(())
+        })
+    }
+
+    async fn take_challenge(
+        &self,
+        nonce: &[u8],
+        device: &DeviceId,
+        now: Millis,
+    ) -> StoreResult<bool> {
+        let expires_at: Option<i64> = sqlx::query_scalar(
+            "DELETE FROM challenges WHERE nonce = $1 AND device_id = $2 RETURNING expires_at",
+        )
+        .bind(nonce)
+        .bind(device.as_str())
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(expires_at.is_some_and(|e| now < e))
+    }
+
+    async fn put_session(
+        &self,
+        token_hash: &[u8],
+        device: &DeviceId,
+        expires_at: Millis,
+    ) -> StoreResult<()> {
+        transaction!(self, |conn| async {
+            if !device_exists(conn, device).await? {
+                return Err(StoreError::NotFound("device").into());
+            }
+            let done = sqlx::query(
+                "INSERT INTO sessions (token_hash, device_id, expires_at) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING",
+            )
+            .bind(token_hash)
+            .bind(device.as_str())
+            .bind(expires_at)
+            .execute(&mut *conn)
+            .await?;
+            if done.rows_affected() == 0 {
+                return Err(StoreError::AlreadyExists("session").into());
+            }
+            Ok(())
+        })
+    }
+
+    async fn session_device(
+        &self,
+        token_hash: &[u8],
+        now: Millis,
+    ) -> StoreResult<Option<DeviceId>> {
+        let device: Option<String> = sqlx::query_scalar(
+            "SELECT device_id FROM sessions WHERE token_hash = $1 AND expires_at > $2",
+        )
+        .bind(token_hash)
+        .bind(now)
+        .fetch_optional(&self.pool)
+        .await?;
+        device.as_deref().map(parse_device).transpose()
+    }
+
+    async fn put_link_code(
+        &self,
+        code_hash: &[u8],
+        user: &UserName,
+        expires_at: Millis,
+    ) -> StoreResult<()> {
+        transaction!(self, |conn| async {
+            if !user_exists(conn, user).await? {
+                return Err(StoreError::NotFound("user").into());
+            }
+            let done = sqlx::query(
+                "INSERT INTO link_codes (code_hash, user_name, expires_at) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING",
+            )
+            .bind(code_hash)
+            .bind(user.as_str())
+            .bind(expires_at)
+            .execute(&mut *conn)
+            .await?;
+            if done.rows_affected() == 0 {
+                return Err(StoreError::AlreadyExists("link code").into());
+            }
+            Ok(())
+        })
+    }
+
+    async fn link_device(
+        &self,
+        code_hash: &[u8],
+        now: Millis,
+        device: &NewDevice,
+        event: &NewMessage,
+    ) -> StoreResult<UserName> {
+        transaction!(self, |conn| link_device_tx(
+            conn, code_hash, now, device, event
+        ))
+    }
+
+    async fn add_key_packages(
+        &self,
+        device: &DeviceId,
+        packages: &[Vec<u8>],
+        last_resort: Option<&[u8]>,
+        limits: &Limits,
+    ) -> StoreResult<u32> {
+        transaction!(self, |conn| add_key_packages_tx(
+            conn,
+            device,
+            packages,
+            last_resort,
+            limits
+        ))
+    }
+
+    async fn key_package_count(&self, device: &DeviceId) -> StoreResult<(u32, bool)> {
+        let (count, last_resort): (i64, bool) = sqlx::query_as(
+            "SELECT (SELECT count(*) FROM key_packages WHERE device_id = $1),
+                    EXISTS (SELECT 1 FROM last_resort_key_packages WHERE device_id = $1)",
+        )
+        .bind(device.as_str())
+        .fetch_one(&self.pool)
+        .await?;
+        Ok((count_u32(count)?, last_resort))
+    }
+
+    async fn claim_key_packages(
+        &self,
+        user: &UserName,
+    ) -> StoreResult<Option<Vec<(DeviceId, Vec<u8>)>>> {
+        transaction!(self, |conn| claim_key_packages_tx(conn, user))
+    }
+
+    async fn create_group(
+        &self,
+        group: &GroupId,
+        creator: &DeviceId,
+        now: Millis,
+    ) -> StoreResult<()> {
+        transaction!(self, |conn| async {
+            if !device_exists(conn, creator).await? {
+                return Err(StoreError::NotFound("device").into());
+            }
+            let done =
+                sqlx::query("INSERT INTO mls_groups (id, epoch, created_at) VALUES ($1, 0, $2) ON CONFLICT DO NOTHING")
+                    .bind(group.as_bytes())
+                    .bind(now)
+                    .execute(&mut *conn)
+                    .await?;
+            if done.rows_affected() == 0 {
+                return Err(StoreError::AlreadyExists("group").into());
+            }
+            sqlx::query("INSERT INTO group_members (group_id, device_id) VALUES ($1, $2)")
+                .bind(group.as_bytes())
+                .bind(creator.as_str())
+                .execute(&mut *conn)
+                .await?;
+            Ok(())
+        })
+    }
+
+    async fn group(&self, group: &GroupId) -> StoreResult<Option<GroupRecord>> {
+        let state = transaction!(self, |conn| async {
+            match group_state(conn, group, GroupLock::None).await {
+                Ok(state) => Ok(Some(state)),
+                Err(TxError::Store(StoreError::NotFound(_))) => Ok(None),
+                Err(e) => Err(e),
+            }
+        })?;
+        Ok(state.map(|(epoch, members)| GroupRecord {
+            group_id: group.clone(),
+            epoch,
+            members,
+        }))
+    }
+
+    async fn apply_commit(
+        &self,
+        commit: &CommitApply,
+        limits: &Limits,
+    ) -> StoreResult<GroupRecord> {
+        transaction!(self, |conn| apply_commit_tx(conn, commit, limits))
+    }
+
+    async fn leave_group(
+        &self,
+        group: &GroupId,
+        device: &DeviceId,
+        proposal: &NewMessage,
+        limits: &Limits,
+    ) -> StoreResult<u32> {
+        transaction!(self, |conn| group_send_tx(
+            conn, group, device, proposal, limits, true
+        ))
+    }
+
+    async fn enqueue_group(
+        &self,
+        group: &GroupId,
+        sender: &DeviceId,
+        message: &NewMessage,
+        limits: &Limits,
+    ) -> StoreResult<u32> {
+        transaction!(self, |conn| group_send_tx(
+            conn, group, sender, message, limits, false
+        ))
+    }
+
+    async fn fetch_queue(
+        &self,
+        device: &DeviceId,
+        after: i64,
+        limit: u32,
+        now: Millis,
+    ) -> StoreResult<Vec<QueuedMessage>> {
+        let rows: Vec<QueueRow> = sqlx::query_as(
+            "SELECT q.id, m.kind, m.group_id, m.sender_user, m.sender_device, m.payload, m.commitment,
+                    m.server_tag, m.received_at
+             FROM queue q JOIN messages m ON m.id = q.message_id
+             WHERE q.device_id = $1 AND q.id > $2 AND m.expires_at > $3
+             ORDER BY q.id LIMIT $4",
+        )
+        .bind(device.as_str())
+        .bind(after)
+        .bind(now)
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.into_iter().map(QueueRow::into_queued).collect()
+    }
+
+    async fn ack(&self, device: &DeviceId, ids: &[i64]) -> StoreResult<u32> {
+        if ids.is_empty() {
+            return Ok(0);
+        }
+        transaction!(self, |conn| ack_tx(conn, device, ids))
+    }
+
+    async fn purge_expired(&self, now: Millis) -> StoreResult<u64> {
+        transaction!(self, |conn| purge_expired_tx(conn, now))
+    }
+
+    async fn server_secret(&self, name: &str, fresh: &[u8]) -> StoreResult<Vec<u8>> {
+        // Two statements, not one transaction: at READ COMMITTED the insert waits for a concurrent
+        // inserter of the same name to commit, and the select then sees whichever row won.
+        sqlx::query(
+            "INSERT INTO server_secrets (name, secret) VALUES ($1, $2) ON CONFLICT DO NOTHING",
+        )
+        .bind(name)
+        .bind(fresh)
+        .execute(&self.pool)
+        .await?;
+        let secret: Vec<u8> =
+            sqlx::query_scalar("SELECT secret FROM server_secrets WHERE name = $1")
+                .bind(name)
+                .fetch_one(&self.pool)
+                .await?;
+        Ok(secret)
+    }
+}
