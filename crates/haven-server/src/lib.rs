@@ -1,1 +1,126 @@
-//! haven-server
+//! The Haven server.
+//!
+//! One process serving the HTTP/JSON API of `haven_proto::api` and WebSocket push: accounts and
+//! devices with challenge–response login, key packages, MLS routing with exactly one commit per
+//! group epoch, durable per-device queues with the franking envelope, and content-addressed
+//! encrypted blobs. The embedded default keeps everything in one data directory (SQLite file and
+//! blob directory); `--database postgres://…` moves the source of truth to PostgreSQL.
+//!
+//! Layers (CONVENTIONS.md, "handlers are thin"): [`http`] decodes untrusted bytes and maps errors;
+//! [`service`] holds the rules (its docs give the message path and the trust assumptions);
+//! [`store`] is the storage trait with its two backends and their conformance suite; [`blobs`] is
+//! the object store. The server never holds a byte of plaintext: it sees MLS ciphertext and
+//! encrypted attachments only.
+
+pub mod blobs;
+pub mod config;
+pub mod http;
+pub mod service;
+pub mod store;
+pub mod ws;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+pub use config::{ServerConfig, ServerLimits};
+
+/// Errors starting the server.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// The data directory or blob store could not be set up.
+    #[error("data directory: {0}")]
+    Data(String),
+    /// The database could not be opened or migrated.
+    #[error("database: {0}")]
+    Database(String),
+    /// The listener could not bind.
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        /// The address.
+        addr: SocketAddr,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// TLS configuration is unusable.
+    #[error("TLS: {0}")]
+    Tls(String),
+}
+
+/// A running server.
+pub struct RunningServer {
+    /// The bound address.
+    pub addr: SocketAddr,
+    /// The services (for in-process tools and tests).
+    pub service: Arc<service::Service>,
+    handle: axum_server::Handle,
+    task: tokio::task::JoinHandle<std::io::Result<()>>,
+}
+
+impl RunningServer {
+    /// The base URL clients use.
+    pub fn url(&self, tls: bool) -> String {
+        format!("{}://{}", if tls { "https" } else { "http" }, self.addr)
+    }
+
+    /// Stops accepting, lets in-flight requests finish (up to a second) and waits.
+    pub async fn shutdown(self) {
+        self.handle.graceful_shutdown(Some(Duration::from_secs(1)));
+        let _ = self.task.await;
+    }
+
+    /// Waits until the server stops (it runs until the process ends or `shutdown`).
+    pub async fn wait(self) -> std::io::Result<()> {
+        self.task.await.map_err(|e| std::io::Error::other(e.to_string()))?
+    }
+}
+
+/// Opens storage and starts serving; returns once the listener is bound.
+pub async fn start(config: ServerConfig) -> Result<RunningServer, StartError> {
+    std::fs::create_dir_all(&config.data_dir).map_err(|e| StartError::Data(e.to_string()))?;
+    let store = match &config.database {
+        Some(url) => store::open_store(url).await,
+        None => store::open_store(&config.data_dir.join("haven.db").to_string_lossy()).await,
+    }
+    .map_err(|e| StartError::Database(e.to_string()))?;
+    let blobs = blobs::LocalBlobStore::new(config.data_dir.join("blobs")).map_err(|e| StartError::Data(e.to_string()))?;
+    let service = Arc::new(
+        service::Service::new(store, Arc::new(blobs), config.limits.clone())
+            .await
+            .map_err(|e| StartError::Database(e.to_string()))?,
+    );
+    let app = http::router(service.clone()).into_make_service_with_connect_info::<SocketAddr>();
+    let listener = std::net::TcpListener::bind(config.listen).map_err(|source| StartError::Bind { addr: config.listen, source })?;
+    listener.set_nonblocking(true).map_err(|source| StartError::Bind { addr: config.listen, source })?;
+    let addr = listener.local_addr().map_err(|source| StartError::Bind { addr: config.listen, source })?;
+    let handle = axum_server::Handle::new();
+    let task = match &config.tls {
+        None => {
+            let server = axum_server::from_tcp(listener).handle(handle.clone());
+            tokio::spawn(async move { server.serve(app).await })
+        }
+        Some((cert, key)) => {
+            let _ = rustls::crypto::ring::default_provider().install_default();
+            let tls = axum_server::tls_rustls::RustlsConfig::from_pem_file(cert, key)
+                .await
+                .map_err(|e| StartError::Tls(e.to_string()))?;
+            let server = axum_server::from_tcp_rustls(listener, tls).handle(handle.clone());
+            tokio::spawn(async move { server.serve(app).await })
+        }
+    };
+    // Expire old queue entries, sessions and codes in the background.
+    let purger = service.clone();
+    tokio::spawn(async move {
+        let mut every = tokio::time::interval(Duration::from_secs(60));
+        loop {
+            every.tick().await;
+            match purger.purge().await {
+                Ok(0) => {}
+                Ok(n) => tracing::info!(expired = n, "purged expired queue entries"),
+                Err(e) => tracing::warn!(error = %e, "purge failed"),
+            }
+        }
+    });
+    tracing::info!(%addr, tls = config.tls.is_some(), "haven server listening");
+    Ok(RunningServer { addr, service, handle, task })
+}
