@@ -1,1 +1,36 @@
-//! haven-client
+//! Haven's client library: the MLS engine, the local store, message content and franking,
+//! attachment encryption.
+//!
+//! Design in a few lines:
+//! - [`engine::Engine`] is synchronous and does no network I/O. It turns user intentions into
+//!   bytes to send (key packages, commits, Welcomes, application messages) and processes queue
+//!   entries received, persisting everything in `<home>/haven.db`.
+//! - That one SQLite file holds openmls's tables (through `openmls_sqlite_storage`) and Haven's
+//!   own ([`store`]), so processing an entry is one transaction: openmls's ratchet and group
+//!   state, our message row and the processed queue id commit together or not at all
+//!   (the private `provider` module explains how). Redelivery is a no-op; a crash before the commit loses nothing.
+//! - Every application message is franked ([`content`], `haven-frank`): a commitment to the
+//!   content rides in MLS `authenticated_data`; receivers drop messages whose commitment does not
+//!   open or differs from the server's envelope, and keep what a report needs.
+//! - Attachments are sealed with a fresh ChaCha20-Poly1305 key per file ([`attachment`]).
+//! - Untrusted input never panics and never wedges the queue: bad entries are recorded as
+//!   dropped and acknowledged; only storage failures are errors (and are retried).
+//!
+//! The network layer (`net`, `client`) ties the engine to the server's HTTP/WebSocket API.
+
+#![forbid(unsafe_code)]
+
+pub mod attachment;
+pub mod content;
+pub mod engine;
+pub mod error;
+mod provider;
+pub mod store;
+
+pub use content::{AttachmentRef, Body, MessageId};
+pub use engine::{
+    AuthSecret, CommitOutcome, DropReason, Engine, Identity, OutgoingCommit, OutgoingMessage,
+    Processed, SessionToken,
+};
+pub use error::{EngineError, ErrorCause, KeyPackageProblem};
+pub use store::{Conversation, ConversationKind, ConversationState, FrankRecord, StoredMessage};

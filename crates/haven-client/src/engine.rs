@@ -1,0 +1,1417 @@
+//! The MLS engine: turns user intentions into bytes to send and processes bytes received,
+//! persisting everything in the profile database. Synchronous, no network I/O.
+//!
+//! Every public operation that changes state runs in one SQLite transaction (`BEGIN IMMEDIATE`)
+//! that covers openmls's writes and Haven's rows; any error rolls all of it back (see
+//! [`crate::provider`]). [`Engine::process_entry`] in particular is exactly-once as the user sees
+//! it: the queue id is recorded in the same transaction as the message, so a redelivered entry is
+//! a no-op [`Processed::Duplicate`], and a crash before the commit loses nothing because the
+//! server redelivers until the entry is acknowledged.
+
+use std::collections::{BTreeSet, HashSet};
+use std::path::Path;
+
+use haven_frank::{Commitment, FrankSalt};
+use haven_proto::api::{ClaimedKeyPackages, DeviceLinked, EntryKind, Millis, QueueEntry};
+use haven_proto::{DeviceId, GroupId, UserName};
+use openmls::prelude as mls;
+use openmls::prelude::tls_codec::{Deserialize as _, Serialize as _};
+use openmls::prelude::{
+    BasicCredential, Capabilities, Ciphersuite, Credential, CredentialWithKey, ExtensionType,
+    KeyPackage, MlsGroup, MlsGroupCreateConfig, MlsGroupJoinConfig, MlsMessageBodyIn, MlsMessageIn,
+    MlsMessageOut, ProcessedMessageContent, ProtocolVersion, StagedWelcome,
+    PURE_CIPHERTEXT_WIRE_FORMAT_POLICY,
+};
+use openmls_basic_credential::SignatureKeyPair;
+use openmls_rust_crypto::RustCrypto;
+use openmls_traits::types::SignatureScheme;
+use openmls_traits::OpenMlsProvider as _;
+use rand::RngCore;
+use rusqlite::{Connection, TransactionBehavior};
+use zeroize::{Zeroize, ZeroizeOnDrop};
+
+use crate::content::{open_envelope, seal_envelope, Body, Content, MessageId};
+use crate::error::{EngineError, KeyPackageProblem};
+use crate::provider::{run_openmls_migrations, Provider};
+use crate::store::{
+    self, Conversation, ConversationKind, ConversationState, FrankRecord, NewMessage, StoredMessage,
+};
+
+/// Haven's one ciphersuite.
+pub const CIPHERSUITE: Ciphersuite = Ciphersuite::MLS_128_DHKEMX25519_AES128GCM_SHA256_Ed25519;
+/// File name of the profile database inside the home directory.
+pub const DB_FILE: &str = "haven.db";
+/// Most key packages generated per call.
+pub const MAX_KEY_PACKAGES: usize = 100;
+/// Largest queue payload looked at; anything larger is dropped unparsed.
+pub const MAX_PAYLOAD: usize = 1024 * 1024;
+/// Epochs whose secrets are kept to decrypt late application messages (sent just before a commit
+/// that we processed first). A trade-off against forward secrecy.
+pub const MAX_PAST_EPOCHS: usize = 5;
+
+const SIGNATURE_SCHEME: SignatureScheme = SignatureScheme::ED25519;
+
+/// The device's Ed25519 authentication seed (login challenge signatures). Redacted in `Debug`,
+/// zeroized on drop.
+#[derive(Clone, Zeroize, ZeroizeOnDrop)]
+pub struct AuthSecret([u8; 32]);
+
+impl AuthSecret {
+    /// Wraps seed bytes.
+    pub fn from_bytes(b: [u8; 32]) -> Self {
+        AuthSecret(b)
+    }
+
+    /// A fresh random seed.
+    pub fn random() -> Self {
+        let mut b = [0u8; 32];
+        rand::rngs::OsRng.fill_bytes(&mut b);
+        AuthSecret(b)
+    }
+
+    /// The seed.
+    pub fn as_bytes(&self) -> &[u8; 32] {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for AuthSecret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("AuthSecret(<redacted>)")
+    }
+}
+
+/// Who this device is.
+#[derive(Debug, Clone)]
+pub struct Identity {
+    /// The account.
+    pub user: UserName,
+    /// This device (assigned by the server at registration or link).
+    pub device_id: DeviceId,
+    /// The server's base URL.
+    pub server_url: String,
+    /// The device authentication seed.
+    pub auth_secret: AuthSecret,
+}
+
+/// A bearer session token, stored for the network layer. Redacted in `Debug`, zeroized on drop.
+#[derive(Clone, Zeroize, ZeroizeOnDrop)]
+pub struct SessionToken {
+    /// The token.
+    pub token: String,
+    /// When it expires (ms).
+    pub expires_at: Millis,
+}
+
+impl std::fmt::Debug for SessionToken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SessionToken")
+            .field("token", &"<redacted>")
+            .field("expires_at", &self.expires_at)
+            .finish()
+    }
+}
+
+/// A staged commit to submit (`CommitRequest`). After the server accepts it call
+/// [`Engine::merge_pending_commit`]; after an `epoch_conflict` call
+/// [`Engine::clear_pending_commit`], process the queue and retry.
+#[derive(Debug, Clone)]
+pub struct OutgoingCommit {
+    /// The group.
+    pub group_id: GroupId,
+    /// The epoch the commit applies to (the group's epoch before it).
+    pub epoch: u64,
+    /// The commit (`MLSMessage`).
+    pub commit: Vec<u8>,
+    /// The Welcome for added devices.
+    pub welcome: Option<Vec<u8>>,
+    /// Devices the commit adds.
+    pub added: Vec<DeviceId>,
+    /// Devices the commit removes.
+    pub removed: Vec<DeviceId>,
+}
+
+/// An encrypted application message, ready for `SendRequest`. Pass it back to
+/// [`Engine::record_sent`] once the server accepted it.
+pub struct OutgoingMessage {
+    /// The message id.
+    pub id: MessageId,
+    /// The group.
+    pub group_id: GroupId,
+    /// The MLS `PrivateMessage`.
+    pub mls: Vec<u8>,
+    /// Our clock at encryption (ms).
+    pub sent_at: Millis,
+    /// The body.
+    pub body: Body,
+    content: Vec<u8>,
+    salt: FrankSalt,
+    commitment: Commitment,
+}
+
+impl std::fmt::Debug for OutgoingMessage {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("OutgoingMessage")
+            .field("id", &self.id)
+            .field("group_id", &self.group_id)
+            .field("mls_len", &self.mls.len())
+            .field("sent_at", &self.sent_at)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Why an entry was dropped (acknowledged, recorded, never shown). Deliberately coarse where
+/// decryption is concerned.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DropReason {
+    /// The bytes do not parse, or do not match the entry kind or group.
+    Malformed,
+    /// A group we have no state for.
+    UnknownGroup,
+    /// MLS refused it (cannot decrypt, bad signature, wrong epoch, …).
+    Rejected,
+    /// The franking commitment is missing, does not open, or differs from the server's envelope.
+    Franking,
+    /// The server-authenticated sender is not the MLS sender.
+    SenderMismatch,
+    /// A member whose credential is not a Haven identity, or who changed identity.
+    InvalidMember,
+    /// A proposal other than a member removing itself.
+    UnsupportedProposal,
+    /// A Welcome for a group we are an active member of.
+    AlreadyMember,
+    /// Our own message echoed back.
+    OwnMessage,
+    /// A device-link notice naming this very device.
+    NotForUs,
+}
+
+impl DropReason {
+    /// Stable name, as recorded in the processed table.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DropReason::Malformed => "malformed",
+            DropReason::UnknownGroup => "unknown_group",
+            DropReason::Rejected => "rejected",
+            DropReason::Franking => "franking",
+            DropReason::SenderMismatch => "sender_mismatch",
+            DropReason::InvalidMember => "invalid_member",
+            DropReason::UnsupportedProposal => "unsupported_proposal",
+            DropReason::AlreadyMember => "already_member",
+            DropReason::OwnMessage => "own_message",
+            DropReason::NotForUs => "not_for_us",
+        }
+    }
+}
+
+/// What a processed commit changed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CommitOutcome {
+    /// The group.
+    pub group_id: GroupId,
+    /// The new epoch.
+    pub epoch: u64,
+    /// Members added.
+    pub added: Vec<(UserName, DeviceId)>,
+    /// Members removed.
+    pub removed: Vec<(UserName, DeviceId)>,
+    /// We were removed (the conversation is now [`ConversationState::Removed`] unless we had left).
+    pub self_removed: bool,
+}
+
+/// The result of [`Engine::process_entry`]. Every variant means "acknowledge the entry".
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Processed {
+    /// A message to show.
+    Message(StoredMessage),
+    /// A `GroupName` control message renamed the conversation.
+    Renamed {
+        /// The group.
+        group_id: GroupId,
+        /// The new name.
+        name: String,
+    },
+    /// A Welcome made us a member.
+    Joined(Conversation),
+    /// A commit was merged.
+    Commit(CommitOutcome),
+    /// A member's self-removal proposal was stored; the network layer should call
+    /// [`Engine::commit_pending_proposals`] (sending is refused until the proposals are committed).
+    Proposal {
+        /// The group.
+        group_id: GroupId,
+        /// Always true today.
+        commit_needed: bool,
+    },
+    /// Another device of our user was linked (these entries are queued only to the user's own
+    /// devices); add it to our conversations.
+    DeviceLinked(DeviceLinked),
+    /// Already processed (redelivery) — nothing changed.
+    Duplicate,
+    /// Refused; recorded as processed so it is acknowledged and never shown.
+    Dropped {
+        /// Why.
+        reason: DropReason,
+    },
+}
+
+impl Processed {
+    fn label(&self) -> &'static str {
+        match self {
+            Processed::Message(_) => "message",
+            Processed::Renamed { .. } => "renamed",
+            Processed::Joined(_) => "joined",
+            Processed::Commit(_) => "commit",
+            Processed::Proposal { .. } => "proposal",
+            Processed::DeviceLinked(_) => "device_linked",
+            Processed::Duplicate => "duplicate",
+            Processed::Dropped { reason } => reason.as_str(),
+        }
+    }
+}
+
+/// Outcome of the MLS phase of processing: done (keep openmls's writes) or rejected (roll them
+/// back to the savepoint, then record the drop).
+enum Step {
+    Done(Box<Processed>),
+    Reject(DropReason),
+}
+
+fn dropped(reason: DropReason) -> Result<Step, EngineError> {
+    Ok(Step::Done(Box::new(Processed::Dropped { reason })))
+}
+
+/// The engine. One per device profile; not shared between threads (wrap it in a mutex).
+pub struct Engine {
+    conn: Connection,
+    crypto: RustCrypto,
+    identity: Identity,
+    signer: SignatureKeyPair,
+    #[cfg(test)]
+    fail_before_commit: bool,
+}
+
+impl std::fmt::Debug for Engine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Engine")
+            .field("identity", &self.identity)
+            .finish_non_exhaustive()
+    }
+}
+
+/// What one transaction's worth of work sees.
+struct Ctx<'a> {
+    p: Provider<'a>,
+    db: &'a Connection,
+    signer: &'a SignatureKeyPair,
+    me: &'a Identity,
+}
+
+pub(crate) fn now_ms() -> Millis {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+        .unwrap_or(0)
+}
+
+fn mls_gid(g: &GroupId) -> mls::GroupId {
+    mls::GroupId::from_slice(g.as_bytes())
+}
+
+fn haven_gid(g: &mls::GroupId) -> Option<GroupId> {
+    GroupId::from_bytes(g.as_slice()).ok()
+}
+
+fn identity_bytes(user: &UserName, device: &DeviceId) -> Vec<u8> {
+    format!("{user}/{device}").into_bytes()
+}
+
+/// Reads `"<user>/<device>"` from a basic credential.
+fn parse_identity(cred: &Credential) -> Option<(UserName, DeviceId)> {
+    let basic = BasicCredential::try_from(cred.clone()).ok()?;
+    let s = std::str::from_utf8(basic.identity()).ok()?;
+    let (u, d) = s.split_once('/')?;
+    Some((UserName::new(u).ok()?, DeviceId::new(d).ok()?))
+}
+
+fn capabilities() -> Capabilities {
+    Capabilities::builder()
+        .ciphersuites(vec![CIPHERSUITE])
+        .extensions(vec![ExtensionType::LastResort])
+        .build()
+}
+
+fn create_config() -> MlsGroupCreateConfig {
+    MlsGroupCreateConfig::builder()
+        .ciphersuite(CIPHERSUITE)
+        .use_ratchet_tree_extension(true)
+        .wire_format_policy(PURE_CIPHERTEXT_WIRE_FORMAT_POLICY)
+        .max_past_epochs(MAX_PAST_EPOCHS)
+        .capabilities(capabilities())
+        .build()
+}
+
+fn join_config() -> MlsGroupJoinConfig {
+    MlsGroupJoinConfig::builder()
+        .use_ratchet_tree_extension(true)
+        .wire_format_policy(PURE_CIPHERTEXT_WIRE_FORMAT_POLICY)
+        .max_past_epochs(MAX_PAST_EPOCHS)
+        .build()
+}
+
+fn serialize(m: &MlsMessageOut) -> Result<Vec<u8>, EngineError> {
+    m.tls_serialize_detached()
+        .map_err(|_| EngineError::Internal("MLS message serialisation"))
+}
+
+fn member_list(group: &MlsGroup) -> Vec<(UserName, DeviceId)> {
+    group
+        .members()
+        .filter_map(|m| parse_identity(&m.credential))
+        .collect()
+}
+
+fn open_db(path: &Path) -> Result<Connection, EngineError> {
+    let conn = Connection::open(path)?;
+    conn.busy_timeout(std::time::Duration::from_secs(5))?;
+    // FULL, not NORMAL: an acknowledged entry must survive power loss once committed.
+    conn.execute_batch(
+        "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON;",
+    )?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?;
+    }
+    Ok(conn)
+}
+
+fn prepare_db(home: &Path) -> Result<Connection, EngineError> {
+    let mut conn = open_db(&home.join(DB_FILE))?;
+    run_openmls_migrations(&mut conn).map_err(EngineError::Migration)?;
+    store::migrate(&conn)?;
+    Ok(conn)
+}
+
+mod keys {
+    pub const USER: &str = "user";
+    pub const DEVICE: &str = "device_id";
+    pub const SERVER: &str = "server_url";
+    pub const AUTH: &str = "auth_secret";
+    pub const SIG_PUB: &str = "mls_signature_public_key";
+    pub const TOKEN: &str = "session_token";
+    pub const TOKEN_EXP: &str = "session_expires_at";
+}
+
+impl Engine {
+    /// Creates a profile in `home` (created if missing): the database, the MLS signature key
+    /// pair, and the identity. Fails with [`EngineError::ProfileExists`] if one is there.
+    pub fn create(home: &Path, identity: Identity) -> Result<Engine, EngineError> {
+        std::fs::create_dir_all(home)?;
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(home, std::fs::Permissions::from_mode(0o700))?;
+        }
+        let mut conn = prepare_db(home)?;
+        if store::meta_get(&conn, keys::USER)?.is_some() {
+            return Err(EngineError::ProfileExists);
+        }
+        let crypto = RustCrypto::default();
+        let signer = SignatureKeyPair::new(SIGNATURE_SCHEME).map_err(EngineError::mls)?;
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        {
+            let p = Provider::new(&crypto, &tx);
+            signer.store(p.storage())?;
+            store::meta_put(&tx, keys::USER, identity.user.as_str().as_bytes())?;
+            store::meta_put(&tx, keys::DEVICE, identity.device_id.as_str().as_bytes())?;
+            store::meta_put(&tx, keys::SERVER, identity.server_url.as_bytes())?;
+            store::meta_put(&tx, keys::AUTH, identity.auth_secret.as_bytes())?;
+            store::meta_put(&tx, keys::SIG_PUB, signer.public())?;
+        }
+        tx.commit()?;
+        Ok(Engine {
+            conn,
+            crypto,
+            identity,
+            signer,
+            #[cfg(test)]
+            fail_before_commit: false,
+        })
+    }
+
+    /// Opens the profile in `home`.
+    pub fn open(home: &Path) -> Result<Engine, EngineError> {
+        if !home.join(DB_FILE).exists() {
+            return Err(EngineError::NoProfile);
+        }
+        let conn = prepare_db(home)?;
+        let get = |k: &str| -> Result<Vec<u8>, EngineError> {
+            store::meta_get(&conn, k)?.ok_or(EngineError::NoProfile)
+        };
+        let text = |k: &str| -> Result<String, EngineError> {
+            String::from_utf8(get(k)?).map_err(|_| EngineError::Corrupt("identity"))
+        };
+        let user = UserName::new(&text(keys::USER)?).map_err(|_| EngineError::Corrupt("user"))?;
+        let device_id =
+            DeviceId::new(&text(keys::DEVICE)?).map_err(|_| EngineError::Corrupt("device id"))?;
+        let server_url = text(keys::SERVER)?;
+        let auth = zeroize::Zeroizing::new(get(keys::AUTH)?);
+        let auth: [u8; 32] = auth
+            .as_slice()
+            .try_into()
+            .map_err(|_| EngineError::Corrupt("auth secret"))?;
+        let auth_secret = AuthSecret::from_bytes(auth);
+        let sig_pub = get(keys::SIG_PUB)?;
+        let crypto = RustCrypto::default();
+        let signer = {
+            let p = Provider::new(&crypto, &conn);
+            SignatureKeyPair::read(p.storage(), &sig_pub, SIGNATURE_SCHEME)
+                .ok_or(EngineError::Corrupt("MLS signature key"))?
+        };
+        Ok(Engine {
+            conn,
+            crypto,
+            identity: Identity {
+                user,
+                device_id,
+                server_url,
+                auth_secret,
+            },
+            signer,
+            #[cfg(test)]
+            fail_before_commit: false,
+        })
+    }
+
+    /// Who this device is.
+    pub fn identity(&self) -> &Identity {
+        &self.identity
+    }
+
+    /// Stores the session token (replacing any earlier one).
+    pub fn set_session_token(&mut self, token: &SessionToken) -> Result<(), EngineError> {
+        self.with_tx(|c| {
+            store::meta_put(c.db, keys::TOKEN, token.token.as_bytes())?;
+            store::meta_put(
+                c.db,
+                keys::TOKEN_EXP,
+                token.expires_at.to_string().as_bytes(),
+            )
+        })
+    }
+
+    /// Forgets the session token.
+    pub fn clear_session_token(&mut self) -> Result<(), EngineError> {
+        self.with_tx(|c| {
+            store::meta_delete(c.db, keys::TOKEN)?;
+            store::meta_delete(c.db, keys::TOKEN_EXP)
+        })
+    }
+
+    /// The stored session token, if any.
+    pub fn session_token(&self) -> Result<Option<SessionToken>, EngineError> {
+        let (Some(t), Some(e)) = (
+            store::meta_get(&self.conn, keys::TOKEN)?,
+            store::meta_get(&self.conn, keys::TOKEN_EXP)?,
+        ) else {
+            return Ok(None);
+        };
+        let token = String::from_utf8(t).map_err(|_| EngineError::Corrupt("session token"))?;
+        let expires_at = std::str::from_utf8(&e)
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .ok_or(EngineError::Corrupt("session expiry"))?;
+        Ok(Some(SessionToken { token, expires_at }))
+    }
+
+    /// Runs `f` in one `BEGIN IMMEDIATE` transaction; commits if it succeeds, rolls back (by
+    /// dropping the transaction) otherwise.
+    fn with_tx<T>(
+        &mut self,
+        f: impl FnOnce(&Ctx<'_>) -> Result<T, EngineError>,
+    ) -> Result<T, EngineError> {
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let out = {
+            let ctx = Ctx {
+                p: Provider::new(&self.crypto, &tx),
+                db: &tx,
+                signer: &self.signer,
+                me: &self.identity,
+            };
+            f(&ctx)?
+        };
+        #[cfg(test)]
+        if std::mem::take(&mut self.fail_before_commit) {
+            return Err(EngineError::Internal("injected failure before commit"));
+        }
+        tx.commit()?;
+        Ok(out)
+    }
+
+    /// `n` fresh one-time key packages (TLS-serialised `MLSMessage`s), for `UploadKeyPackages`.
+    /// Their private keys are stored; each is deleted when a Welcome consumes it.
+    pub fn key_packages(&mut self, n: usize) -> Result<Vec<Vec<u8>>, EngineError> {
+        if n > MAX_KEY_PACKAGES {
+            return Err(EngineError::Limit("at most 100 key packages per call"));
+        }
+        self.with_tx(|c| (0..n).map(|_| c.key_package(false)).collect())
+    }
+
+    /// A last-resort key package (RFC 9420 `last_resort` extension, which openmls supports): it
+    /// is kept after use, so the server may hand it out repeatedly when one-time packages run out.
+    pub fn last_resort_key_package(&mut self) -> Result<Vec<u8>, EngineError> {
+        self.with_tx(|c| c.key_package(true))
+    }
+
+    /// Creates a conversation with only this device in it (epoch 0); returns its random 16-byte
+    /// group id. Announce it with `CreateGroup`, then [`add_members`](Self::add_members). For a
+    /// group, send a [`Body::GroupName`] after the add so joiners learn the name.
+    pub fn create_conversation(&mut self, kind: ConversationKind) -> Result<GroupId, EngineError> {
+        match &kind {
+            ConversationKind::Direct { peer } if *peer == self.identity.user => {
+                return Err(EngineError::Membership("a direct chat needs another user"))
+            }
+            ConversationKind::Group { name } if name.is_empty() || name.len() > 255 => {
+                return Err(EngineError::Limit("group name must be 1 to 255 bytes"))
+            }
+            _ => {}
+        }
+        let mut b = [0u8; 16];
+        rand::rngs::OsRng.fill_bytes(&mut b);
+        let group_id =
+            GroupId::from_bytes(&b).map_err(|_| EngineError::Internal("16-byte group id"))?;
+        self.with_tx(|c| {
+            MlsGroup::new_with_group_id(
+                &c.p,
+                c.signer,
+                &create_config(),
+                mls_gid(&group_id),
+                c.credential(),
+            )
+            .map_err(EngineError::mls)?;
+            store::conversation_put(
+                c.db,
+                &Conversation {
+                    group_id: group_id.clone(),
+                    kind,
+                    state: ConversationState::Active,
+                    created_at: now_ms(),
+                },
+            )
+        })?;
+        Ok(group_id)
+    }
+
+    /// All conversations, oldest first.
+    pub fn conversations(&self) -> Result<Vec<Conversation>, EngineError> {
+        store::conversation_list(&self.conn)
+    }
+
+    /// One conversation.
+    pub fn conversation(&self, group_id: &GroupId) -> Result<Option<Conversation>, EngineError> {
+        store::conversation_get(&self.conn, group_id)
+    }
+
+    /// The active direct conversation with `peer`, if any.
+    pub fn find_direct(&self, peer: &UserName) -> Result<Option<GroupId>, EngineError> {
+        Ok(self
+            .conversations()?
+            .into_iter()
+            .find_map(|c| match c.kind {
+                ConversationKind::Direct { peer: p }
+                    if p == *peer && c.state == ConversationState::Active =>
+                {
+                    Some(c.group_id)
+                }
+                _ => None,
+            }))
+    }
+
+    /// The active group conversation called `name`, if any.
+    pub fn find_group(&self, name: &str) -> Result<Option<GroupId>, EngineError> {
+        Ok(self
+            .conversations()?
+            .into_iter()
+            .find_map(|c| match c.kind {
+                ConversationKind::Group { name: n }
+                    if n == name && c.state == ConversationState::Active =>
+                {
+                    Some(c.group_id)
+                }
+                _ => None,
+            }))
+    }
+
+    /// Members as the MLS tree has them (one entry per device, ourselves included).
+    pub fn members(&self, group_id: &GroupId) -> Result<Vec<(UserName, DeviceId)>, EngineError> {
+        let p = Provider::new(&self.crypto, &self.conn);
+        let group = load_group(&p, group_id)?;
+        Ok(member_list(&group))
+    }
+
+    /// The group's current MLS epoch.
+    pub fn epoch(&self, group_id: &GroupId) -> Result<u64, EngineError> {
+        let p = Provider::new(&self.crypto, &self.conn);
+        Ok(load_group(&p, group_id)?.epoch().as_u64())
+    }
+
+    /// Whether proposals wait to be committed (sending is refused until they are).
+    pub fn has_pending_proposals(&self, group_id: &GroupId) -> Result<bool, EngineError> {
+        let p = Provider::new(&self.crypto, &self.conn);
+        Ok(load_group(&p, group_id)?.has_pending_proposals())
+    }
+
+    /// Stages a commit adding every device in `claimed` (as returned by the key-package claim
+    /// endpoint). Each key package is verified and its credential must be exactly
+    /// `"<user>/<device_id>"` of the entry it was claimed for: the server is not trusted.
+    pub fn add_members(
+        &mut self,
+        group_id: &GroupId,
+        claimed: &[ClaimedKeyPackages],
+    ) -> Result<OutgoingCommit, EngineError> {
+        self.with_tx(|c| c.add_members(group_id, claimed))
+    }
+
+    /// Stages a commit removing every device of `users`. Use [`leave`](Self::leave) to remove
+    /// ourselves.
+    pub fn remove_users(
+        &mut self,
+        group_id: &GroupId,
+        users: &[UserName],
+    ) -> Result<OutgoingCommit, EngineError> {
+        let me = self.identity.user.clone();
+        if users.contains(&me) {
+            return Err(EngineError::Membership("use leave to remove yourself"));
+        }
+        self.with_tx(|c| c.remove_where(group_id, |u, _| users.contains(u)))
+    }
+
+    /// Stages a commit removing these devices (which may include our own other devices, not
+    /// this one).
+    pub fn remove_devices(
+        &mut self,
+        group_id: &GroupId,
+        devices: &[DeviceId],
+    ) -> Result<OutgoingCommit, EngineError> {
+        if devices.contains(&self.identity.device_id) {
+            return Err(EngineError::Membership("use leave to remove this device"));
+        }
+        self.with_tx(|c| c.remove_where(group_id, |_, d| devices.contains(d)))
+    }
+
+    /// Stages a commit of the pending proposals (a member's leave), or `None` if there are none.
+    pub fn commit_pending_proposals(
+        &mut self,
+        group_id: &GroupId,
+    ) -> Result<Option<OutgoingCommit>, EngineError> {
+        self.with_tx(|c| c.commit_pending(group_id))
+    }
+
+    /// Merges our pending commit once the server accepted it; returns the new epoch.
+    pub fn merge_pending_commit(&mut self, group_id: &GroupId) -> Result<u64, EngineError> {
+        self.with_tx(|c| {
+            let mut group = load_group(&c.p, group_id)?;
+            if group.pending_commit().is_none() {
+                return Err(EngineError::NoPendingCommit(group_id.clone()));
+            }
+            group.merge_pending_commit(&c.p).map_err(|e| match e {
+                mls::MergePendingCommitError::MlsGroupStateError(_) => {
+                    EngineError::NotActive(group_id.clone())
+                }
+                mls::MergePendingCommitError::MergeCommitError(
+                    mls::MergeCommitError::StorageError(e),
+                ) => EngineError::Db(e),
+                e => EngineError::mls(e),
+            })?;
+            Ok(group.epoch().as_u64())
+        })
+    }
+
+    /// Discards our pending commit after the server refused it (epoch conflict). Process the
+    /// queue (the winning commit), then retry.
+    pub fn clear_pending_commit(&mut self, group_id: &GroupId) -> Result<(), EngineError> {
+        self.with_tx(|c| {
+            let mut group = load_group(&c.p, group_id)?;
+            group.clear_pending_commit(c.p.storage())?;
+            Ok(())
+        })
+    }
+
+    /// Leaves: returns our Remove proposal (send it with `ProposalRequest { leave: true }`) and
+    /// marks the conversation left; the engine refuses to send there afterwards. Another member
+    /// commits the removal.
+    pub fn leave(&mut self, group_id: &GroupId) -> Result<Vec<u8>, EngineError> {
+        self.with_tx(|c| {
+            let mut group = c.active_group(group_id)?;
+            let msg = group.leave_group(&c.p, c.signer).map_err(|e| match e {
+                mls::LeaveGroupError::GroupStateError(s) => c.state_error(group_id, s),
+                mls::LeaveGroupError::StorageError(e) => EngineError::Db(e),
+                e => EngineError::mls(e),
+            })?;
+            store::conversation_set_state(c.db, group_id, ConversationState::Left)?;
+            serialize(&msg)
+        })
+    }
+
+    /// Encrypts a message: builds the content, commits to it (franking), and returns the MLS
+    /// `PrivateMessage` whose `authenticated_data` carries the commitment.
+    pub fn encrypt(
+        &mut self,
+        group_id: &GroupId,
+        body: Body,
+    ) -> Result<OutgoingMessage, EngineError> {
+        self.encrypt_inner(group_id, body, None)
+    }
+
+    /// `encrypt`, with a test hook to put a different commitment in the AAD (a cheating sender).
+    fn encrypt_inner(
+        &mut self,
+        group_id: &GroupId,
+        body: Body,
+        aad_override: Option<Commitment>,
+    ) -> Result<OutgoingMessage, EngineError> {
+        let content = Content::new(body, now_ms());
+        let bytes = content.encode()?;
+        let salt = FrankSalt::random();
+        let commitment = haven_frank::commit(&salt, &bytes);
+        let aad = haven_frank::encode_aad(&aad_override.unwrap_or(commitment));
+        let plaintext = zeroize::Zeroizing::new(seal_envelope(&salt, &bytes));
+        let mls_bytes = self.with_tx(|c| {
+            let mut group = c.active_group(group_id)?;
+            group.set_aad(aad);
+            let out = group
+                .create_message(&c.p, c.signer, &plaintext)
+                .map_err(|e| match e {
+                    mls::CreateMessageError::GroupStateError(s) => c.state_error(group_id, s),
+                    e => EngineError::mls(e),
+                })?;
+            serialize(&out)
+        })?;
+        Ok(OutgoingMessage {
+            id: content.id,
+            group_id: group_id.clone(),
+            mls: mls_bytes,
+            sent_at: content.sent_at,
+            body: content.body,
+            content: bytes,
+            salt,
+            commitment,
+        })
+    }
+
+    /// Stores our own message in history once the server accepted it (`received_at` from
+    /// `SendResponse`). `GroupName` control messages are not history; they rename locally.
+    pub fn record_sent(
+        &mut self,
+        msg: &OutgoingMessage,
+        received_at: Millis,
+    ) -> Result<(), EngineError> {
+        let content = Content::decode(&msg.content)?;
+        self.with_tx(|c| {
+            if let Body::GroupName(name) = &content.body {
+                return c.rename(&msg.group_id, name);
+            }
+            store::message_insert(
+                c.db,
+                &NewMessage {
+                    group: &msg.group_id,
+                    content: &content,
+                    content_bytes: &msg.content,
+                    from: &c.me.user,
+                    from_device: &c.me.device_id,
+                    received_at,
+                    commitment: msg.commitment.as_bytes(),
+                    salt: msg.salt.as_bytes(),
+                    server_tag: None,
+                    queue_id: None,
+                    outgoing: true,
+                },
+            )?;
+            Ok(())
+        })
+    }
+
+    /// The last `limit` messages of a conversation, oldest first.
+    pub fn history(
+        &self,
+        group_id: &GroupId,
+        limit: u32,
+    ) -> Result<Vec<StoredMessage>, EngineError> {
+        store::history(&self.conn, group_id, limit)
+    }
+
+    /// The franking material of a stored message (what a report discloses).
+    pub fn frank_record(
+        &self,
+        group_id: &GroupId,
+        from: &UserName,
+        id: &MessageId,
+    ) -> Result<Option<FrankRecord>, EngineError> {
+        store::frank_record(&self.conn, group_id, from, id)
+    }
+
+    /// Processes one queue entry in one transaction. Returns `Err` only for storage or internal
+    /// failures, in which case nothing was recorded and the entry must be retried (not
+    /// acknowledged). Every `Ok` means: acknowledge it.
+    pub fn process_entry(&mut self, entry: &QueueEntry) -> Result<Processed, EngineError> {
+        self.with_tx(|c| {
+            if store::is_processed(c.db, entry.id)? {
+                return Ok(Processed::Duplicate);
+            }
+            let out = c.process(entry)?;
+            store::mark_processed(c.db, entry.id, entry.kind.as_str(), out.label(), now_ms())?;
+            Ok(out)
+        })
+    }
+
+    /// The outcome recorded for a processed queue id.
+    pub fn processed_outcome(&self, queue_id: i64) -> Result<Option<String>, EngineError> {
+        store::processed_outcome(&self.conn, queue_id)
+    }
+}
+
+fn load_group(p: &Provider<'_>, group_id: &GroupId) -> Result<MlsGroup, EngineError> {
+    MlsGroup::load(p.storage(), &mls_gid(group_id))?
+        .ok_or_else(|| EngineError::UnknownConversation(group_id.clone()))
+}
+
+impl Ctx<'_> {
+    fn credential(&self) -> CredentialWithKey {
+        CredentialWithKey {
+            credential: BasicCredential::new(identity_bytes(&self.me.user, &self.me.device_id))
+                .into(),
+            signature_key: self.signer.public().into(),
+        }
+    }
+
+    fn state_error(&self, group_id: &GroupId, e: mls::MlsGroupStateError) -> EngineError {
+        match e {
+            mls::MlsGroupStateError::PendingCommit => EngineError::PendingCommit(group_id.clone()),
+            mls::MlsGroupStateError::PendingProposal => {
+                EngineError::PendingProposals(group_id.clone())
+            }
+            mls::MlsGroupStateError::UseAfterEviction => EngineError::NotActive(group_id.clone()),
+            e => EngineError::mls(e),
+        }
+    }
+
+    fn key_package(&self, last_resort: bool) -> Result<Vec<u8>, EngineError> {
+        let mut b = KeyPackage::builder().leaf_node_capabilities(capabilities());
+        if last_resort {
+            b = b.mark_as_last_resort();
+        }
+        let bundle = b
+            .build(CIPHERSUITE, &self.p, self.signer, self.credential())
+            .map_err(EngineError::mls)?;
+        serialize(&MlsMessageOut::from(bundle.key_package().clone()))
+    }
+
+    /// Loads a group we may send in: known, active locally and in MLS.
+    fn active_group(&self, group_id: &GroupId) -> Result<MlsGroup, EngineError> {
+        let conv = store::conversation_get(self.db, group_id)?
+            .ok_or_else(|| EngineError::UnknownConversation(group_id.clone()))?;
+        if conv.state != ConversationState::Active {
+            return Err(EngineError::NotActive(group_id.clone()));
+        }
+        let group = load_group(&self.p, group_id)?;
+        if !group.is_active() {
+            return Err(EngineError::NotActive(group_id.clone()));
+        }
+        Ok(group)
+    }
+
+    fn rename(&self, group_id: &GroupId, name: &str) -> Result<(), EngineError> {
+        if let Some(mut conv) = store::conversation_get(self.db, group_id)? {
+            conv.kind = ConversationKind::Group {
+                name: name.to_owned(),
+            };
+            store::conversation_put(self.db, &conv)?;
+        }
+        Ok(())
+    }
+
+    fn verify_key_package(
+        &self,
+        user: &UserName,
+        device_id: &DeviceId,
+        bytes: &[u8],
+    ) -> Result<KeyPackage, EngineError> {
+        let bad = |problem| EngineError::KeyPackage {
+            user: user.clone(),
+            device_id: device_id.clone(),
+            problem,
+        };
+        if bytes.len() > MAX_PAYLOAD {
+            return Err(bad(KeyPackageProblem::Malformed));
+        }
+        let msg = MlsMessageIn::tls_deserialize_exact(bytes)
+            .map_err(|_| bad(KeyPackageProblem::Malformed))?;
+        let MlsMessageBodyIn::KeyPackage(kp) = msg.extract() else {
+            return Err(bad(KeyPackageProblem::Malformed));
+        };
+        let kp = kp
+            .validate(self.p.crypto(), ProtocolVersion::Mls10)
+            .map_err(|_| bad(KeyPackageProblem::Invalid))?;
+        if kp.ciphersuite() != CIPHERSUITE {
+            return Err(bad(KeyPackageProblem::Ciphersuite));
+        }
+        match parse_identity(kp.leaf_node().credential()) {
+            Some((u, d)) if u == *user && d == *device_id => Ok(kp),
+            _ => Err(bad(KeyPackageProblem::WrongIdentity)),
+        }
+    }
+
+    fn add_members(
+        &self,
+        group_id: &GroupId,
+        claimed: &[ClaimedKeyPackages],
+    ) -> Result<OutgoingCommit, EngineError> {
+        let mut group = self.active_group(group_id)?;
+        let present: HashSet<DeviceId> = member_list(&group).into_iter().map(|(_, d)| d).collect();
+        let mut seen = HashSet::new();
+        let mut kps = Vec::new();
+        let mut added = Vec::new();
+        for c in claimed {
+            for k in &c.key_packages {
+                let problem = if present.contains(&k.device_id) {
+                    Some(KeyPackageProblem::AlreadyMember)
+                } else if !seen.insert(k.device_id.clone()) {
+                    Some(KeyPackageProblem::Duplicate)
+                } else {
+                    None
+                };
+                if let Some(problem) = problem {
+                    return Err(EngineError::KeyPackage {
+                        user: c.user.clone(),
+                        device_id: k.device_id.clone(),
+                        problem,
+                    });
+                }
+                kps.push(self.verify_key_package(&c.user, &k.device_id, &k.key_package)?);
+                added.push(k.device_id.clone());
+            }
+        }
+        if kps.is_empty() {
+            return Err(EngineError::Membership("no key packages to add"));
+        }
+        let epoch = group.epoch().as_u64();
+        let (commit, welcome, _) =
+            group
+                .add_members(&self.p, self.signer, &kps)
+                .map_err(|e| match e {
+                    mls::AddMembersError::GroupStateError(s) => self.state_error(group_id, s),
+                    mls::AddMembersError::StorageError(e) => EngineError::Db(e),
+                    e => EngineError::mls(e),
+                })?;
+        Ok(OutgoingCommit {
+            group_id: group_id.clone(),
+            epoch,
+            commit: serialize(&commit)?,
+            welcome: Some(serialize(&welcome)?),
+            added,
+            removed: Vec::new(),
+        })
+    }
+
+    fn remove_where(
+        &self,
+        group_id: &GroupId,
+        pick: impl Fn(&UserName, &DeviceId) -> bool,
+    ) -> Result<OutgoingCommit, EngineError> {
+        let mut group = self.active_group(group_id)?;
+        let mut leaves = Vec::new();
+        let mut removed = Vec::new();
+        for m in group.members() {
+            if let Some((u, d)) = parse_identity(&m.credential) {
+                if d != self.me.device_id && pick(&u, &d) {
+                    leaves.push(m.index);
+                    removed.push(d);
+                }
+            }
+        }
+        if leaves.is_empty() {
+            return Err(EngineError::Membership("nobody to remove"));
+        }
+        let epoch = group.epoch().as_u64();
+        let (commit, welcome, _) = group
+            .remove_members(&self.p, self.signer, &leaves)
+            .map_err(|e| match e {
+                mls::RemoveMembersError::GroupStateError(s) => self.state_error(group_id, s),
+                mls::RemoveMembersError::StorageError(e) => EngineError::Db(e),
+                e => EngineError::mls(e),
+            })?;
+        Ok(OutgoingCommit {
+            group_id: group_id.clone(),
+            epoch,
+            commit: serialize(&commit)?,
+            welcome: welcome.as_ref().map(serialize).transpose()?,
+            added: Vec::new(),
+            removed,
+        })
+    }
+
+    fn commit_pending(&self, group_id: &GroupId) -> Result<Option<OutgoingCommit>, EngineError> {
+        // Not `active_group`: a member who has left may not commit, but we also must not commit
+        // for a group we are no longer in.
+        let mut group = self.active_group(group_id)?;
+        if !group.has_pending_proposals() {
+            return Ok(None);
+        }
+        let mut added = Vec::new();
+        let mut removed = Vec::new();
+        for qp in group.pending_proposals() {
+            match qp.proposal() {
+                mls::Proposal::Add(a) => {
+                    if let Some((_, d)) = parse_identity(a.key_package().leaf_node().credential()) {
+                        added.push(d);
+                    }
+                }
+                mls::Proposal::Remove(r) => {
+                    if let Some((_, d)) = group
+                        .member_at(r.removed())
+                        .and_then(|m| parse_identity(&m.credential))
+                    {
+                        removed.push(d);
+                    }
+                }
+                _ => {}
+            }
+        }
+        let epoch = group.epoch().as_u64();
+        let (commit, welcome, _) = group
+            .commit_to_pending_proposals(&self.p, self.signer)
+            .map_err(|e| match e {
+                mls::CommitToPendingProposalsError::GroupStateError(s) => {
+                    self.state_error(group_id, s)
+                }
+                mls::CommitToPendingProposalsError::StorageError(e) => EngineError::Db(e),
+                e => EngineError::mls(e),
+            })?;
+        Ok(Some(OutgoingCommit {
+            group_id: group_id.clone(),
+            epoch,
+            commit: serialize(&commit)?,
+            welcome: welcome.as_ref().map(serialize).transpose()?,
+            added,
+            removed,
+        }))
+    }
+
+    // ---------------------------------------------------------------- receiving
+
+    fn process(&self, entry: &QueueEntry) -> Result<Processed, EngineError> {
+        if entry.payload.len() > MAX_PAYLOAD {
+            return Ok(Processed::Dropped {
+                reason: DropReason::Malformed,
+            });
+        }
+        let step = match entry.kind {
+            EntryKind::DeviceLinked => {
+                return Ok(
+                    match serde_json::from_slice::<DeviceLinked>(&entry.payload) {
+                        Ok(d) if d.device_id != self.me.device_id => Processed::DeviceLinked(d),
+                        Ok(_) => Processed::Dropped {
+                            reason: DropReason::NotForUs,
+                        },
+                        Err(_) => Processed::Dropped {
+                            reason: DropReason::Malformed,
+                        },
+                    },
+                )
+            }
+            EntryKind::Welcome => self.in_savepoint(|| self.welcome(entry))?,
+            EntryKind::Application | EntryKind::Commit | EntryKind::Proposal => {
+                self.in_savepoint(|| self.protocol(entry))?
+            }
+        };
+        Ok(step)
+    }
+
+    /// Runs the MLS phase inside a savepoint so that a rejected message leaves no partial
+    /// openmls writes behind, while the enclosing transaction still records the drop.
+    fn in_savepoint(
+        &self,
+        f: impl FnOnce() -> Result<Step, EngineError>,
+    ) -> Result<Processed, EngineError> {
+        self.db.execute_batch("SAVEPOINT haven_mls")?;
+        match f()? {
+            Step::Done(p) => {
+                self.db.execute_batch("RELEASE haven_mls")?;
+                Ok(*p)
+            }
+            Step::Reject(reason) => {
+                self.db
+                    .execute_batch("ROLLBACK TO haven_mls; RELEASE haven_mls")?;
+                Ok(Processed::Dropped { reason })
+            }
+        }
+    }
+
+    fn welcome(&self, entry: &QueueEntry) -> Result<Step, EngineError> {
+        let Ok(msg) = MlsMessageIn::tls_deserialize_exact(&entry.payload) else {
+            return dropped(DropReason::Malformed);
+        };
+        let MlsMessageBodyIn::Welcome(welcome) = msg.extract() else {
+            return dropped(DropReason::Malformed);
+        };
+        let cfg = join_config();
+        let builder = match StagedWelcome::build_from_welcome(&self.p, &cfg, welcome) {
+            Ok(b) => b,
+            Err(mls::WelcomeError::StorageError(e)) => return Err(EngineError::Db(e)),
+            Err(_) => return Ok(Step::Reject(DropReason::Rejected)),
+        };
+        let Some(group_id) = haven_gid(
+            builder
+                .processed_welcome()
+                .unverified_group_info()
+                .group_id(),
+        ) else {
+            return Ok(Step::Reject(DropReason::Malformed));
+        };
+        if entry.group_id.as_ref().is_some_and(|g| *g != group_id) {
+            return Ok(Step::Reject(DropReason::Malformed));
+        }
+        let existing = store::conversation_get(self.db, &group_id)?;
+        let builder = match &existing {
+            Some(c) if c.state == ConversationState::Active => {
+                return Ok(Step::Reject(DropReason::AlreadyMember))
+            }
+            // We were in this group before (left or removed) and are re-added.
+            Some(_) => builder.replace_old_group(),
+            None => builder,
+        };
+        let staged = match builder.build() {
+            Ok(s) => s,
+            Err(mls::WelcomeError::StorageError(e)) => return Err(EngineError::Db(e)),
+            Err(_) => return Ok(Step::Reject(DropReason::Rejected)),
+        };
+        if staged
+            .members()
+            .any(|m| parse_identity(&m.credential).is_none())
+        {
+            return Ok(Step::Reject(DropReason::InvalidMember));
+        }
+        let group = match staged.into_group(&self.p) {
+            Ok(g) => g,
+            Err(mls::WelcomeError::StorageError(e)) => return Err(EngineError::Db(e)),
+            Err(_) => return Ok(Step::Reject(DropReason::Rejected)),
+        };
+        let users: BTreeSet<UserName> = member_list(&group).into_iter().map(|(u, _)| u).collect();
+        let others: Vec<&UserName> = users.iter().filter(|u| **u != self.me.user).collect();
+        // A two-user group is a direct chat until a GroupName control message says otherwise.
+        let kind = match others.as_slice() {
+            [peer] if users.len() == 2 => ConversationKind::Direct {
+                peer: (*peer).clone(),
+            },
+            _ => ConversationKind::Group {
+                name: String::new(),
+            },
+        };
+        let conv = Conversation {
+            group_id,
+            kind,
+            state: ConversationState::Active,
+            created_at: existing.map_or_else(now_ms, |c| c.created_at),
+        };
+        store::conversation_put(self.db, &conv)?;
+        Ok(Step::Done(Box::new(Processed::Joined(conv))))
+    }
+
+    fn protocol(&self, entry: &QueueEntry) -> Result<Step, EngineError> {
+        let Ok(msg) = MlsMessageIn::tls_deserialize_exact(&entry.payload) else {
+            return dropped(DropReason::Malformed);
+        };
+        let Ok(pm) = msg.try_into_protocol_message() else {
+            return dropped(DropReason::Malformed);
+        };
+        let expected = match entry.kind {
+            EntryKind::Application => mls::ContentType::Application,
+            EntryKind::Commit => mls::ContentType::Commit,
+            _ => mls::ContentType::Proposal,
+        };
+        if pm.content_type() != expected {
+            return dropped(DropReason::Malformed);
+        }
+        let Some(group_id) = haven_gid(pm.group_id()) else {
+            return dropped(DropReason::Malformed);
+        };
+        if entry.group_id.as_ref().is_some_and(|g| *g != group_id) {
+            return dropped(DropReason::Malformed);
+        }
+        if store::conversation_get(self.db, &group_id)?.is_none() {
+            return dropped(DropReason::UnknownGroup);
+        }
+        let Some(mut group) = MlsGroup::load(self.p.storage(), &mls_gid(&group_id))? else {
+            return dropped(DropReason::UnknownGroup);
+        };
+        let processed = match group.process_message(&self.p, pm) {
+            Ok(p) => p,
+            Err(mls::ProcessMessageError::StorageError(e)) => return Err(EngineError::Db(e)),
+            Err(_) => return Ok(Step::Reject(DropReason::Rejected)),
+        };
+        let sender_cred = processed.credential().clone();
+        let sender = processed.sender().clone();
+        let aad = processed.aad().to_vec();
+        match processed.into_content() {
+            ProcessedMessageContent::ApplicationMessage(app) => {
+                self.application(entry, &group_id, &sender_cred, &aad, &app.into_bytes())
+            }
+            ProcessedMessageContent::ProposalMessage(qp) => {
+                let self_remove = match (qp.proposal(), &sender) {
+                    (mls::Proposal::Remove(r), mls::Sender::Member(idx)) => r.removed() == *idx,
+                    _ => false,
+                };
+                if !self_remove {
+                    return Ok(Step::Reject(DropReason::UnsupportedProposal));
+                }
+                group.store_pending_proposal(self.p.storage(), *qp)?;
+                Ok(Step::Done(Box::new(Processed::Proposal {
+                    group_id,
+                    commit_needed: true,
+                })))
+            }
+            ProcessedMessageContent::StagedCommitMessage(staged) => {
+                self.commit(group, group_id, &sender_cred, *staged)
+            }
+            ProcessedMessageContent::OwnPrivateMessage => Ok(Step::Reject(DropReason::OwnMessage)),
+            _ => Ok(Step::Reject(DropReason::UnsupportedProposal)),
+        }
+    }
+
+    fn application(
+        &self,
+        entry: &QueueEntry,
+        group_id: &GroupId,
+        cred: &Credential,
+        aad: &[u8],
+        plaintext: &[u8],
+    ) -> Result<Step, EngineError> {
+        let plaintext = zeroize::Zeroizing::new(plaintext.to_vec());
+        let Some((from, from_device)) = parse_identity(cred) else {
+            return dropped(DropReason::InvalidMember);
+        };
+        match &entry.sender {
+            Some(s) if s.user == from && s.device_id == from_device => {}
+            _ => return dropped(DropReason::SenderMismatch),
+        }
+        // Franking (haven-frank module docs): the AAD commitment, authenticated by MLS, must equal
+        // the one the server bound in its envelope, and must open over the content with the salt.
+        let Some(frank) = &entry.frank else {
+            return dropped(DropReason::Franking);
+        };
+        let (Ok(c_aad), Ok(c_env)) = (
+            haven_frank::decode_aad(aad),
+            Commitment::from_slice(&frank.commitment),
+        ) else {
+            return dropped(DropReason::Franking);
+        };
+        if !c_aad.ct_eq(&c_env) || frank.server_tag.len() != haven_frank::LEN {
+            return dropped(DropReason::Franking);
+        }
+        let Ok((salt, content_bytes)) = open_envelope(&plaintext) else {
+            return dropped(DropReason::Malformed);
+        };
+        if haven_frank::open(&c_aad, &salt, content_bytes).is_err() {
+            return dropped(DropReason::Franking);
+        }
+        let Ok(content) = Content::decode(content_bytes) else {
+            return dropped(DropReason::Malformed);
+        };
+        if let Body::GroupName(name) = &content.body {
+            self.rename(group_id, name)?;
+            return Ok(Step::Done(Box::new(Processed::Renamed {
+                group_id: group_id.clone(),
+                name: name.clone(),
+            })));
+        }
+        let inserted = store::message_insert(
+            self.db,
+            &NewMessage {
+                group: group_id,
+                content: &content,
+                content_bytes,
+                from: &from,
+                from_device: &from_device,
+                received_at: frank.received_at,
+                commitment: c_aad.as_bytes(),
+                salt: salt.as_bytes(),
+                server_tag: Some(&frank.server_tag),
+                queue_id: Some(entry.id),
+                outgoing: false,
+            },
+        )?;
+        if !inserted {
+            return Ok(Step::Done(Box::new(Processed::Duplicate)));
+        }
+        Ok(Step::Done(Box::new(Processed::Message(StoredMessage {
+            id: content.id,
+            group: group_id.clone(),
+            from,
+            from_device,
+            body: content.body,
+            sent_at: content.sent_at,
+            received_at: frank.received_at,
+        }))))
+    }
+
+    fn commit(
+        &self,
+        mut group: MlsGroup,
+        group_id: GroupId,
+        sender_cred: &Credential,
+        staged: mls::StagedCommit,
+    ) -> Result<Step, EngineError> {
+        // Every credential the commit introduces must be a Haven identity, and a committer may
+        // not change its own identity through its update path. Refusing such a commit leaves us
+        // behind in this group: fail closed rather than talk alongside an unidentified member.
+        if staged
+            .credentials_to_verify()
+            .any(|c| parse_identity(c).is_none())
+        {
+            return Ok(Step::Reject(DropReason::InvalidMember));
+        }
+        if let Some(leaf) = staged.update_path_leaf_node() {
+            if leaf.credential() != sender_cred {
+                return Ok(Step::Reject(DropReason::InvalidMember));
+            }
+        }
+        let mut added = Vec::new();
+        for a in staged.add_proposals() {
+            match parse_identity(a.add_proposal().key_package().leaf_node().credential()) {
+                Some(m) => added.push(m),
+                None => return Ok(Step::Reject(DropReason::InvalidMember)),
+            }
+        }
+        let removed: Vec<(UserName, DeviceId)> = staged
+            .remove_proposals()
+            .filter_map(|r| group.member_at(r.remove_proposal().removed()))
+            .filter_map(|m| parse_identity(&m.credential))
+            .collect();
+        let self_removed = staged.self_removed();
+        match group.merge_staged_commit(&self.p, staged) {
+            Ok(()) => {}
+            Err(mls::MergeCommitError::StorageError(e)) => return Err(EngineError::Db(e)),
+            Err(_) => return Ok(Step::Reject(DropReason::Rejected)),
+        }
+        if self_removed {
+            if let Some(conv) = store::conversation_get(self.db, &group_id)? {
+                if conv.state == ConversationState::Active {
+                    store::conversation_set_state(self.db, &group_id, ConversationState::Removed)?;
+                }
+            }
+        }
+        Ok(Step::Done(Box::new(Processed::Commit(CommitOutcome {
+            epoch: group.epoch().as_u64(),
+            group_id,
+            added,
+            removed,
+            self_removed,
+        }))))
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,765 @@
+//! Engine tests: several engines in temporary directories, with bytes passed between them by
+//! hand. `Server` plays the server's part in building queue entries: it reads the commitment from
+//! the clear-text MLS header (as the real server does) and binds it with a franking tag.
+
+use super::*;
+use haven_frank::{ServerKey, ServerTag};
+use haven_proto::api::{ClaimedKeyPackage, FrankEnvelope, Sender};
+use tempfile::TempDir;
+
+struct Dev {
+    _dir: TempDir,
+    home: std::path::PathBuf,
+    e: Engine,
+}
+
+impl Dev {
+    fn new(user: &str) -> Dev {
+        let dir = TempDir::new().unwrap();
+        let home = dir.path().join("profile");
+        let mut b = [0u8; 16];
+        rand::rngs::OsRng.fill_bytes(&mut b);
+        let id = Identity {
+            user: UserName::new(user).unwrap(),
+            device_id: DeviceId::from_bytes(b),
+            server_url: "http://127.0.0.1:1".into(),
+            auth_secret: AuthSecret::random(),
+        };
+        let e = Engine::create(&home, id).unwrap();
+        Dev { _dir: dir, home, e }
+    }
+
+    fn user(&self) -> UserName {
+        self.e.identity().user.clone()
+    }
+
+    fn device(&self) -> DeviceId {
+        self.e.identity().device_id.clone()
+    }
+
+    fn sender(&self) -> Sender {
+        Sender {
+            user: self.user(),
+            device_id: self.device(),
+        }
+    }
+
+    fn claim(&mut self) -> ClaimedKeyPackages {
+        ClaimedKeyPackages {
+            user: self.user(),
+            key_packages: vec![self.claimed_one()],
+        }
+    }
+
+    fn claimed_one(&mut self) -> ClaimedKeyPackage {
+        ClaimedKeyPackage {
+            device_id: self.device(),
+            key_package: self.e.key_packages(1).unwrap().remove(0),
+        }
+    }
+
+    fn texts(&self, g: &GroupId) -> Vec<(String, String)> {
+        self.e
+            .history(g, 100)
+            .unwrap()
+            .into_iter()
+            .map(|m| match m.body {
+                Body::Text(t) => (m.from.to_string(), t),
+                other => panic!("unexpected body {other:?}"),
+            })
+            .collect()
+    }
+}
+
+struct Server {
+    key: ServerKey,
+    next_id: i64,
+}
+
+impl Server {
+    fn new() -> Server {
+        Server {
+            key: ServerKey::random(),
+            next_id: 1,
+        }
+    }
+
+    fn entry(
+        &mut self,
+        kind: EntryKind,
+        group: Option<&GroupId>,
+        from: Option<Sender>,
+        payload: Vec<u8>,
+    ) -> QueueEntry {
+        self.next_id += 1;
+        let received_at = now_ms();
+        let frank = if kind == EntryKind::Application {
+            let h = haven_proto::mls_frame::parse_header(&payload).unwrap();
+            let c = haven_frank::decode_aad(h.authenticated_data).unwrap();
+            let from = from.as_ref().unwrap();
+            let tag = haven_frank::server_tag(
+                &self.key,
+                &haven_frank::Binding {
+                    commitment: &c,
+                    sender_device: from.device_id.as_str(),
+                    group_id: h.group_id,
+                    received_at_ms: received_at,
+                },
+            );
+            Some(FrankEnvelope {
+                commitment: c.as_bytes().to_vec(),
+                server_tag: tag.as_bytes().to_vec(),
+                received_at,
+            })
+        } else {
+            None
+        };
+        QueueEntry {
+            id: self.next_id,
+            kind,
+            group_id: group.cloned(),
+            sender: from,
+            payload,
+            frank,
+            received_at,
+        }
+    }
+
+    /// Encrypts, "accepts" and records a text message; returns the entry every other member gets.
+    fn send(&mut self, from: &mut Dev, g: &GroupId, text: &str) -> QueueEntry {
+        let m = from.e.encrypt(g, Body::Text(text.into())).unwrap();
+        let e = self.entry(
+            EntryKind::Application,
+            Some(g),
+            Some(from.sender()),
+            m.mls.clone(),
+        );
+        from.e.record_sent(&m, e.received_at).unwrap();
+        e
+    }
+
+    fn body(&mut self, from: &mut Dev, g: &GroupId, body: Body) -> QueueEntry {
+        let m = from.e.encrypt(g, body).unwrap();
+        self.entry(EntryKind::Application, Some(g), Some(from.sender()), m.mls)
+    }
+
+    /// The server accepts a staged commit: the committer merges; returns (commit, welcome).
+    fn accept(&mut self, from: &mut Dev, oc: &OutgoingCommit) -> (QueueEntry, Option<QueueEntry>) {
+        from.e.merge_pending_commit(&oc.group_id).unwrap();
+        let c = self.entry(
+            EntryKind::Commit,
+            Some(&oc.group_id),
+            Some(from.sender()),
+            oc.commit.clone(),
+        );
+        let w = oc.welcome.clone().map(|w| {
+            self.entry(
+                EntryKind::Welcome,
+                Some(&oc.group_id),
+                Some(from.sender()),
+                w,
+            )
+        });
+        (c, w)
+    }
+}
+
+fn deliver(to: &mut Dev, e: &QueueEntry) -> Processed {
+    to.e.process_entry(e).unwrap()
+}
+
+fn expect_text(p: Processed, from: &Dev, text: &str) {
+    match p {
+        Processed::Message(m) => {
+            assert_eq!(m.from, from.user());
+            assert_eq!(m.from_device, from.device());
+            assert_eq!(m.body, Body::Text(text.into()));
+        }
+        other => panic!("expected a message, got {other:?}"),
+    }
+}
+
+fn joined(p: Processed) -> Conversation {
+    match p {
+        Processed::Joined(c) => c,
+        other => panic!("expected a join, got {other:?}"),
+    }
+}
+
+/// `owner` creates a conversation and adds `others` in one commit; everyone joins.
+fn setup(
+    s: &mut Server,
+    owner: &mut Dev,
+    kind: ConversationKind,
+    others: &mut [&mut Dev],
+) -> GroupId {
+    let g = owner.e.create_conversation(kind).unwrap();
+    let claims: Vec<_> = others.iter_mut().map(|d| d.claim()).collect();
+    let oc = owner.e.add_members(&g, &claims).unwrap();
+    assert_eq!(oc.epoch, 0);
+    assert_eq!(oc.added.len(), others.len());
+    let (_, w) = s.accept(owner, &oc);
+    let w = w.unwrap();
+    for d in others.iter_mut() {
+        let mut w = w.clone();
+        s.next_id += 1;
+        w.id = s.next_id;
+        let c = joined(deliver(d, &w));
+        assert_eq!(c.group_id, g);
+        assert_eq!(c.state, ConversationState::Active);
+    }
+    g
+}
+
+fn dropped_for(p: Processed) -> DropReason {
+    match p {
+        Processed::Dropped { reason } => reason,
+        other => panic!("expected a drop, got {other:?}"),
+    }
+}
+
+#[test]
+fn direct_chat_both_ways_and_redelivery() {
+    let mut s = Server::new();
+    let (mut alice, mut bob) = (Dev::new("alice"), Dev::new("bob"));
+    let g = setup(
+        &mut s,
+        &mut alice,
+        ConversationKind::Direct { peer: bob.user() },
+        &mut [&mut bob],
+    );
+    // Bob learns it is a direct chat with alice from the tree.
+    assert_eq!(
+        bob.e.conversation(&g).unwrap().unwrap().kind,
+        ConversationKind::Direct { peer: alice.user() }
+    );
+    assert_eq!(bob.e.find_direct(&alice.user()).unwrap(), Some(g.clone()));
+    assert_eq!(alice.e.find_direct(&bob.user()).unwrap(), Some(g.clone()));
+    let mut m = alice.e.members(&g).unwrap();
+    m.sort();
+    let mut want = vec![(alice.user(), alice.device()), (bob.user(), bob.device())];
+    want.sort();
+    assert_eq!(m, want);
+
+    let e1 = s.send(&mut alice, &g, "hi bob");
+    expect_text(deliver(&mut bob, &e1), &alice, "hi bob");
+    let e2 = s.send(&mut bob, &g, "hi alice");
+    expect_text(deliver(&mut alice, &e2), &bob, "hi alice");
+
+    // Redelivery of an entry is a no-op.
+    assert_eq!(deliver(&mut bob, &e1), Processed::Duplicate);
+    let want = vec![
+        ("alice".to_string(), "hi bob".to_string()),
+        ("bob".to_string(), "hi alice".to_string()),
+    ];
+    assert_eq!(bob.texts(&g), want);
+    assert_eq!(alice.texts(&g), want);
+
+    // What a report needs is kept and verifies: the commitment opens over the stored content,
+    // and the server's tag binds it to the sender device, group and time.
+    let hist = bob.e.history(&g, 10).unwrap();
+    let first = hist.first().unwrap();
+    let r = bob
+        .e
+        .frank_record(&g, &alice.user(), &first.id)
+        .unwrap()
+        .unwrap();
+    let c = Commitment::from_slice(&r.commitment).unwrap();
+    haven_frank::open(&c, &FrankSalt::from_slice(&r.salt).unwrap(), &r.content).unwrap();
+    let tag = ServerTag::from_slice(r.server_tag.as_deref().unwrap()).unwrap();
+    haven_frank::verify_server_tag(
+        &s.key,
+        &haven_frank::Binding {
+            commitment: &c,
+            sender_device: alice.device().as_str(),
+            group_id: g.as_bytes(),
+            received_at_ms: first.received_at,
+        },
+        &tag,
+    )
+    .unwrap();
+    assert!(format!("{r:?}").contains("<redacted>"));
+}
+
+#[test]
+fn three_member_group_with_name() {
+    let mut s = Server::new();
+    let (mut a, mut b, mut c) = (Dev::new("alice"), Dev::new("bob"), Dev::new("carol"));
+    let g = setup(
+        &mut s,
+        &mut a,
+        ConversationKind::Group {
+            name: "team".into(),
+        },
+        &mut [&mut b, &mut c],
+    );
+    // Joined groups are unnamed until the GroupName control message arrives.
+    let n = s.body(&mut a, &g, Body::GroupName("team".into()));
+    for d in [&mut b, &mut c] {
+        assert_eq!(
+            deliver(d, &n),
+            Processed::Renamed {
+                group_id: g.clone(),
+                name: "team".into()
+            }
+        );
+        assert_eq!(d.e.find_group("team").unwrap(), Some(g.clone()));
+        assert!(d.e.history(&g, 10).unwrap().is_empty());
+    }
+    assert_eq!(a.e.find_group("team").unwrap(), Some(g.clone()));
+    assert_eq!(c.e.members(&g).unwrap().len(), 3);
+
+    let e = s.send(&mut c, &g, "from carol");
+    expect_text(deliver(&mut a, &e), &c, "from carol");
+    expect_text(deliver(&mut b, &e), &c, "from carol");
+    let e = s.send(&mut a, &g, "from alice");
+    expect_text(deliver(&mut b, &e), &a, "from alice");
+    expect_text(deliver(&mut c, &e), &a, "from alice");
+}
+
+#[test]
+fn removed_member_cannot_decrypt_what_follows() {
+    let mut s = Server::new();
+    let (mut a, mut b, mut c) = (Dev::new("alice"), Dev::new("bob"), Dev::new("carol"));
+    let g = setup(
+        &mut s,
+        &mut a,
+        ConversationKind::Group { name: "g".into() },
+        &mut [&mut b, &mut c],
+    );
+    let oc = a.e.remove_users(&g, &[c.user()]).unwrap();
+    assert_eq!(oc.removed, vec![c.device()]);
+    let (commit, _) = s.accept(&mut a, &oc);
+    match deliver(&mut b, &commit) {
+        Processed::Commit(o) => {
+            assert_eq!(o.removed, vec![(c.user(), c.device())]);
+            assert!(!o.self_removed);
+            assert_eq!(o.epoch, 2);
+        }
+        other => panic!("{other:?}"),
+    }
+    match deliver(&mut c, &commit) {
+        Processed::Commit(o) => assert!(o.self_removed),
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(
+        c.e.conversation(&g).unwrap().unwrap().state,
+        ConversationState::Removed
+    );
+    assert!(matches!(
+        c.e.encrypt(&g, Body::Text("x".into())),
+        Err(EngineError::NotActive(_))
+    ));
+    let e = s.send(&mut a, &g, "secret");
+    expect_text(deliver(&mut b, &e), &a, "secret");
+    assert_eq!(dropped_for(deliver(&mut c, &e)), DropReason::Rejected);
+    assert!(c.texts(&g).is_empty());
+    assert_eq!(a.e.members(&g).unwrap().len(), 2);
+    // Removing oneself this way is refused.
+    assert!(matches!(
+        a.e.remove_users(&g, &[a.user()]),
+        Err(EngineError::Membership(_))
+    ));
+}
+
+#[test]
+fn leave_flow() {
+    let mut s = Server::new();
+    let (mut a, mut b, mut c) = (Dev::new("alice"), Dev::new("bob"), Dev::new("carol"));
+    let g = setup(
+        &mut s,
+        &mut a,
+        ConversationKind::Group { name: "g".into() },
+        &mut [&mut b, &mut c],
+    );
+    let proposal = b.e.leave(&g).unwrap();
+    assert_eq!(
+        b.e.conversation(&g).unwrap().unwrap().state,
+        ConversationState::Left
+    );
+    assert!(matches!(
+        b.e.encrypt(&g, Body::Text("x".into())),
+        Err(EngineError::NotActive(_))
+    ));
+    let pe = s.entry(EntryKind::Proposal, Some(&g), Some(b.sender()), proposal);
+    for d in [&mut a, &mut c] {
+        assert_eq!(
+            deliver(d, &pe),
+            Processed::Proposal {
+                group_id: g.clone(),
+                commit_needed: true
+            }
+        );
+        assert!(d.e.has_pending_proposals(&g).unwrap());
+    }
+    // Sending waits for the proposal to be committed.
+    assert!(matches!(
+        a.e.encrypt(&g, Body::Text("x".into())),
+        Err(EngineError::PendingProposals(_))
+    ));
+    let oc = a.e.commit_pending_proposals(&g).unwrap().unwrap();
+    assert_eq!(oc.removed, vec![b.device()]);
+    let (commit, _) = s.accept(&mut a, &oc);
+    match deliver(&mut b, &commit) {
+        Processed::Commit(o) => assert!(o.self_removed),
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(
+        b.e.conversation(&g).unwrap().unwrap().state,
+        ConversationState::Left
+    );
+    assert!(matches!(deliver(&mut c, &commit), Processed::Commit(_)));
+    assert!(a.e.commit_pending_proposals(&g).unwrap().is_none());
+    let e = s.send(&mut c, &g, "bye bob");
+    expect_text(deliver(&mut a, &e), &c, "bye bob");
+    assert_eq!(dropped_for(deliver(&mut b, &e)), DropReason::Rejected);
+}
+
+#[test]
+fn commit_race_loser_clears_and_catches_up() {
+    let mut s = Server::new();
+    let (mut a, mut b, mut c) = (Dev::new("alice"), Dev::new("bob"), Dev::new("carol"));
+    let (mut d, mut e) = (Dev::new("dave"), Dev::new("erin"));
+    let g = setup(
+        &mut s,
+        &mut a,
+        ConversationKind::Group { name: "g".into() },
+        &mut [&mut b, &mut c],
+    );
+    let oa = a.e.add_members(&g, &[d.claim()]).unwrap();
+    let ob = b.e.add_members(&g, &[e.claim()]).unwrap();
+    assert_eq!(oa.epoch, ob.epoch);
+    // openmls lets a member send while its commit is pending (in the current epoch).
+    let during = s.send(&mut b, &g, "during");
+    // The server accepts alice's; bob gets epoch_conflict.
+    let (commit, welcome) = s.accept(&mut a, &oa);
+    b.e.clear_pending_commit(&g).unwrap();
+    assert!(matches!(deliver(&mut b, &commit), Processed::Commit(_)));
+    assert!(matches!(deliver(&mut c, &commit), Processed::Commit(_)));
+    // Delivered after the commit, the older epoch's message still decrypts (past epochs kept).
+    expect_text(deliver(&mut a, &during), &b, "during");
+    expect_text(deliver(&mut c, &during), &b, "during");
+    joined(deliver(&mut d, &welcome.unwrap()));
+    assert_eq!(b.e.epoch(&g).unwrap(), a.e.epoch(&g).unwrap());
+
+    let m = s.send(&mut b, &g, "after the race");
+    for x in [&mut a, &mut c, &mut d] {
+        expect_text(deliver(x, &m), &b, "after the race");
+    }
+    // Bob retries his add against the new epoch.
+    let ob = b.e.add_members(&g, &[e.claim()]).unwrap();
+    assert_eq!(ob.epoch, oa.epoch + 1);
+    let (commit, welcome) = s.accept(&mut b, &ob);
+    for x in [&mut a, &mut c, &mut d] {
+        assert!(matches!(deliver(x, &commit), Processed::Commit(_)));
+    }
+    joined(deliver(&mut e, &welcome.unwrap()));
+    let m = s.send(&mut e, &g, "hello all");
+    for x in [&mut a, &mut b, &mut c, &mut d] {
+        expect_text(deliver(x, &m), &e, "hello all");
+    }
+}
+
+#[test]
+fn altered_envelope_commitment_is_dropped() {
+    let mut s = Server::new();
+    let (mut a, mut b) = (Dev::new("alice"), Dev::new("bob"));
+    let g = setup(
+        &mut s,
+        &mut a,
+        ConversationKind::Direct { peer: b.user() },
+        &mut [&mut b],
+    );
+    let mut e = s.send(&mut a, &g, "hi");
+    if let Some(f) = e.frank.as_mut() {
+        f.commitment[0] ^= 1;
+    }
+    assert_eq!(dropped_for(deliver(&mut b, &e)), DropReason::Franking);
+    assert!(b.texts(&g).is_empty());
+    assert_eq!(
+        b.e.processed_outcome(e.id).unwrap().as_deref(),
+        Some("franking")
+    );
+    // Recorded: redelivery is a duplicate, never shown.
+    assert_eq!(deliver(&mut b, &e), Processed::Duplicate);
+    // A missing envelope is dropped too.
+    let mut e = s.send(&mut a, &g, "hi again");
+    e.frank = None;
+    assert_eq!(dropped_for(deliver(&mut b, &e)), DropReason::Franking);
+    // The conversation keeps working.
+    let e = s.send(&mut a, &g, "third");
+    expect_text(deliver(&mut b, &e), &a, "third");
+}
+
+#[test]
+fn commitment_that_does_not_open_is_dropped() {
+    let mut s = Server::new();
+    let (mut a, mut b) = (Dev::new("alice"), Dev::new("bob"));
+    let g = setup(
+        &mut s,
+        &mut a,
+        ConversationKind::Direct { peer: b.user() },
+        &mut [&mut b],
+    );
+    // A cheating sender puts a commitment to something else in the AAD; the server copies it.
+    let bogus = haven_frank::commit(&FrankSalt::random(), b"something else");
+    let m =
+        a.e.encrypt_inner(&g, Body::Text("deniable".into()), Some(bogus))
+            .unwrap();
+    let e = s.entry(EntryKind::Application, Some(&g), Some(a.sender()), m.mls);
+    assert_eq!(dropped_for(deliver(&mut b, &e)), DropReason::Franking);
+    assert!(b.texts(&g).is_empty());
+}
+
+#[test]
+fn sender_mismatch_and_malformed_are_dropped_not_errors() {
+    let mut s = Server::new();
+    let (mut a, mut b, mut c) = (Dev::new("alice"), Dev::new("bob"), Dev::new("carol"));
+    let g = setup(
+        &mut s,
+        &mut a,
+        ConversationKind::Group { name: "g".into() },
+        &mut [&mut b, &mut c],
+    );
+    let m = a.e.encrypt(&g, Body::Text("x".into())).unwrap();
+    // The server claims carol sent alice's message.
+    let e = s.entry(EntryKind::Application, Some(&g), Some(c.sender()), m.mls);
+    assert_eq!(dropped_for(deliver(&mut b, &e)), DropReason::SenderMismatch);
+    for (kind, payload) in [
+        (EntryKind::Application, vec![]),
+        (EntryKind::Commit, vec![0, 1, 2, 3]),
+        (EntryKind::Welcome, vec![0xff; 64]),
+        (EntryKind::Proposal, b"not mls".to_vec()),
+        (EntryKind::DeviceLinked, b"{".to_vec()),
+    ] {
+        let e = QueueEntry {
+            id: 10_000 + s.next_id,
+            kind,
+            group_id: Some(g.clone()),
+            sender: Some(a.sender()),
+            payload,
+            frank: None,
+            received_at: 0,
+        };
+        s.next_id += 1;
+        assert_eq!(dropped_for(deliver(&mut b, &e)), DropReason::Malformed);
+        assert_eq!(deliver(&mut b, &e), Processed::Duplicate);
+    }
+    // A commit delivered as an application entry is malformed.
+    let oc = a.e.remove_users(&g, &[c.user()]).unwrap();
+    let e = s.entry(
+        EntryKind::Proposal,
+        Some(&g),
+        Some(a.sender()),
+        oc.commit.clone(),
+    );
+    assert_eq!(dropped_for(deliver(&mut b, &e)), DropReason::Malformed);
+    a.e.clear_pending_commit(&g).unwrap();
+}
+
+#[test]
+fn rollback_leaves_everything_unchanged_and_retry_succeeds() {
+    let mut s = Server::new();
+    let (mut a, mut b, mut c) = (Dev::new("alice"), Dev::new("bob"), Dev::new("carol"));
+    let g = setup(
+        &mut s,
+        &mut a,
+        ConversationKind::Group { name: "g".into() },
+        &mut [&mut b, &mut c],
+    );
+
+    // Application message: openmls decrypts (advancing and storing the ratchet) and we write the
+    // message and processed rows — then the commit fails.
+    let e1 = s.send(&mut a, &g, "one");
+    b.e.fail_before_commit = true;
+    assert!(matches!(
+        b.e.process_entry(&e1),
+        Err(EngineError::Internal(_))
+    ));
+    assert!(b.texts(&g).is_empty());
+    assert_eq!(b.e.processed_outcome(e1.id).unwrap(), None);
+    // The same entry processes again: had the ratchet advance survived, openmls would refuse to
+    // decrypt the same generation twice.
+    expect_text(deliver(&mut b, &e1), &a, "one");
+    assert_eq!(b.texts(&g).len(), 1);
+
+    // Commit: the merge is rolled back with everything else.
+    let oc = a.e.remove_users(&g, &[c.user()]).unwrap();
+    let (commit, _) = s.accept(&mut a, &oc);
+    let epoch = b.e.epoch(&g).unwrap();
+    b.e.fail_before_commit = true;
+    assert!(b.e.process_entry(&commit).is_err());
+    assert_eq!(b.e.epoch(&g).unwrap(), epoch);
+    assert_eq!(b.e.members(&g).unwrap().len(), 3);
+    assert!(matches!(deliver(&mut b, &commit), Processed::Commit(_)));
+    assert_eq!(b.e.epoch(&g).unwrap(), epoch + 1);
+    assert_eq!(b.e.members(&g).unwrap().len(), 2);
+
+    // A reopened engine sees the committed state.
+    let e2 = s.send(&mut a, &g, "two");
+    drop(b.e);
+    b.e = Engine::open(&b.home).unwrap();
+    expect_text(deliver(&mut b, &e2), &a, "two");
+    assert_eq!(b.texts(&g).len(), 2);
+}
+
+#[test]
+fn multi_device_user() {
+    let mut s = Server::new();
+    let mut a = Dev::new("alice");
+    let (mut b1, mut b2) = (Dev::new("bob"), Dev::new("bob"));
+    let g =
+        a.e.create_conversation(ConversationKind::Direct { peer: b1.user() })
+            .unwrap();
+    // Claiming "bob" returns one key package per device; adding the user adds both.
+    let claim = ClaimedKeyPackages {
+        user: b1.user(),
+        key_packages: vec![b1.claimed_one(), b2.claimed_one()],
+    };
+    let oc = a.e.add_members(&g, &[claim]).unwrap();
+    assert_eq!(oc.added, vec![b1.device(), b2.device()]);
+    let (_, w) = s.accept(&mut a, &oc);
+    let w = w.unwrap();
+    for d in [&mut b1, &mut b2] {
+        let mut w = w.clone();
+        s.next_id += 1;
+        w.id = s.next_id;
+        let c = joined(deliver(d, &w));
+        assert_eq!(c.kind, ConversationKind::Direct { peer: a.user() });
+    }
+    assert_eq!(a.e.members(&g).unwrap().len(), 3);
+    let e = s.send(&mut a, &g, "to both");
+    expect_text(deliver(&mut b1, &e), &a, "to both");
+    expect_text(deliver(&mut b2, &e), &a, "to both");
+    // A message from one of bob's devices reaches alice and bob's other device.
+    let e = s.send(&mut b1, &g, "from laptop");
+    expect_text(deliver(&mut a, &e), &b1, "from laptop");
+    expect_text(deliver(&mut b2, &e), &b1, "from laptop");
+
+    // Device-link notices are returned, except one naming this very device.
+    let linked = DeviceLinked {
+        device_id: b2.device(),
+    };
+    let e = s.entry(
+        EntryKind::DeviceLinked,
+        None,
+        None,
+        serde_json::to_vec(&linked).unwrap(),
+    );
+    assert_eq!(deliver(&mut b1, &e), Processed::DeviceLinked(linked));
+    assert_eq!(dropped_for(deliver(&mut b2, &e)), DropReason::NotForUs);
+
+    // Removing the user removes both devices.
+    let oc = a.e.remove_users(&g, &[b1.user()]).unwrap();
+    assert_eq!(oc.removed.len(), 2);
+}
+
+#[test]
+fn key_packages_are_checked_against_their_claim() {
+    let mut s = Server::new();
+    let (mut a, mut b, mut c) = (Dev::new("alice"), Dev::new("bob"), Dev::new("carol"));
+    let g =
+        a.e.create_conversation(ConversationKind::Group { name: "g".into() })
+            .unwrap();
+    // The server hands out carol's key package as bob's.
+    let mut claim = b.claim();
+    claim.key_packages[0].key_package = c.claimed_one().key_package;
+    match a.e.add_members(&g, &[claim]) {
+        Err(EngineError::KeyPackage { problem, .. }) => {
+            assert_eq!(problem, KeyPackageProblem::WrongIdentity)
+        }
+        other => panic!("{other:?}"),
+    }
+    let mut claim = b.claim();
+    claim.key_packages[0].key_package = vec![1, 2, 3];
+    match a.e.add_members(&g, &[claim]) {
+        Err(e @ EngineError::KeyPackage { .. }) => assert_eq!(e.cause(), crate::ErrorCause::Peer),
+        other => panic!("{other:?}"),
+    }
+    // A flipped bit breaks the signature.
+    let mut claim = b.claim();
+    if let Some(x) = claim.key_packages[0].key_package.last_mut() {
+        *x ^= 1;
+    }
+    assert!(matches!(
+        a.e.add_members(&g, &[claim]),
+        Err(EngineError::KeyPackage { .. })
+    ));
+    // Nothing was staged by the failures: a good add works.
+    let oc = a.e.add_members(&g, &[b.claim()]).unwrap();
+    let (_, w) = s.accept(&mut a, &oc);
+    joined(deliver(&mut b, &w.unwrap()));
+}
+
+#[test]
+fn last_resort_key_package_is_reusable() {
+    let mut s = Server::new();
+    let (mut a, mut b) = (Dev::new("alice"), Dev::new("bob"));
+    let lr = b.e.last_resort_key_package().unwrap();
+    for _ in 0..2 {
+        let g =
+            a.e.create_conversation(ConversationKind::Group { name: "g".into() })
+                .unwrap();
+        let claim = ClaimedKeyPackages {
+            user: b.user(),
+            key_packages: vec![ClaimedKeyPackage {
+                device_id: b.device(),
+                key_package: lr.clone(),
+            }],
+        };
+        let oc = a.e.add_members(&g, &[claim]).unwrap();
+        let (_, w) = s.accept(&mut a, &oc);
+        joined(deliver(&mut b, &w.unwrap()));
+    }
+    // A one-time key package is consumed by its Welcome.
+    let kp = b.claim();
+    let mut welcomes = Vec::new();
+    for _ in 0..2 {
+        let g =
+            a.e.create_conversation(ConversationKind::Group { name: "h".into() })
+                .unwrap();
+        let oc = a.e.add_members(&g, std::slice::from_ref(&kp)).unwrap();
+        welcomes.push(s.accept(&mut a, &oc).1.unwrap());
+    }
+    joined(deliver(&mut b, &welcomes[0]));
+    assert_eq!(
+        dropped_for(deliver(&mut b, &welcomes[1])),
+        DropReason::Rejected
+    );
+}
+
+#[test]
+fn profile_persists_and_secrets_are_redacted() {
+    let d = Dev::new("alice");
+    let id = d.e.identity().clone();
+    assert!(!format!("{id:?}").contains(&hex::encode(id.auth_secret.as_bytes())));
+    assert!(matches!(
+        Engine::create(&d.home, id.clone()),
+        Err(EngineError::ProfileExists)
+    ));
+    let Dev { _dir, home, mut e } = d;
+    assert_eq!(e.session_token().unwrap().map(|t| t.token.clone()), None);
+    e.set_session_token(&SessionToken {
+        token: "s3cr3t-token-value".into(),
+        expires_at: 42,
+    })
+    .unwrap();
+    drop(e);
+    let mut e = Engine::open(&home).unwrap();
+    assert_eq!(e.identity().user, id.user);
+    assert_eq!(
+        e.identity().auth_secret.as_bytes(),
+        id.auth_secret.as_bytes()
+    );
+    let t = e.session_token().unwrap().unwrap();
+    assert_eq!((t.token.as_str(), t.expires_at), ("s3cr3t-token-value", 42));
+    assert!(!format!("{t:?}").contains("s3cr3t"));
+    e.clear_session_token().unwrap();
+    assert!(e.session_token().unwrap().is_none());
+    assert!(matches!(
+        Engine::open(&home.join("nowhere")),
+        Err(EngineError::NoProfile)
+    ));
+    assert_eq!(e.key_packages(3).unwrap().len(), 3);
+    assert!(matches!(e.key_packages(101), Err(EngineError::Limit(_))));
+}
