@@ -1054,8 +1054,7 @@ impl Ctx<'_> {
     }
 
     fn commit_pending(&self, group_id: &GroupId) -> Result<Option<OutgoingCommit>, EngineError> {
-        // Not `active_group`: a member who has left may not commit, but we also must not commit
-        // for a group we are no longer in.
+        // Only an active member commits: one who has left waits for the others to remove it.
         let mut group = self.active_group(group_id)?;
         if !group.has_pending_proposals() {
             return Ok(None);
