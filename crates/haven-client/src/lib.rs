@@ -21,9 +21,11 @@
 #![forbid(unsafe_code)]
 
 pub mod attachment;
+pub mod client;
 pub mod content;
 pub mod engine;
 pub mod error;
+pub mod net;
 mod provider;
 pub mod store;
 
@@ -34,3 +36,4 @@ pub use engine::{
 };
 pub use error::{EngineError, ErrorCause, KeyPackageProblem};
 pub use store::{Conversation, ConversationKind, ConversationState, FrankRecord, StoredMessage};
+pub use client::{Client, ClientError, Event, Target};

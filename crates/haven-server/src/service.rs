@@ -489,12 +489,15 @@ impl Service {
         }
         let now = now_ms();
         let old = self.store.group(group).await?.ok_or(ServiceError::NotFound("group"))?;
+        // A member who left was already taken out of routing when its leave proposal arrived;
+        // the commit that applies the proposal still names it, which is not an error.
+        let removed: Vec<DeviceId> = req.removed.iter().filter(|d| old.members.contains(d)).cloned().collect();
         let apply = CommitApply {
             group_id: group.clone(),
             epoch,
             sender: who.device.clone(),
             added: req.added.clone(),
-            removed: req.removed.clone(),
+            removed,
             commit: self.message(EntryKind::Commit, group, &who.device, req.commit, now),
             welcome: req.welcome.map(|w| self.message(EntryKind::Welcome, group, &who.device, w, now)),
         };

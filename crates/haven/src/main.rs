@@ -1,19 +1,62 @@
 //! The `haven` command: a thin shell over `haven-client`, `haven-server` and `haven-pdq`.
 
+mod bench;
+mod demo;
 mod match_cli;
+mod msg_cli;
 mod pdq_cli;
+
+use std::path::PathBuf;
 
 use clap::{Parser, Subcommand};
 
 #[derive(Parser)]
-#[command(name = "haven", version, about = "Haven: end-to-end encrypted messaging with child-safety systems that keep working under encryption")]
+#[command(
+    name = "haven",
+    version,
+    about = "Haven: end-to-end encrypted messaging whose child-safety systems keep working under encryption"
+)]
 struct Cli {
+    /// Client profile directory (default: $HAVEN_HOME, else ~/.haven).
+    #[arg(long, global = true, env = "HAVEN_HOME")]
+    home: Option<PathBuf>,
     #[command(subcommand)]
     command: Command,
 }
 
 #[derive(Subcommand)]
 enum Command {
+    /// Run a Haven server (embedded default: SQLite and blobs in ./haven-data).
+    Server(msg_cli::ServerArgs),
+    /// Register a new user with this device.
+    Register(msg_cli::RegisterArgs),
+    /// Link this new device to an existing account with a code from `haven device link`.
+    Link(msg_cli::LinkArgs),
+    /// Manage this account's devices.
+    #[command(subcommand)]
+    Device(msg_cli::DeviceCmd),
+    /// Send a text message to a user (1:1) or to #group.
+    Send(msg_cli::SendArgs),
+    /// Send a file (encrypted with a fresh key) to a user or #group.
+    SendFile(msg_cli::SendFileArgs),
+    /// Download and decrypt the attachment of a message.
+    GetFile(msg_cli::GetFileArgs),
+    /// Groups: create, add, remove, leave.
+    #[command(subcommand)]
+    Group(msg_cli::GroupCmd),
+    /// Fetch, decrypt, store and print new messages.
+    Sync(msg_cli::SyncArgs),
+    /// Print a conversation's history.
+    History(msg_cli::HistoryArgs),
+    /// List conversations.
+    Conversations(msg_cli::JsonFlag),
+    /// Interactive session: incoming messages appear live, typed lines are sent.
+    Chat(msg_cli::ChatArgs),
+    /// A narrated tour: an in-process server, three users, a group, messages and a file.
+    Demo,
+    /// Benchmarks against a real server on loopback.
+    #[command(subcommand)]
+    Bench(bench::BenchCmd),
     /// Compute PDQ hashes of images (directories are walked).
     Hash(pdq_cli::HashArgs),
     /// Match images or hashes against a hash list or snapshot.
@@ -24,10 +67,25 @@ enum Command {
 
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
+    let home = cli.home.clone().unwrap_or_else(msg_cli::default_home);
     let result = match cli.command {
         Command::Hash(args) => pdq_cli::hash(args),
         Command::Match(args) => match_cli::match_cmd(args),
         Command::Hashlist(args) => match_cli::hashlist(args),
+        Command::Server(args) => msg_cli::run(msg_cli::server(args)),
+        Command::Register(args) => msg_cli::run(msg_cli::register(home, args)),
+        Command::Link(args) => msg_cli::run(msg_cli::link(home, args)),
+        Command::Device(cmd) => msg_cli::run(msg_cli::device(home, cmd)),
+        Command::Send(args) => msg_cli::run(msg_cli::send(home, args)),
+        Command::SendFile(args) => msg_cli::run(msg_cli::send_file(home, args)),
+        Command::GetFile(args) => msg_cli::run(msg_cli::get_file(home, args)),
+        Command::Group(cmd) => msg_cli::run(msg_cli::group(home, cmd)),
+        Command::Sync(args) => msg_cli::run(msg_cli::sync(home, args)),
+        Command::History(args) => msg_cli::run(msg_cli::history(home, args)),
+        Command::Conversations(args) => msg_cli::run(msg_cli::conversations(home, args)),
+        Command::Chat(args) => msg_cli::run(msg_cli::chat(home, args)),
+        Command::Demo => msg_cli::run(demo::run()),
+        Command::Bench(cmd) => msg_cli::run(bench::run(cmd)),
     };
     match result {
         Ok(code) => code,

@@ -1,0 +1,733 @@
+//! [`Client`]: the engine and the network together — what the `haven` command and applications
+//! use.
+//!
+//! Delivery discipline: an entry is acknowledged to the server only after
+//! [`Engine::process_entry`] has committed its effects to the profile database, so a crash
+//! between receiving and acknowledging loses nothing, and the engine's processed-id table makes
+//! the redelivery invisible (exactly once as the user sees it).
+//!
+//! Commits follow the server's one-commit-per-epoch rule: stage, submit; on `epoch_conflict`
+//! clear the staged commit, process the queue (which holds the winning commit) and try again.
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use ed25519_dalek::{Signer, SigningKey};
+use haven_proto::api::{self, ClaimedKeyPackages, ErrorCode};
+use haven_proto::{DeviceId, GroupId, UserName};
+
+use crate::attachment::{self, AttachmentError};
+use crate::content::{AttachmentRef, Body, MessageId};
+use crate::engine::{AuthSecret, Engine, Identity, OutgoingCommit, Processed, SessionToken};
+use crate::error::EngineError;
+use crate::net::{Api, NetError, PushStream};
+use crate::store::{Conversation, ConversationKind, ConversationState, StoredMessage};
+
+/// How many one-time key packages a device keeps on the server.
+const KEY_PACKAGE_TARGET: u32 = 30;
+/// Below this many, the client uploads more.
+const KEY_PACKAGE_LOW: u32 = 10;
+/// Attempts at a commit before giving up on repeated epoch conflicts.
+const COMMIT_ATTEMPTS: usize = 8;
+/// Largest attachment the client will send (the server's default limit, less sealing overhead).
+pub const MAX_ATTACHMENT: u64 = (25 << 20) - 64;
+
+/// Client errors, grouped by cause.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    /// The caller asked for something impossible (unknown user, not a member, bad argument).
+    #[error("{0}")]
+    Usage(String),
+    /// The local engine failed.
+    #[error(transparent)]
+    Engine(#[from] EngineError),
+    /// The network or the server failed or refused.
+    #[error(transparent)]
+    Net(#[from] NetError),
+    /// An attachment could not be sealed or opened.
+    #[error("attachment: {0}")]
+    Attachment(#[from] AttachmentError),
+    /// Local file I/O.
+    #[error("{0}")]
+    Io(String),
+}
+
+fn usage(s: impl Into<String>) -> ClientError {
+    ClientError::Usage(s.into())
+}
+
+/// Where a message goes: a user (their 1:1 conversation) or a named group (`#name`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Target {
+    /// The 1:1 conversation with a user.
+    User(UserName),
+    /// A group by name.
+    Group(String),
+}
+
+impl Target {
+    /// Parses `alice` or `#group`.
+    pub fn parse(s: &str) -> Result<Target, ClientError> {
+        match s.strip_prefix('#') {
+            Some(name) if !name.is_empty() => Ok(Target::Group(name.to_owned())),
+            Some(_) => Err(usage("a group name follows '#'")),
+            None => UserName::new(s).map(Target::User).map_err(|e| usage(format!("{s:?} is not a user name or #group: {e}"))),
+        }
+    }
+}
+
+/// Something that happened while syncing, for display.
+#[derive(Debug, Clone)]
+pub enum Event {
+    /// A message arrived.
+    Message {
+        /// The message.
+        message: StoredMessage,
+        /// The conversation's label (`alice` or `#group`).
+        conversation: String,
+    },
+    /// We joined a conversation.
+    Joined {
+        /// Its label.
+        conversation: String,
+    },
+    /// Membership changed.
+    Membership {
+        /// The conversation's label.
+        conversation: String,
+        /// Added users.
+        added: Vec<UserName>,
+        /// Removed users.
+        removed: Vec<UserName>,
+        /// We were removed.
+        self_removed: bool,
+    },
+    /// An entry was dropped (failed a check).
+    Dropped {
+        /// Queue id.
+        queue_id: i64,
+        /// Why.
+        reason: &'static str,
+    },
+}
+
+/// A device's client.
+pub struct Client {
+    engine: Engine,
+    api: Api,
+}
+
+impl Client {
+    /// Registers a new user with this device as its first, creating the profile in `home`.
+    pub async fn register(home: &Path, server: &str, user: &UserName, device_name: &str) -> Result<Client, ClientError> {
+        Self::check_new_home(home)?;
+        let api = Api::new(server)?;
+        let auth = AuthSecret::random();
+        let auth_key = SigningKey::from_bytes(auth.as_bytes()).verifying_key().to_bytes().to_vec();
+        let reg = api
+            .register(&api::RegisterRequest { user: user.clone(), device_name: device_name.to_owned(), auth_key })
+            .await?;
+        Self::finish_enrolment(home, api, reg, auth).await
+    }
+
+    /// Links this new device to an existing account with a one-time code from `haven device link`.
+    pub async fn link(home: &Path, server: &str, code: &str, device_name: &str) -> Result<Client, ClientError> {
+        Self::check_new_home(home)?;
+        let api = Api::new(server)?;
+        let auth = AuthSecret::random();
+        let auth_key = SigningKey::from_bytes(auth.as_bytes()).verifying_key().to_bytes().to_vec();
+        let reg = api
+            .link(&api::LinkRequest { code: code.to_owned(), device_name: device_name.to_owned(), auth_key })
+            .await?;
+        Self::finish_enrolment(home, api, reg, auth).await
+    }
+
+    fn check_new_home(home: &Path) -> Result<(), ClientError> {
+        if home.join("haven.db").exists() {
+            return Err(usage(format!("a Haven profile already exists in {}", home.display())));
+        }
+        std::fs::create_dir_all(home).map_err(|e| ClientError::Io(format!("{}: {e}", home.display())))
+    }
+
+    async fn finish_enrolment(home: &Path, api: Api, reg: api::DeviceRegistered, auth: AuthSecret) -> Result<Client, ClientError> {
+        let identity = Identity { user: reg.user, device_id: reg.device_id, server_url: api.base().to_owned(), auth_secret: auth };
+        let engine = Engine::create(home, identity)?;
+        let mut client = Client { engine, api };
+        client.login().await?;
+        client.replenish_key_packages().await?;
+        Ok(client)
+    }
+
+    /// Opens an existing profile.
+    pub async fn open(home: &Path) -> Result<Client, ClientError> {
+        if !home.join("haven.db").exists() {
+            return Err(usage(format!(
+                "no Haven profile in {} (run `haven register NAME --server URL` or `haven link CODE --server URL`)",
+                home.display()
+            )));
+        }
+        let engine = Engine::open(home)?;
+        let mut api = Api::new(&engine.identity().server_url)?;
+        let now = now_ms();
+        if let Some(t) = engine.session_token()? {
+            if t.expires_at > now + 60_000 {
+                api.set_token(Some(t.token.clone()));
+            }
+        }
+        let mut client = Client { engine, api };
+        if !client.api.has_token() {
+            client.login().await?;
+        }
+        Ok(client)
+    }
+
+    /// The engine (for inspection and tests).
+    pub fn engine(&self) -> &Engine {
+        &self.engine
+    }
+
+    /// The engine, mutably (tests use this to misbehave on purpose).
+    pub fn engine_mut(&mut self) -> &mut Engine {
+        &mut self.engine
+    }
+
+    /// The network client.
+    pub fn api(&self) -> &Api {
+        &self.api
+    }
+
+    /// This device's user.
+    pub fn user(&self) -> &UserName {
+        &self.engine.identity().user
+    }
+
+    /// This device's id.
+    pub fn device_id(&self) -> &DeviceId {
+        &self.engine.identity().device_id
+    }
+
+    async fn login(&mut self) -> Result<(), ClientError> {
+        let device_id = self.engine.identity().device_id.clone();
+        let ch = self.api.challenge(&api::ChallengeRequest { device_id: device_id.clone() }).await?;
+        let key = SigningKey::from_bytes(self.engine.identity().auth_secret.as_bytes());
+        let signature = key.sign(&api::login_message(&device_id, &ch.nonce)).to_bytes().to_vec();
+        let resp = self.api.login(&api::LoginRequest { device_id, nonce: ch.nonce, signature }).await?;
+        self.engine.set_session_token(&SessionToken { token: resp.token.clone(), expires_at: resp.expires_at })?;
+        self.api.set_token(Some(resp.token));
+        Ok(())
+    }
+
+    /// Tops up the one-time key packages on the server and makes sure a last-resort one exists.
+    pub async fn replenish_key_packages(&mut self) -> Result<(), ClientError> {
+        let count = self.api.key_package_count().await?;
+        if count.available >= KEY_PACKAGE_LOW && count.has_last_resort {
+            return Ok(());
+        }
+        let n = KEY_PACKAGE_TARGET.saturating_sub(count.available) as usize;
+        let key_packages = self.engine.key_packages(n)?;
+        let last_resort = if count.has_last_resort { None } else { Some(self.engine.last_resort_key_package()?) };
+        self.api.upload_key_packages(&api::UploadKeyPackages { key_packages, last_resort }).await?;
+        Ok(())
+    }
+
+    /// A one-time code to link a new device to this account.
+    pub async fn link_code(&mut self) -> Result<api::LinkCodeResponse, ClientError> {
+        Ok(self.api.link_code().await?)
+    }
+
+    /// The display label of a conversation: the peer's name for a 1:1, `#name` for a group.
+    pub fn label(&self, group: &GroupId) -> String {
+        match self.engine.conversation(group) {
+            Ok(Some(c)) => label_of(&c),
+            _ => format!("#{}", group.to_hex().get(..8).unwrap_or("?")),
+        }
+    }
+
+    /// All conversations with their labels.
+    pub fn conversations(&self) -> Result<Vec<(String, Conversation)>, ClientError> {
+        Ok(self.engine.conversations()?.into_iter().map(|c| (label_of(&c), c)).collect())
+    }
+
+    /// Resolves a conversation label (`alice` or `#group`) to a group id, for reading: an active
+    /// conversation if there is one, else the latest one we left or were removed from.
+    pub fn resolve(&self, label: &str) -> Result<GroupId, ClientError> {
+        let target = Target::parse(label)?;
+        let matches = |c: &Conversation| match (&target, &c.kind) {
+            (Target::User(u), ConversationKind::Direct { peer }) => u == peer,
+            (Target::Group(n), ConversationKind::Group { name }) => n == name,
+            _ => false,
+        };
+        let all: Vec<Conversation> = self.engine.conversations()?.into_iter().filter(|c| matches(c)).collect();
+        all.iter()
+            .find(|c| c.state == ConversationState::Active)
+            .or_else(|| all.last())
+            .map(|c| c.group_id.clone())
+            .ok_or_else(|| match target {
+                Target::User(u) => usage(format!("no conversation with {u}")),
+                Target::Group(n) => usage(format!("no group named #{n}")),
+            })
+    }
+
+    async fn check_user(&mut self, user: &UserName) -> Result<(), ClientError> {
+        match self.api.user(user).await {
+            Ok(_) => Ok(()),
+            Err(e) if e.code() == Some(ErrorCode::NotFound) => Err(usage(format!("unknown user {user}"))),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Claims key packages for every device of `users`, and for this user's other devices.
+    async fn claim(&mut self, users: &[UserName], include_own_devices: bool) -> Result<Vec<ClaimedKeyPackages>, ClientError> {
+        let mut out = Vec::new();
+        for u in users {
+            let c = self.api.claim_key_packages(u).await?;
+            if c.key_packages.is_empty() {
+                return Err(usage(format!("{u} has no device that can be added right now (no key packages)")));
+            }
+            out.push(c);
+        }
+        if include_own_devices {
+            let me = self.user().clone();
+            let mut mine = self.api.claim_key_packages(&me).await?;
+            mine.key_packages.retain(|k| &k.device_id != self.device_id());
+            if !mine.key_packages.is_empty() {
+                out.push(mine);
+            }
+        }
+        Ok(out)
+    }
+
+    /// Submits commits built by `build` until one is accepted (see the module docs).
+    async fn commit_with_retry<F>(&mut self, group: &GroupId, mut build: F) -> Result<Option<api::GroupState>, ClientError>
+    where
+        F: FnMut(&mut Engine) -> Result<Option<OutgoingCommit>, ClientError>,
+    {
+        for _ in 0..COMMIT_ATTEMPTS {
+            let Some(out) = build(&mut self.engine)? else {
+                return Ok(None);
+            };
+            let req = api::CommitRequest { commit: out.commit, welcome: out.welcome, added: out.added, removed: out.removed };
+            match self.api.commit(group, &req).await {
+                Ok(state) => {
+                    self.engine.merge_pending_commit(group)?;
+                    return Ok(Some(state));
+                }
+                Err(e) if e.code() == Some(ErrorCode::EpochConflict) => {
+                    self.engine.clear_pending_commit(group)?;
+                    self.process_queue().await?;
+                }
+                Err(e) => {
+                    self.engine.clear_pending_commit(group)?;
+                    return Err(e.into());
+                }
+            }
+        }
+        Err(usage("gave up after repeated commit conflicts; try again"))
+    }
+
+    /// Opens (or reuses) the 1:1 conversation with `peer`.
+    pub async fn open_direct(&mut self, peer: &UserName) -> Result<GroupId, ClientError> {
+        if peer == self.user() {
+            return Err(usage("you cannot open a conversation with yourself"));
+        }
+        if let Some(g) = self.engine.find_direct(peer)? {
+            if self.engine.conversation(&g)?.is_some_and(|c| c.state == ConversationState::Active) {
+                return Ok(g);
+            }
+        }
+        self.check_user(peer).await?;
+        let claimed = self.claim(std::slice::from_ref(peer), true).await?;
+        let g = self.engine.create_conversation(ConversationKind::Direct { peer: peer.clone() })?;
+        self.api.create_group(&g).await?;
+        self.commit_with_retry(&g, |e| Ok(Some(e.add_members(&g, &claimed)?))).await?;
+        Ok(g)
+    }
+
+    /// Creates a group named `name` with `members` (and this user's other devices).
+    pub async fn create_group(&mut self, name: &str, members: &[UserName]) -> Result<GroupId, ClientError> {
+        if name.is_empty() || name.len() > 64 || name.chars().any(|c| c.is_whitespace() || c.is_control() || c == '#') {
+            return Err(usage("a group name is 1 to 64 characters, without spaces or '#'"));
+        }
+        if self.engine.find_group(name)?.is_some() {
+            return Err(usage(format!("you already have a group named #{name}")));
+        }
+        let mut others: Vec<UserName> = members.iter().filter(|u| *u != self.user()).cloned().collect();
+        others.sort();
+        others.dedup();
+        for u in &others {
+            self.check_user(u).await?;
+        }
+        let claimed = self.claim(&others, true).await?;
+        let g = self.engine.create_conversation(ConversationKind::Group { name: name.to_owned() })?;
+        self.api.create_group(&g).await?;
+        if !claimed.is_empty() {
+            self.commit_with_retry(&g, |e| Ok(Some(e.add_members(&g, &claimed)?))).await?;
+        }
+        self.send_body(&g, Body::GroupName(name.to_owned())).await?;
+        Ok(g)
+    }
+
+    /// Adds a user (all their devices) to a group.
+    pub async fn add_member(&mut self, group: &str, user: &UserName) -> Result<(), ClientError> {
+        let g = self.resolve_group(group)?;
+        self.process_queue().await?;
+        if self.engine.members(&g)?.iter().any(|(u, _)| u == user) {
+            return Err(usage(format!("{user} is already a member of #{group}")));
+        }
+        self.check_user(user).await?;
+        let claimed = self.claim(std::slice::from_ref(user), false).await?;
+        self.commit_with_retry(&g, |e| Ok(Some(e.add_members(&g, &claimed)?))).await?;
+        self.send_body(&g, Body::GroupName(group.trim_start_matches('#').to_owned())).await?;
+        Ok(())
+    }
+
+    /// Removes a user (all their devices) from a group.
+    pub async fn remove_member(&mut self, group: &str, user: &UserName) -> Result<(), ClientError> {
+        let g = self.resolve_group(group)?;
+        self.process_queue().await?;
+        if user == self.user() {
+            return Err(usage("use `haven group leave` to leave a group"));
+        }
+        let users = [user.clone()];
+        let mut first = true;
+        self.commit_with_retry(&g, |e| {
+            if !e.members(&g)?.iter().any(|(u, _)| u == &users[0]) {
+                return if first { Err(usage(format!("{} is not a member of this group", users[0]))) } else { Ok(None) };
+            }
+            first = false;
+            Ok(Some(e.remove_users(&g, &users)?))
+        })
+        .await?;
+        Ok(())
+    }
+
+    /// Leaves a group: sends this device's Remove proposal; another member commits it.
+    pub async fn leave_group(&mut self, group: &str) -> Result<(), ClientError> {
+        let g = self.resolve_group(group)?;
+        let proposal = self.engine.leave(&g)?;
+        self.api.proposal(&g, &api::ProposalRequest { proposal, leave: true }).await?;
+        Ok(())
+    }
+
+    fn resolve_group(&self, group: &str) -> Result<GroupId, ClientError> {
+        let name = group.trim_start_matches('#');
+        self.engine.find_group(name)?.ok_or_else(|| usage(format!("no group named #{name}")))
+    }
+
+    async fn target_group(&mut self, to: &Target) -> Result<GroupId, ClientError> {
+        match to {
+            Target::User(u) => self.open_direct(u).await,
+            Target::Group(name) => self.resolve_group(name),
+        }
+    }
+
+    async fn send_body(&mut self, g: &GroupId, body: Body) -> Result<StoredMessage, ClientError> {
+        if self.engine.has_pending_proposals(g)? {
+            self.commit_with_retry(g, |e| Ok(e.commit_pending_proposals(g)?)).await?;
+        }
+        let out = self.engine.encrypt(g, body)?;
+        let resp = self.api.send(g, out.mls.clone()).await?;
+        self.engine.record_sent(&out, resp.received_at)?;
+        Ok(StoredMessage {
+            id: out.id.clone(),
+            group: g.clone(),
+            from: self.user().clone(),
+            from_device: self.device_id().clone(),
+            body: out.body.clone(),
+            sent_at: out.sent_at,
+            received_at: resp.received_at,
+        })
+    }
+
+    /// Sends a text message.
+    pub async fn send_text(&mut self, to: &Target, text: &str) -> Result<StoredMessage, ClientError> {
+        if text.is_empty() {
+            return Err(usage("message text is empty"));
+        }
+        let g = self.target_group(to).await?;
+        self.send_body(&g, Body::Text(text.to_owned())).await
+    }
+
+    /// Encrypts a file with a fresh key, uploads the ciphertext and sends a message referring to it.
+    pub async fn send_file(&mut self, to: &Target, path: &Path) -> Result<StoredMessage, ClientError> {
+        let meta = std::fs::metadata(path).map_err(|e| ClientError::Io(format!("{}: {e}", path.display())))?;
+        if !meta.is_file() {
+            return Err(usage(format!("{} is not a file", path.display())));
+        }
+        if meta.len() > MAX_ATTACHMENT {
+            return Err(usage(format!("{} is larger than the {} MiB attachment limit", path.display(), MAX_ATTACHMENT >> 20)));
+        }
+        let plaintext = std::fs::read(path).map_err(|e| ClientError::Io(format!("{}: {e}", path.display())))?;
+        let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "file".into());
+        let g = self.target_group(to).await?;
+        let (ciphertext, key, sha256) = attachment::seal(&plaintext)?;
+        let stored = self.api.put_blob(ciphertext).await?;
+        let body = Body::Attachment(AttachmentRef { blob_id: stored.blob_id, key, sha256, size: plaintext.len() as u64, name });
+        self.send_body(&g, body).await
+    }
+
+    /// Finds a stored message by id.
+    pub fn find_message(&self, id: &MessageId) -> Result<Option<StoredMessage>, ClientError> {
+        for c in self.engine.conversations()? {
+            if let Some(m) = self.engine.history(&c.group_id, u32::MAX)?.into_iter().find(|m| &m.id == id) {
+                return Ok(Some(m));
+            }
+        }
+        Ok(None)
+    }
+
+    /// Downloads, checks and decrypts the attachment of a message into `out`. Returns its size.
+    pub async fn get_file(&mut self, id: &str, out: &Path) -> Result<u64, ClientError> {
+        let id = MessageId::new(id).map_err(|e| usage(format!("bad message id: {e}")))?;
+        let msg = self.find_message(&id)?.ok_or_else(|| usage(format!("no message {id}")))?;
+        let Body::Attachment(a) = msg.body else {
+            return Err(usage(format!("message {id} has no attachment")));
+        };
+        let ciphertext = self.api.get_blob(&a.blob_id).await?;
+        if attachment::sha256(&ciphertext) != hex_digest(&a.blob_id) {
+            return Err(ClientError::Attachment(AttachmentError::Open));
+        }
+        let plaintext = attachment::open(&ciphertext, &a.key, &a.sha256)?;
+        let tmp = out.with_extension("haven-partial");
+        std::fs::write(&tmp, &plaintext).map_err(|e| ClientError::Io(format!("{}: {e}", tmp.display())))?;
+        std::fs::rename(&tmp, out).map_err(|e| ClientError::Io(format!("{}: {e}", out.display())))?;
+        Ok(plaintext.len() as u64)
+    }
+
+    /// The last `limit` messages of a conversation (`alice` or `#group`), oldest first.
+    pub fn history(&self, conversation: &str, limit: u32) -> Result<Vec<StoredMessage>, ClientError> {
+        let g = self.resolve(conversation)?;
+        Ok(self.engine.history(&g, limit)?)
+    }
+
+    fn event(&self, p: Processed, queue_id: i64) -> Option<Event> {
+        match p {
+            Processed::Message(m) => {
+                if matches!(m.body, Body::GroupName(_)) {
+                    return None;
+                }
+                let conversation = self.label(&m.group);
+                Some(Event::Message { message: m, conversation })
+            }
+            Processed::Joined(c) => Some(Event::Joined { conversation: label_of(&c) }),
+            Processed::Commit(o) => Some(Event::Membership {
+                conversation: self.label(&o.group_id),
+                added: o.added.into_iter().map(|(u, _)| u).collect(),
+                removed: o.removed.into_iter().map(|(u, _)| u).collect(),
+                self_removed: o.self_removed,
+            }),
+            Processed::Dropped { reason } => Some(Event::Dropped { queue_id, reason: reason.as_str() }),
+            _ => None,
+        }
+    }
+
+    /// Processes one entry, and returns what follow-up work it asks for.
+    fn process(&mut self, entry: &api::QueueEntry, events: &mut Vec<Event>, follow: &mut Vec<Processed>) -> Result<(), ClientError> {
+        let p = self.engine.process_entry(entry)?;
+        match &p {
+            Processed::Proposal { .. } | Processed::DeviceLinked(_) | Processed::Joined(_) => follow.push(p.clone()),
+            _ => {}
+        }
+        if let Some(e) = self.event(p, entry.id) {
+            events.push(e);
+        }
+        Ok(())
+    }
+
+    /// Fetches and processes everything queued; acknowledges each batch after it is stored.
+    async fn process_queue_into(&mut self, events: &mut Vec<Event>, follow: &mut Vec<Processed>) -> Result<(), ClientError> {
+        const BATCH: u32 = 200;
+        loop {
+            let entries = self.api.fetch(0, BATCH).await?;
+            let n = entries.len();
+            let mut acks = Vec::with_capacity(n);
+            let mut failure = None;
+            for e in &entries {
+                match self.process(e, events, follow) {
+                    Ok(()) => acks.push(e.id),
+                    Err(err) => {
+                        failure = Some(err);
+                        break;
+                    }
+                }
+            }
+            if !acks.is_empty() {
+                self.api.ack(&acks).await?;
+            }
+            if let Some(err) = failure {
+                return Err(err);
+            }
+            if n < BATCH as usize {
+                return Ok(());
+            }
+        }
+    }
+
+    async fn process_queue(&mut self) -> Result<Vec<Event>, ClientError> {
+        let mut events = Vec::new();
+        let mut follow = Vec::new();
+        self.process_queue_into(&mut events, &mut follow).await?;
+        Ok(events)
+    }
+
+    /// Does what processed entries asked for: commit members' leave proposals, add a newly
+    /// linked device of ours to our conversations, top up key packages after a Welcome used one.
+    async fn follow_up(&mut self, follow: Vec<Processed>) -> Result<(), ClientError> {
+        for p in follow {
+            match p {
+                Processed::Proposal { group_id, .. } => {
+                    if self.engine.has_pending_proposals(&group_id)? {
+                        self.commit_with_retry(&group_id, |e| Ok(e.commit_pending_proposals(&group_id)?)).await?;
+                    }
+                }
+                Processed::DeviceLinked(d) => self.add_linked_device(&d.device_id).await?,
+                Processed::Joined(_) => self.replenish_key_packages().await?,
+                _ => {}
+            }
+        }
+        Ok(())
+    }
+
+    async fn add_linked_device(&mut self, device: &DeviceId) -> Result<(), ClientError> {
+        let me = self.user().clone();
+        for c in self.engine.conversations()? {
+            if c.state != ConversationState::Active {
+                continue;
+            }
+            let g = c.group_id.clone();
+            if self.engine.members(&g)?.iter().any(|(_, d)| d == device) {
+                continue;
+            }
+            let mut claimed = self.api.claim_key_packages(&me).await?;
+            claimed.key_packages.retain(|k| &k.device_id == device);
+            if claimed.key_packages.is_empty() {
+                continue;
+            }
+            let claimed = [claimed];
+            let device = device.clone();
+            self.commit_with_retry(&g, |e| {
+                if e.members(&g)?.iter().any(|(_, d)| d == &device) {
+                    return Ok(None);
+                }
+                Ok(Some(e.add_members(&g, &claimed)?))
+            })
+            .await?;
+            if let ConversationKind::Group { name } = &c.kind {
+                self.send_body(&g, Body::GroupName(name.clone())).await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Fetches, processes, stores and acknowledges everything queued, then does the follow-up
+    /// work it asks for. Returns what happened.
+    pub async fn sync(&mut self) -> Result<Vec<Event>, ClientError> {
+        let mut events = Vec::new();
+        // Follow-ups can queue more for us (commits race); a few rounds settle it.
+        for _ in 0..4 {
+            let mut follow = Vec::new();
+            self.process_queue_into(&mut events, &mut follow).await?;
+            if follow.is_empty() {
+                break;
+            }
+            self.follow_up(follow).await?;
+        }
+        Ok(events)
+    }
+
+    /// Like [`Client::sync`], but if no message arrived, waits up to `wait` on the push stream
+    /// for one.
+    pub async fn sync_wait(&mut self, wait: Duration) -> Result<Vec<Event>, ClientError> {
+        let mut events = self.sync().await?;
+        if wait.is_zero() || events.iter().any(|e| matches!(e, Event::Message { .. })) {
+            return Ok(events);
+        }
+        let deadline = Instant::now() + wait;
+        let mut stream = self.api.push_stream().await?;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                break;
+            }
+            match tokio::time::timeout(left, stream.next()).await {
+                Err(_) | Ok(Ok(None)) => break,
+                Ok(Err(e)) => return Err(e.into()),
+                Ok(Ok(Some(entry))) => {
+                    let got_message = self.handle_pushed(&mut stream, &entry, &mut events).await?;
+                    if got_message {
+                        break;
+                    }
+                }
+            }
+        }
+        // Whatever else arrived meanwhile.
+        events.extend(self.sync().await?);
+        Ok(events)
+    }
+
+    async fn handle_pushed(&mut self, stream: &mut PushStream, entry: &api::QueueEntry, events: &mut Vec<Event>) -> Result<bool, ClientError> {
+        let before = events.len();
+        let mut follow = Vec::new();
+        self.process(entry, events, &mut follow)?;
+        stream.ack(&[entry.id]).await?;
+        if !follow.is_empty() {
+            self.follow_up(follow).await?;
+        }
+        Ok(events.get(before..).unwrap_or(&[]).iter().any(|e| matches!(e, Event::Message { .. })))
+    }
+
+    /// Runs the push stream until it closes or `on_event` returns false, processing and
+    /// acknowledging each entry as it arrives.
+    pub async fn listen(&mut self, mut on_event: impl FnMut(&Event) -> bool) -> Result<(), ClientError> {
+        for e in self.sync().await? {
+            if !on_event(&e) {
+                return Ok(());
+            }
+        }
+        let mut stream = self.api.push_stream().await?;
+        while let Some(entry) = stream.next().await? {
+            let mut events = Vec::new();
+            self.handle_pushed(&mut stream, &entry, &mut events).await?;
+            for e in &events {
+                if !on_event(e) {
+                    return Ok(());
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Opens the push stream (for interactive sessions that interleave sending and receiving).
+    pub async fn push_stream(&mut self) -> Result<PushStream, ClientError> {
+        Ok(self.api.push_stream().await?)
+    }
+
+    /// Processes one pushed entry and acknowledges it; returns the events.
+    pub async fn on_pushed(&mut self, stream: &mut PushStream, entry: &api::QueueEntry) -> Result<Vec<Event>, ClientError> {
+        let mut events = Vec::new();
+        self.handle_pushed(stream, entry, &mut events).await?;
+        Ok(events)
+    }
+}
+
+fn label_of(c: &Conversation) -> String {
+    match &c.kind {
+        ConversationKind::Direct { peer } => peer.to_string(),
+        ConversationKind::Group { name } if !name.is_empty() => format!("#{name}"),
+        ConversationKind::Group { .. } => format!("#{}", c.group_id.to_hex().get(..8).unwrap_or("?")),
+    }
+}
+
+fn hex_digest(id: &haven_proto::BlobId) -> [u8; 32] {
+    let mut out = [0u8; 32];
+    if let Ok(v) = hex::decode(id.as_str()) {
+        if v.len() == 32 {
+            out.copy_from_slice(&v);
+        }
+    }
+    out
+}
+
+fn now_ms() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
+}

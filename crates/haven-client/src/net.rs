@@ -1,0 +1,292 @@
+//! The network side of the client: a typed HTTP/JSON client for `haven_proto::api` and the
+//! WebSocket push stream. No MLS here; [`crate::client::Client`] ties this to the engine.
+
+use std::time::Duration;
+
+use futures_util::{SinkExt, StreamExt};
+use haven_proto::api::{self, ApiError, ErrorCode};
+use haven_proto::{BlobId, GroupId, UserName};
+use reqwest::header::{AUTHORIZATION, CONTENT_TYPE};
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::tungstenite::Message;
+
+/// Network errors, grouped by cause.
+#[derive(Debug, thiserror::Error)]
+pub enum NetError {
+    /// The server could not be reached.
+    #[error("server unreachable at {url}: {detail}")]
+    Unreachable {
+        /// The server URL.
+        url: String,
+        /// What the transport said.
+        detail: String,
+    },
+    /// The server refused the request with a JSON error.
+    #[error("server refused ({status}): {error}")]
+    Api {
+        /// HTTP status.
+        status: u16,
+        /// The error body.
+        error: ApiError,
+    },
+    /// The server answered with something that is not the protocol.
+    #[error("protocol error: {0}")]
+    Protocol(String),
+}
+
+impl NetError {
+    /// The API error code, if the server sent one.
+    pub fn code(&self) -> Option<ErrorCode> {
+        match self {
+            NetError::Api { error, .. } => Some(error.code),
+            _ => None,
+        }
+    }
+}
+
+/// A typed client for one server.
+#[derive(Clone)]
+pub struct Api {
+    base: String,
+    http: reqwest::Client,
+    token: Option<String>,
+}
+
+impl Api {
+    /// A client for `base` (e.g. `http://127.0.0.1:7878`).
+    pub fn new(base: &str) -> Result<Self, NetError> {
+        let base = base.trim_end_matches('/').to_owned();
+        if !(base.starts_with("http://") || base.starts_with("https://")) {
+            return Err(NetError::Protocol(format!("server URL must start with http:// or https://, got {base:?}")));
+        }
+        let mut builder = reqwest::Client::builder()
+            .connect_timeout(Duration::from_secs(5))
+            .timeout(Duration::from_secs(60))
+            .pool_max_idle_per_host(4);
+        // A private CA for self-hosted TLS deployments (and the TLS test).
+        if let Ok(path) = std::env::var("HAVEN_CA_FILE") {
+            let pem = std::fs::read(&path).map_err(|e| NetError::Protocol(format!("HAVEN_CA_FILE {path}: {e}")))?;
+            let cert = reqwest::Certificate::from_pem(&pem).map_err(|e| NetError::Protocol(format!("HAVEN_CA_FILE {path}: {e}")))?;
+            builder = builder.add_root_certificate(cert);
+        }
+        let http = builder.build().map_err(|e| NetError::Protocol(e.to_string()))?;
+        Ok(Api { base, http, token: None })
+    }
+
+    /// The server URL.
+    pub fn base(&self) -> &str {
+        &self.base
+    }
+
+    /// Sets the session token used for authenticated calls.
+    pub fn set_token(&mut self, token: Option<String>) {
+        self.token = token;
+    }
+
+    /// Whether a session token is set.
+    pub fn has_token(&self) -> bool {
+        self.token.is_some()
+    }
+
+    fn unreachable(&self, e: reqwest::Error) -> NetError {
+        NetError::Unreachable { url: self.base.clone(), detail: e.to_string() }
+    }
+
+    async fn finish<T: DeserializeOwned>(&self, resp: reqwest::Response) -> Result<T, NetError> {
+        let status = resp.status();
+        let bytes = resp.bytes().await.map_err(|e| self.unreachable(e))?;
+        if status.is_success() {
+            serde_json::from_slice(&bytes).map_err(|e| NetError::Protocol(format!("bad reply: {e}")))
+        } else {
+            match serde_json::from_slice::<ApiError>(&bytes) {
+                Ok(error) => Err(NetError::Api { status: status.as_u16(), error }),
+                Err(_) => Err(NetError::Protocol(format!(
+                    "HTTP {status}: {}",
+                    String::from_utf8_lossy(bytes.get(..200).unwrap_or(&bytes))
+                ))),
+            }
+        }
+    }
+
+    fn authed(&self, rb: reqwest::RequestBuilder) -> reqwest::RequestBuilder {
+        match &self.token {
+            Some(t) => rb.header(AUTHORIZATION, format!("Bearer {t}")),
+            None => rb,
+        }
+    }
+
+    async fn get<T: DeserializeOwned>(&self, path: &str) -> Result<T, NetError> {
+        let resp = self.authed(self.http.get(format!("{}{path}", self.base))).send().await.map_err(|e| self.unreachable(e))?;
+        self.finish(resp).await
+    }
+
+    async fn post<B: Serialize, T: DeserializeOwned>(&self, path: &str, body: &B) -> Result<T, NetError> {
+        let body = serde_json::to_vec(body).map_err(|e| NetError::Protocol(e.to_string()))?;
+        let resp = self
+            .authed(self.http.post(format!("{}{path}", self.base)))
+            .header(CONTENT_TYPE, "application/json")
+            .body(body)
+            .send()
+            .await
+            .map_err(|e| self.unreachable(e))?;
+        self.finish(resp).await
+    }
+
+    /// `GET /v1/health`.
+    pub async fn health(&self) -> Result<api::Health, NetError> {
+        self.get("/v1/health").await
+    }
+
+    /// `POST /v1/register`.
+    pub async fn register(&self, req: &api::RegisterRequest) -> Result<api::DeviceRegistered, NetError> {
+        self.post("/v1/register", req).await
+    }
+
+    /// `POST /v1/login/challenge`.
+    pub async fn challenge(&self, req: &api::ChallengeRequest) -> Result<api::ChallengeResponse, NetError> {
+        self.post("/v1/login/challenge", req).await
+    }
+
+    /// `POST /v1/login`.
+    pub async fn login(&self, req: &api::LoginRequest) -> Result<api::LoginResponse, NetError> {
+        self.post("/v1/login", req).await
+    }
+
+    /// `POST /v1/devices/link-code`.
+    pub async fn link_code(&self) -> Result<api::LinkCodeResponse, NetError> {
+        self.post("/v1/devices/link-code", &serde_json::json!({})).await
+    }
+
+    /// `POST /v1/link`.
+    pub async fn link(&self, req: &api::LinkRequest) -> Result<api::DeviceRegistered, NetError> {
+        self.post("/v1/link", req).await
+    }
+
+    /// `GET /v1/users/{name}`.
+    pub async fn user(&self, user: &UserName) -> Result<api::UserDevices, NetError> {
+        self.get(&format!("/v1/users/{user}")).await
+    }
+
+    /// `POST /v1/key-packages`.
+    pub async fn upload_key_packages(&self, req: &api::UploadKeyPackages) -> Result<api::KeyPackageCount, NetError> {
+        self.post("/v1/key-packages", req).await
+    }
+
+    /// `GET /v1/key-packages`.
+    pub async fn key_package_count(&self) -> Result<api::KeyPackageCount, NetError> {
+        self.get("/v1/key-packages").await
+    }
+
+    /// `POST /v1/users/{name}/key-packages/claim`.
+    pub async fn claim_key_packages(&self, user: &UserName) -> Result<api::ClaimedKeyPackages, NetError> {
+        self.post(&format!("/v1/users/{user}/key-packages/claim"), &serde_json::json!({})).await
+    }
+
+    /// `POST /v1/groups`.
+    pub async fn create_group(&self, group: &GroupId) -> Result<api::GroupState, NetError> {
+        self.post("/v1/groups", &api::CreateGroup { group_id: group.clone() }).await
+    }
+
+    /// `GET /v1/groups/{id}`.
+    pub async fn group(&self, group: &GroupId) -> Result<api::GroupState, NetError> {
+        self.get(&format!("/v1/groups/{group}")).await
+    }
+
+    /// `POST /v1/groups/{id}/commits`.
+    pub async fn commit(&self, group: &GroupId, req: &api::CommitRequest) -> Result<api::GroupState, NetError> {
+        self.post(&format!("/v1/groups/{group}/commits"), req).await
+    }
+
+    /// `POST /v1/groups/{id}/proposals`.
+    pub async fn proposal(&self, group: &GroupId, req: &api::ProposalRequest) -> Result<api::Accepted, NetError> {
+        self.post(&format!("/v1/groups/{group}/proposals"), req).await
+    }
+
+    /// `POST /v1/groups/{id}/messages`.
+    pub async fn send(&self, group: &GroupId, message: Vec<u8>) -> Result<api::SendResponse, NetError> {
+        self.post(&format!("/v1/groups/{group}/messages"), &api::SendRequest { message }).await
+    }
+
+    /// `GET /v1/queue`.
+    pub async fn fetch(&self, after: i64, limit: u32) -> Result<Vec<api::QueueEntry>, NetError> {
+        let batch: api::QueueBatch = self.get(&format!("/v1/queue?after={after}&limit={limit}")).await?;
+        Ok(batch.entries)
+    }
+
+    /// `POST /v1/queue/ack`.
+    pub async fn ack(&self, ids: &[i64]) -> Result<api::Accepted, NetError> {
+        self.post("/v1/queue/ack", &api::AckRequest { ids: ids.to_vec() }).await
+    }
+
+    /// `PUT /v1/blobs`.
+    pub async fn put_blob(&self, bytes: Vec<u8>) -> Result<api::BlobStored, NetError> {
+        let resp = self
+            .authed(self.http.put(format!("{}/v1/blobs", self.base)))
+            .header(CONTENT_TYPE, "application/octet-stream")
+            .body(bytes)
+            .send()
+            .await
+            .map_err(|e| self.unreachable(e))?;
+        self.finish(resp).await
+    }
+
+    /// `GET /v1/blobs/{id}`.
+    pub async fn get_blob(&self, id: &BlobId) -> Result<Vec<u8>, NetError> {
+        let resp = self
+            .authed(self.http.get(format!("{}/v1/blobs/{id}", self.base)))
+            .send()
+            .await
+            .map_err(|e| self.unreachable(e))?;
+        if resp.status().is_success() {
+            Ok(resp.bytes().await.map_err(|e| self.unreachable(e))?.to_vec())
+        } else {
+            self.finish::<()>(resp).await.map(|_| Vec::new())
+        }
+    }
+
+    /// Opens the WebSocket push stream.
+    pub async fn push_stream(&self) -> Result<PushStream, NetError> {
+        let url = format!("{}/v1/ws", self.base.replacen("http", "ws", 1));
+        let mut req = url.as_str().into_client_request().map_err(|e| NetError::Protocol(e.to_string()))?;
+        if let Some(t) = &self.token {
+            let v = format!("Bearer {t}").parse().map_err(|_| NetError::Protocol("bad token".into()))?;
+            req.headers_mut().insert(AUTHORIZATION, v);
+        }
+        let (ws, _) = tokio_tungstenite::connect_async(req)
+            .await
+            .map_err(|e| NetError::Unreachable { url: url.clone(), detail: e.to_string() })?;
+        Ok(PushStream { ws })
+    }
+}
+
+/// The WebSocket push stream of queue entries.
+pub struct PushStream {
+    ws: tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>,
+}
+
+impl PushStream {
+    /// The next queue entry; `None` when the server closed the stream.
+    pub async fn next(&mut self) -> Result<Option<api::QueueEntry>, NetError> {
+        while let Some(msg) = self.ws.next().await {
+            match msg.map_err(|e| NetError::Protocol(e.to_string()))? {
+                Message::Text(t) => {
+                    return serde_json::from_str(t.as_str())
+                        .map(Some)
+                        .map_err(|e| NetError::Protocol(format!("bad queue entry: {e}")));
+                }
+                Message::Close(_) => return Ok(None),
+                _ => {}
+            }
+        }
+        Ok(None)
+    }
+
+    /// Acknowledges entries over the socket.
+    pub async fn ack(&mut self, ids: &[i64]) -> Result<(), NetError> {
+        let frame = serde_json::to_string(&api::WsClientFrame::Ack { ids: ids.to_vec() })
+            .map_err(|e| NetError::Protocol(e.to_string()))?;
+        self.ws.send(Message::Text(frame.into())).await.map_err(|e| NetError::Protocol(e.to_string()))
+    }
+}

@@ -1,0 +1,248 @@
+//! `haven bench`: measurements against a real server on loopback.
+//!
+//! - `deliver`: end-to-end deliveries per second (encrypt → server → decrypt and store) and
+//!   delivery latency. `--clients N` senders each own a group whose members are the same
+//!   `--recipients R` receiving clients; each sender sends `--messages M` texts, so
+//!   N·M·R deliveries. Recipients receive over WebSocket push, process each entry in one local
+//!   transaction and acknowledge it. Latency is from the sender's clock before encryption
+//!   (`sent_at` inside the content) to the recipient's stored copy.
+//! - `idle`: the resident memory of a `haven server` process holding `--connections` idle
+//!   authenticated WebSocket connections, one per device.
+
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context};
+use ed25519_dalek::{Signer, SigningKey};
+use haven_client::net::Api;
+use haven_client::{Client, Event, Target};
+use haven_proto::{api, UserName};
+use haven_server::{ServerConfig, ServerLimits};
+use serde_json::json;
+use tokio::sync::Mutex;
+
+#[derive(clap::Subcommand)]
+pub enum BenchCmd {
+    /// End-to-end delivery throughput and latency.
+    Deliver {
+        /// Sending clients (one group each).
+        #[arg(long, default_value_t = 4)]
+        clients: usize,
+        /// Receiving clients, members of every sender's group.
+        #[arg(long, default_value_t = 10)]
+        recipients: usize,
+        /// Messages per sender.
+        #[arg(long, default_value_t = 200)]
+        messages: usize,
+        /// Use this server instead of an in-process one on loopback.
+        #[arg(long)]
+        server: Option<String>,
+        /// Print one JSON object.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Server memory with idle WebSocket connections.
+    Idle {
+        /// Idle connections (one device each).
+        #[arg(long, default_value_t = 1000)]
+        connections: usize,
+        /// Print one JSON object.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+pub async fn run(cmd: BenchCmd) -> anyhow::Result<ExitCode> {
+    match cmd {
+        BenchCmd::Deliver { clients, recipients, messages, server, json } => {
+            deliver(clients, recipients, messages, server, json).await
+        }
+        BenchCmd::Idle { connections, json } => idle(connections, json).await,
+    }
+}
+
+fn bench_limits() -> ServerLimits {
+    ServerLimits { auth_burst: 1_000_000, auth_refill_per_sec: 1_000_000.0, max_queue_depth: 1_000_000, ..ServerLimits::default() }
+}
+
+fn percentile(sorted: &[f64], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return f64::NAN;
+    }
+    let idx = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted.get(idx.min(sorted.len() - 1)).copied().unwrap_or(f64::NAN)
+}
+
+fn now_ms() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
+}
+
+async fn deliver(n: usize, r: usize, m: usize, server: Option<String>, as_json: bool) -> anyhow::Result<ExitCode> {
+    if n == 0 || r == 0 || m == 0 {
+        bail!("--clients, --recipients and --messages must be at least 1");
+    }
+    let dir = tempfile::tempdir()?;
+    let (url, running) = match server {
+        Some(u) => (u, None),
+        None => {
+            let mut config = ServerConfig::embedded(dir.path().join("server"));
+            config.listen = "127.0.0.1:0".parse()?;
+            config.limits = bench_limits();
+            let s = haven_server::start(config).await?;
+            (s.url(false), Some(s))
+        }
+    };
+    let tag: u32 = rand_u32();
+    eprintln!("setting up {n} senders and {r} recipients on {url} …");
+    let mut recipients = Vec::new();
+    let mut names = Vec::new();
+    for i in 0..r {
+        let name = UserName::new(&format!("r{tag:x}x{i}"))?;
+        recipients.push(Client::register(&dir.path().join(name.as_str()), &url, &name, "bench").await?);
+        names.push(name);
+    }
+    let mut senders = Vec::new();
+    for i in 0..n {
+        let name = UserName::new(&format!("s{tag:x}x{i}"))?;
+        let mut c = Client::register(&dir.path().join(name.as_str()), &url, &name, "bench").await?;
+        c.create_group(&format!("g{i}"), &names).await?;
+        senders.push(c);
+    }
+    for c in &mut recipients {
+        c.sync().await?;
+    }
+    let expected = n * m;
+    let latencies = Arc::new(Mutex::new(Vec::with_capacity(n * m * r)));
+    let start = Instant::now();
+    let mut tasks = Vec::new();
+    for mut c in recipients {
+        let lat = latencies.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut got = 0usize;
+            let mut stream = c.push_stream().await?;
+            let mut local = Vec::with_capacity(expected);
+            while got < expected {
+                let entry = match tokio::time::timeout(Duration::from_secs(60), stream.next()).await {
+                    Ok(Ok(Some(e))) => e,
+                    Ok(Ok(None)) => bail!("server closed the stream"),
+                    Ok(Err(e)) => return Err(e.into()),
+                    Err(_) => bail!("timed out with {got} of {expected} messages"),
+                };
+                for e in c.on_pushed(&mut stream, &entry).await? {
+                    if let Event::Message { message, .. } = e {
+                        local.push(now_ms().saturating_sub(message.sent_at) as f64);
+                        got += 1;
+                    }
+                }
+            }
+            lat.lock().await.extend(local);
+            anyhow::Ok(())
+        }));
+    }
+    let mut send_tasks = Vec::new();
+    for (i, mut c) in senders.into_iter().enumerate() {
+        send_tasks.push(tokio::spawn(async move {
+            let to = Target::Group(format!("g{i}"));
+            for k in 0..m {
+                c.send_text(&to, &format!("bench message {k}")).await?;
+            }
+            anyhow::Ok(())
+        }));
+    }
+    for t in send_tasks {
+        t.await??;
+    }
+    for t in tasks {
+        t.await??;
+    }
+    let elapsed = start.elapsed().as_secs_f64();
+    let mut lat = latencies.lock().await.clone();
+    lat.sort_by(|a, b| a.total_cmp(b));
+    let deliveries = lat.len();
+    let rate = deliveries as f64 / elapsed;
+    let (p50, p99) = (percentile(&lat, 0.50), percentile(&lat, 0.99));
+    if as_json {
+        println!(
+            "{}",
+            json!({"deliveries": deliveries, "seconds": elapsed, "deliveries_per_sec": rate, "p50_ms": p50, "p99_ms": p99,
+                   "clients": n, "recipients": r, "messages": m})
+        );
+    } else {
+        println!("{deliveries} deliveries in {elapsed:.2} s: {rate:.0} deliveries/s; latency p50 {p50:.1} ms, p99 {p99:.1} ms");
+    }
+    if let Some(s) = running {
+        s.shutdown().await;
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn rand_u32() -> u32 {
+    let mut b = [0u8; 4];
+    rand::RngCore::fill_bytes(&mut rand::rngs::OsRng, &mut b);
+    u32::from_le_bytes(b)
+}
+
+fn rss_kib(pid: u32) -> anyhow::Result<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .context("no VmRSS")
+}
+
+async fn idle(connections: usize, as_json: bool) -> anyhow::Result<ExitCode> {
+    use tokio::io::AsyncBufReadExt;
+    let dir = tempfile::tempdir()?;
+    let exe = std::env::current_exe()?;
+    let mut child = tokio::process::Command::new(exe)
+        .args(["server", "--listen", "127.0.0.1:0", "--auth-burst", "1000000", "--data"])
+        .arg(dir.path().join("server"))
+        .env("RUST_LOG", "warn")
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()?;
+    let pid = child.id().context("server pid")?;
+    let stderr = child.stderr.take().context("server stderr")?;
+    let mut lines = tokio::io::BufReader::new(stderr).lines();
+    let url = loop {
+        let line = tokio::time::timeout(Duration::from_secs(30), lines.next_line()).await??.context("server exited")?;
+        if let Some(u) = line.strip_prefix("haven server listening on ") {
+            break u.trim().to_owned();
+        }
+    };
+    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+    let baseline = rss_kib(pid)?;
+    eprintln!("server pid {pid} at {url}: {baseline} KiB before connections; connecting {connections} devices …");
+    let mut streams = Vec::with_capacity(connections);
+    let tag = rand_u32();
+    for i in 0..connections {
+        let mut api = Api::new(&url)?;
+        let key = SigningKey::from_bytes(&rand::random::<[u8; 32]>());
+        let user = UserName::new(&format!("i{tag:x}x{i}"))?;
+        let reg = api
+            .register(&api::RegisterRequest { user, device_name: "idle".into(), auth_key: key.verifying_key().to_bytes().to_vec() })
+            .await?;
+        let ch = api.challenge(&api::ChallengeRequest { device_id: reg.device_id.clone() }).await?;
+        let sig = key.sign(&api::login_message(&reg.device_id, &ch.nonce)).to_bytes().to_vec();
+        let login = api.login(&api::LoginRequest { device_id: reg.device_id, nonce: ch.nonce, signature: sig }).await?;
+        api.set_token(Some(login.token));
+        streams.push(api.push_stream().await?);
+    }
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let with = rss_kib(pid)?;
+    let per_conn = (with.saturating_sub(baseline)) as f64 / connections as f64;
+    if as_json {
+        println!("{}", json!({"connections": connections, "baseline_rss_kib": baseline, "rss_kib": with, "per_connection_kib": per_conn}));
+    } else {
+        println!(
+            "{connections} idle WebSocket connections: server RSS {:.1} MiB (baseline {:.1} MiB, {per_conn:.1} KiB per connection)",
+            with as f64 / 1024.0,
+            baseline as f64 / 1024.0
+        );
+    }
+    drop(streams);
+    let _ = child.kill().await;
+    Ok(ExitCode::SUCCESS)
+}

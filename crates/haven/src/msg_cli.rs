@@ -1,0 +1,468 @@
+//! The messaging commands: `server`, `register`, `link`, `device`, `send`, `send-file`,
+//! `get-file`, `group`, `sync`, `history`, `conversations`, `chat`.
+//!
+//! Errors print one clear line on stderr and exit non-zero; a refused command changes nothing
+//! locally or on the server (arguments and names are checked before anything is created).
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::Context;
+use haven_client::{Body, Client, Event, StoredMessage, Target};
+use haven_proto::UserName;
+use haven_server::{ServerConfig, ServerLimits};
+use serde_json::json;
+use tokio::io::AsyncBufReadExt;
+
+/// Runs an async command on a fresh runtime.
+pub fn run<F: std::future::Future<Output = anyhow::Result<ExitCode>>>(f: F) -> anyhow::Result<ExitCode> {
+    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().context("starting the runtime")?;
+    rt.block_on(f)
+}
+
+/// `~/.haven`, or `./.haven` without a home directory.
+pub fn default_home() -> PathBuf {
+    std::env::var_os("HOME").map(PathBuf::from).unwrap_or_else(|| PathBuf::from(".")).join(".haven")
+}
+
+#[derive(clap::Args)]
+pub struct ServerArgs {
+    /// Address to listen on.
+    #[arg(long, default_value = "127.0.0.1:7878")]
+    pub listen: SocketAddr,
+    /// Data directory (SQLite file and blob directory).
+    #[arg(long, default_value = "./haven-data")]
+    pub data: PathBuf,
+    /// Database URL (postgres://…); default: SQLite in the data directory.
+    #[arg(long)]
+    pub database: Option<String>,
+    /// TLS certificate chain (PEM).
+    #[arg(long, requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    /// TLS private key (PEM).
+    #[arg(long, requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+    /// Largest attachment in MiB.
+    #[arg(long, default_value_t = 25)]
+    pub max_attachment_mib: usize,
+    /// Registration, link and login attempts allowed per client IP in a burst (refilled at one
+    /// every two seconds).
+    #[arg(long, default_value_t = 30)]
+    pub auth_burst: u32,
+}
+
+pub async fn server(args: ServerArgs) -> anyhow::Result<ExitCode> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let limits = ServerLimits { max_blob: args.max_attachment_mib << 20, auth_burst: args.auth_burst, ..ServerLimits::default() };
+    let config = ServerConfig {
+        listen: args.listen,
+        data_dir: args.data,
+        database: args.database,
+        tls: args.tls_cert.zip(args.tls_key),
+        limits,
+    };
+    let tls = config.tls.is_some();
+    let running = haven_server::start(config).await?;
+    eprintln!("haven server listening on {}", running.url(tls));
+    tokio::select! {
+        r = running.wait() => { r?; }
+        _ = tokio::signal::ctrl_c() => { eprintln!("shutting down"); }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+#[derive(clap::Args)]
+pub struct RegisterArgs {
+    /// The user name (a-z, 0-9, '_', '.', '-'; starts with a letter).
+    pub name: String,
+    /// Server URL.
+    #[arg(long, env = "HAVEN_SERVER")]
+    pub server: String,
+    /// A label for this device.
+    #[arg(long, default_value = "cli")]
+    pub device_name: String,
+}
+
+pub async fn register(home: PathBuf, args: RegisterArgs) -> anyhow::Result<ExitCode> {
+    let user = UserName::new(&args.name)?;
+    let client = Client::register(&home, &args.server, &user, &args.device_name).await?;
+    println!("registered {} (device {}) in {}", client.user(), client.device_id(), home.display());
+    Ok(ExitCode::SUCCESS)
+}
+
+#[derive(clap::Args)]
+pub struct LinkArgs {
+    /// The one-time code printed by `haven device link` on an existing device.
+    pub code: String,
+    /// Server URL.
+    #[arg(long, env = "HAVEN_SERVER")]
+    pub server: String,
+    /// A label for this device.
+    #[arg(long, default_value = "cli")]
+    pub device_name: String,
+}
+
+pub async fn link(home: PathBuf, args: LinkArgs) -> anyhow::Result<ExitCode> {
+    let client = Client::link(&home, &args.server, &args.code, &args.device_name).await?;
+    println!(
+        "linked device {} to {}; your other devices add it to your conversations when they next sync",
+        client.device_id(),
+        client.user()
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+#[derive(clap::Subcommand)]
+pub enum DeviceCmd {
+    /// Print a one-time code for linking a new device (valid 10 minutes).
+    Link,
+    /// List this account's devices.
+    List,
+}
+
+pub async fn device(home: PathBuf, cmd: DeviceCmd) -> anyhow::Result<ExitCode> {
+    let mut client = Client::open(&home).await?;
+    match cmd {
+        DeviceCmd::Link => {
+            let code = client.link_code().await?;
+            println!("{}", code.code);
+            eprintln!("on the new device run: haven link {} --server {}", code.code, client.api().base());
+        }
+        DeviceCmd::List => {
+            let me = client.user().clone();
+            for d in client.api().user(&me).await?.devices {
+                let this = if &d.device_id == client.device_id() { " (this device)" } else { "" };
+                println!("{} {}{}", d.device_id, d.name, this);
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+#[derive(clap::Args)]
+pub struct SendArgs {
+    /// A user name (1:1 conversation) or #GROUP.
+    pub to: String,
+    /// The text.
+    pub text: String,
+}
+
+pub async fn send(home: PathBuf, args: SendArgs) -> anyhow::Result<ExitCode> {
+    let to = Target::parse(&args.to)?;
+    let mut client = Client::open(&home).await?;
+    client.sync().await?;
+    let m = client.send_text(&to, &args.text).await?;
+    println!("{}", m.id);
+    Ok(ExitCode::SUCCESS)
+}
+
+#[derive(clap::Args)]
+pub struct SendFileArgs {
+    /// A user name or #GROUP.
+    pub to: String,
+    /// The file.
+    pub path: PathBuf,
+}
+
+pub async fn send_file(home: PathBuf, args: SendFileArgs) -> anyhow::Result<ExitCode> {
+    let to = Target::parse(&args.to)?;
+    let mut client = Client::open(&home).await?;
+    client.sync().await?;
+    let m = client.send_file(&to, &args.path).await?;
+    println!("{}", m.id);
+    Ok(ExitCode::SUCCESS)
+}
+
+#[derive(clap::Args)]
+pub struct GetFileArgs {
+    /// The message id (from `haven sync` or `haven history`).
+    pub message_id: String,
+    /// Where to write the decrypted file.
+    pub path: PathBuf,
+}
+
+pub async fn get_file(home: PathBuf, args: GetFileArgs) -> anyhow::Result<ExitCode> {
+    let mut client = Client::open(&home).await?;
+    client.sync().await?;
+    let n = client.get_file(&args.message_id, &args.path).await?;
+    println!("wrote {} bytes to {}", n, args.path.display());
+    Ok(ExitCode::SUCCESS)
+}
+
+#[derive(clap::Subcommand)]
+pub enum GroupCmd {
+    /// Create a group.
+    Create {
+        /// The group's name.
+        group: String,
+        /// Members, comma-separated.
+        #[arg(long, value_delimiter = ',')]
+        members: Vec<String>,
+    },
+    /// Add a user (all of their devices).
+    Add {
+        /// The group.
+        group: String,
+        /// The user.
+        user: String,
+    },
+    /// Remove a user (all of their devices).
+    Remove {
+        /// The group.
+        group: String,
+        /// The user.
+        user: String,
+    },
+    /// Leave a group.
+    Leave {
+        /// The group.
+        group: String,
+    },
+    /// List a group's members.
+    Members {
+        /// The group.
+        group: String,
+    },
+}
+
+fn user(s: &str) -> anyhow::Result<UserName> {
+    UserName::new(s.trim()).with_context(|| format!("{s:?} is not a valid user name"))
+}
+
+pub async fn group(home: PathBuf, cmd: GroupCmd) -> anyhow::Result<ExitCode> {
+    // Check arguments before touching anything.
+    let parsed: Vec<UserName> = match &cmd {
+        GroupCmd::Create { members, .. } => members.iter().filter(|m| !m.trim().is_empty()).map(|m| user(m)).collect::<anyhow::Result<_>>()?,
+        GroupCmd::Add { user: u, .. } | GroupCmd::Remove { user: u, .. } => vec![user(u)?],
+        _ => Vec::new(),
+    };
+    let mut client = Client::open(&home).await?;
+    client.sync().await?;
+    match cmd {
+        GroupCmd::Create { group, .. } => {
+            let name = group.trim_start_matches('#');
+            client.create_group(name, &parsed).await?;
+            println!("created #{name}");
+        }
+        GroupCmd::Add { group, .. } => {
+            for u in &parsed {
+                client.add_member(&group, u).await?;
+                println!("added {u} to #{}", group.trim_start_matches('#'));
+            }
+        }
+        GroupCmd::Remove { group, .. } => {
+            for u in &parsed {
+                client.remove_member(&group, u).await?;
+                println!("removed {u} from #{}", group.trim_start_matches('#'));
+            }
+        }
+        GroupCmd::Leave { group } => {
+            client.leave_group(&group).await?;
+            println!("left #{}", group.trim_start_matches('#'));
+        }
+        GroupCmd::Members { group } => {
+            let g = client.resolve(&format!("#{}", group.trim_start_matches('#')))?;
+            for (u, d) in client.engine().members(&g)? {
+                println!("{u} {d}");
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+#[derive(clap::Args)]
+pub struct JsonFlag {
+    /// One JSON object per line.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(clap::Args)]
+pub struct SyncArgs {
+    /// If nothing is waiting, wait up to this many seconds for a message.
+    #[arg(long, default_value_t = 0)]
+    pub wait: u64,
+    /// One JSON object per line.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// One message as a JSON object.
+pub fn message_json(conversation: &str, m: &StoredMessage) -> serde_json::Value {
+    let mut v = json!({
+        "id": m.id.as_str(),
+        "conversation": conversation,
+        "from": m.from.as_str(),
+        "from_device": m.from_device.as_str(),
+        "sent_at": m.sent_at,
+        "received_at": m.received_at,
+        "text": serde_json::Value::Null,
+    });
+    match &m.body {
+        Body::Text(t) => v["text"] = json!(t),
+        Body::Attachment(a) => {
+            v["attachment"] = json!({"name": a.name, "size": a.size, "blob_id": a.blob_id.as_str()});
+        }
+        Body::GroupName(n) => v["group_name"] = json!(n),
+    }
+    v
+}
+
+/// One message as a line of text.
+pub fn message_line(conversation: &str, m: &StoredMessage) -> String {
+    let what = match &m.body {
+        Body::Text(t) => t.clone(),
+        Body::Attachment(a) => format!("[file {} ({} bytes) — haven get-file {} PATH]", a.name, a.size, m.id),
+        Body::GroupName(n) => format!("[group named #{n}]"),
+    };
+    format!("[{conversation}] {}: {what}", m.from)
+}
+
+fn print_event(e: &Event, as_json: bool) {
+    match e {
+        Event::Message { message, conversation } => {
+            if as_json {
+                println!("{}", message_json(conversation, message));
+            } else {
+                println!("{}", message_line(conversation, message));
+            }
+        }
+        Event::Joined { conversation } => {
+            if as_json {
+                println!("{}", json!({"event": "joined", "conversation": conversation}));
+            } else {
+                println!("* you joined {conversation}");
+            }
+        }
+        Event::Membership { conversation, added, removed, self_removed } => {
+            if as_json {
+                println!(
+                    "{}",
+                    json!({"event": "membership", "conversation": conversation,
+                           "added": added.iter().map(|u| u.as_str()).collect::<Vec<_>>(),
+                           "removed": removed.iter().map(|u| u.as_str()).collect::<Vec<_>>(),
+                           "self_removed": self_removed})
+                );
+            } else if *self_removed {
+                println!("* you were removed from {conversation}");
+            } else {
+                for u in added {
+                    println!("* {u} joined {conversation}");
+                }
+                for u in removed {
+                    println!("* {u} left {conversation}");
+                }
+            }
+        }
+        Event::Dropped { queue_id, reason } => {
+            eprintln!("haven: dropped queue entry {queue_id}: {reason}");
+        }
+    }
+}
+
+pub async fn sync(home: PathBuf, args: SyncArgs) -> anyhow::Result<ExitCode> {
+    let mut client = Client::open(&home).await?;
+    let events = client.sync_wait(Duration::from_secs(args.wait)).await?;
+    for e in &events {
+        print_event(e, args.json);
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+#[derive(clap::Args)]
+pub struct HistoryArgs {
+    /// A user name (1:1) or #GROUP.
+    pub conversation: String,
+    /// How many of the latest messages.
+    #[arg(long, default_value_t = 100)]
+    pub limit: u32,
+    /// One JSON object per line.
+    #[arg(long)]
+    pub json: bool,
+}
+
+pub async fn history(home: PathBuf, args: HistoryArgs) -> anyhow::Result<ExitCode> {
+    let client = Client::open(&home).await?;
+    let g = client.resolve(&args.conversation)?;
+    let label = client.label(&g);
+    for m in client.engine().history(&g, args.limit)? {
+        if matches!(m.body, Body::GroupName(_)) {
+            continue;
+        }
+        if args.json {
+            println!("{}", message_json(&label, &m));
+        } else {
+            println!("{}", message_line(&label, &m));
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+pub async fn conversations(home: PathBuf, args: JsonFlag) -> anyhow::Result<ExitCode> {
+    let client = Client::open(&home).await?;
+    for (label, c) in client.conversations()? {
+        let state = format!("{:?}", c.state).to_lowercase();
+        if args.json {
+            println!("{}", json!({"conversation": label, "group_id": c.group_id.to_hex(), "state": state}));
+        } else {
+            println!("{label} ({state})");
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+#[derive(clap::Args)]
+pub struct ChatArgs {
+    /// A user name (1:1) or #GROUP.
+    pub conversation: String,
+}
+
+pub async fn chat(home: PathBuf, args: ChatArgs) -> anyhow::Result<ExitCode> {
+    let to = Target::parse(&args.conversation)?;
+    let mut client = Client::open(&home).await?;
+    for e in client.sync().await? {
+        print_event(&e, false);
+    }
+    let label = match &to {
+        Target::User(u) => u.to_string(),
+        Target::Group(g) => format!("#{g}"),
+    };
+    if let Ok(g) = client.resolve(&label) {
+        for m in client.engine().history(&g, 20)? {
+            if !matches!(m.body, Body::GroupName(_)) {
+                println!("{}", message_line(&label, &m));
+            }
+        }
+    }
+    eprintln!("chatting in {label}; type a line and press enter to send, Ctrl-D to quit");
+    let mut stream = client.push_stream().await?;
+    let mut lines = tokio::io::BufReader::new(tokio::io::stdin()).lines();
+    loop {
+        tokio::select! {
+            line = lines.next_line() => match line? {
+                None => break,
+                Some(l) if l.trim().is_empty() => {}
+                Some(l) => match client.send_text(&to, l.trim_end()).await {
+                    Ok(_) => {}
+                    Err(e) => eprintln!("haven: not sent: {e}"),
+                },
+            },
+            entry = stream.next() => match entry? {
+                None => { eprintln!("haven: server closed the connection"); break; }
+                Some(entry) => {
+                    for e in client.on_pushed(&mut stream, &entry).await? {
+                        print_event(&e, false);
+                    }
+                }
+            },
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}

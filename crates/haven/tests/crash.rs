@@ -1,0 +1,100 @@
+//! The server process is killed with SIGKILL while messages are queued, then restarted on the
+//! same data directory: nothing is lost and nothing is shown twice.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing, clippy::panic)]
+
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use haven_client::{Body, Client, Event, Target};
+use haven_proto::UserName;
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+fn start_server(data: &Path, port: u16) -> Child {
+    let child = Command::new(env!("CARGO_BIN_EXE_haven"))
+        .args(["server", "--listen", &format!("127.0.0.1:{port}"), "--data"])
+        .arg(data)
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(Instant::now() < deadline, "server did not start");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    child
+}
+
+fn sigkill(child: &mut Child) {
+    // Child::kill sends SIGKILL on Unix: no shutdown handler runs.
+    child.kill().unwrap();
+    child.wait().unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigkill_with_queued_messages_loses_nothing_and_shows_nothing_twice() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("server");
+    let port = free_port();
+    let url = format!("http://127.0.0.1:{port}");
+    let mut server = start_server(&data, port);
+
+    let bob_name = UserName::new("bob").unwrap();
+    let mut alice = Client::register(&dir.path().join("alice"), &url, &UserName::new("alice").unwrap(), "t").await.unwrap();
+    let mut bob = Client::register(&dir.path().join("bob"), &url, &bob_name, "t").await.unwrap();
+    alice.send_text(&Target::User(bob_name.clone()), "m-0").await.unwrap();
+    bob.sync().await.unwrap();
+
+    // Bob is offline; Alice queues messages; the server dies hard right after accepting them.
+    let sent: Vec<String> = (1..=25).map(|i| format!("m-{i}")).collect();
+    for t in &sent {
+        alice.send_text(&Target::User(bob_name.clone()), t).await.unwrap();
+    }
+    sigkill(&mut server);
+    // While the server is down, clients get a clear error and lose nothing.
+    assert!(bob.sync().await.is_err());
+
+    let mut server = start_server(&data, port);
+    let got: Vec<String> = bob
+        .sync()
+        .await
+        .unwrap()
+        .into_iter()
+        .filter_map(|e| match e {
+            Event::Message { message, .. } => match message.body {
+                Body::Text(t) => Some(t),
+                _ => None,
+            },
+            _ => None,
+        })
+        .collect();
+    assert_eq!(got, sent, "every queued message, once, in order");
+
+    // Kill again after Bob acknowledged: nothing comes back.
+    sigkill(&mut server);
+    let mut server = start_server(&data, port);
+    let again = bob.sync().await.unwrap();
+    assert!(again.iter().all(|e| !matches!(e, Event::Message { .. })), "{again:?}");
+    let history: Vec<String> = bob
+        .history("alice", 1000)
+        .unwrap()
+        .into_iter()
+        .filter_map(|m| match m.body {
+            Body::Text(t) => Some(t),
+            _ => None,
+        })
+        .collect();
+    let mut expected = vec!["m-0".to_string()];
+    expected.extend(sent);
+    assert_eq!(history, expected);
+    // And the conversation still works both ways after the restarts.
+    bob.send_text(&Target::User(UserName::new("alice").unwrap()), "back").await.unwrap();
+    let ev = alice.sync().await.unwrap();
+    assert_eq!(ev.iter().filter(|e| matches!(e, Event::Message { .. })).count(), 1);
+    sigkill(&mut server);
+}
