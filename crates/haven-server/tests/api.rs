@@ -203,7 +203,9 @@ async fn login_requires_a_valid_signature_and_single_use_challenge() {
 
 #[tokio::test]
 async fn registration_is_rate_limited() {
-    let s = server_with(ServerLimits { auth_burst: 3, auth_refill_per_sec: 0.001, ..ServerLimits::default() }).await;
+    // Registering and logging in take one token each (register, login challenge): a burst of 6
+    // lets three users in and refuses the fourth registration.
+    let s = server_with(ServerLimits { auth_burst: 6, auth_refill_per_sec: 0.001, ..ServerLimits::default() }).await;
     for i in 0..3 {
         register(&s, &format!("user{i}")).await;
     }
