@@ -71,7 +71,9 @@ impl Target {
         match s.strip_prefix('#') {
             Some(name) if !name.is_empty() => Ok(Target::Group(name.to_owned())),
             Some(_) => Err(usage("a group name follows '#'")),
-            None => UserName::new(s).map(Target::User).map_err(|e| usage(format!("{s:?} is not a user name or #group: {e}"))),
+            None => UserName::new(s)
+                .map(Target::User)
+                .map_err(|e| usage(format!("{s:?} is not a user name or #group: {e}"))),
         }
     }
 }
@@ -119,38 +121,76 @@ pub struct Client {
 
 impl Client {
     /// Registers a new user with this device as its first, creating the profile in `home`.
-    pub async fn register(home: &Path, server: &str, user: &UserName, device_name: &str) -> Result<Client, ClientError> {
+    pub async fn register(
+        home: &Path,
+        server: &str,
+        user: &UserName,
+        device_name: &str,
+    ) -> Result<Client, ClientError> {
         Self::check_new_home(home)?;
         let api = Api::new(server)?;
         let auth = AuthSecret::random();
-        let auth_key = SigningKey::from_bytes(auth.as_bytes()).verifying_key().to_bytes().to_vec();
+        let auth_key = SigningKey::from_bytes(auth.as_bytes())
+            .verifying_key()
+            .to_bytes()
+            .to_vec();
         let reg = api
-            .register(&api::RegisterRequest { user: user.clone(), device_name: device_name.to_owned(), auth_key })
+            .register(&api::RegisterRequest {
+                user: user.clone(),
+                device_name: device_name.to_owned(),
+                auth_key,
+            })
             .await?;
         Self::finish_enrolment(home, api, reg, auth).await
     }
 
     /// Links this new device to an existing account with a one-time code from `haven device link`.
-    pub async fn link(home: &Path, server: &str, code: &str, device_name: &str) -> Result<Client, ClientError> {
+    pub async fn link(
+        home: &Path,
+        server: &str,
+        code: &str,
+        device_name: &str,
+    ) -> Result<Client, ClientError> {
         Self::check_new_home(home)?;
         let api = Api::new(server)?;
         let auth = AuthSecret::random();
-        let auth_key = SigningKey::from_bytes(auth.as_bytes()).verifying_key().to_bytes().to_vec();
+        let auth_key = SigningKey::from_bytes(auth.as_bytes())
+            .verifying_key()
+            .to_bytes()
+            .to_vec();
         let reg = api
-            .link(&api::LinkRequest { code: code.to_owned(), device_name: device_name.to_owned(), auth_key })
+            .link(&api::LinkRequest {
+                code: code.to_owned(),
+                device_name: device_name.to_owned(),
+                auth_key,
+            })
             .await?;
         Self::finish_enrolment(home, api, reg, auth).await
     }
 
     fn check_new_home(home: &Path) -> Result<(), ClientError> {
         if home.join("haven.db").exists() {
-            return Err(usage(format!("a Haven profile already exists in {}", home.display())));
+            return Err(usage(format!(
+                "a Haven profile already exists in {}",
+                home.display()
+            )));
         }
-        std::fs::create_dir_all(home).map_err(|e| ClientError::Io(format!("{}: {e}", home.display())))
+        std::fs::create_dir_all(home)
+            .map_err(|e| ClientError::Io(format!("{}: {e}", home.display())))
     }
 
-    async fn finish_enrolment(home: &Path, api: Api, reg: api::DeviceRegistered, auth: AuthSecret) -> Result<Client, ClientError> {
-        let identity = Identity { user: reg.user, device_id: reg.device_id, server_url: api.base().to_owned(), auth_secret: auth };
+    async fn finish_enrolment(
+        home: &Path,
+        api: Api,
+        reg: api::DeviceRegistered,
+        auth: AuthSecret,
+    ) -> Result<Client, ClientError> {
+        let identity = Identity {
+            user: reg.user,
+            device_id: reg.device_id,
+            server_url: api.base().to_owned(),
+            auth_secret: auth,
+        };
         let engine = Engine::create(home, identity)?;
         let mut client = Client { engine, api };
         client.login().await?;
@@ -208,11 +248,29 @@ impl Client {
 
     async fn login(&mut self) -> Result<(), ClientError> {
         let device_id = self.engine.identity().device_id.clone();
-        let ch = self.api.challenge(&api::ChallengeRequest { device_id: device_id.clone() }).await?;
+        let ch = self
+            .api
+            .challenge(&api::ChallengeRequest {
+                device_id: device_id.clone(),
+            })
+            .await?;
         let key = SigningKey::from_bytes(self.engine.identity().auth_secret.as_bytes());
-        let signature = key.sign(&api::login_message(&device_id, &ch.nonce)).to_bytes().to_vec();
-        let resp = self.api.login(&api::LoginRequest { device_id, nonce: ch.nonce, signature }).await?;
-        self.engine.set_session_token(&SessionToken { token: resp.token.clone(), expires_at: resp.expires_at })?;
+        let signature = key
+            .sign(&api::login_message(&device_id, &ch.nonce))
+            .to_bytes()
+            .to_vec();
+        let resp = self
+            .api
+            .login(&api::LoginRequest {
+                device_id,
+                nonce: ch.nonce,
+                signature,
+            })
+            .await?;
+        self.engine.set_session_token(&SessionToken {
+            token: resp.token.clone(),
+            expires_at: resp.expires_at,
+        })?;
         self.api.set_token(Some(resp.token));
         Ok(())
     }
@@ -225,8 +283,17 @@ impl Client {
         }
         let n = KEY_PACKAGE_TARGET.saturating_sub(count.available) as usize;
         let key_packages = self.engine.key_packages(n)?;
-        let last_resort = if count.has_last_resort { None } else { Some(self.engine.last_resort_key_package()?) };
-        self.api.upload_key_packages(&api::UploadKeyPackages { key_packages, last_resort }).await?;
+        let last_resort = if count.has_last_resort {
+            None
+        } else {
+            Some(self.engine.last_resort_key_package()?)
+        };
+        self.api
+            .upload_key_packages(&api::UploadKeyPackages {
+                key_packages,
+                last_resort,
+            })
+            .await?;
         Ok(())
     }
 
@@ -245,7 +312,12 @@ impl Client {
 
     /// All conversations with their labels.
     pub fn conversations(&self) -> Result<Vec<(String, Conversation)>, ClientError> {
-        Ok(self.engine.conversations()?.into_iter().map(|c| (label_of(&c), c)).collect())
+        Ok(self
+            .engine
+            .conversations()?
+            .into_iter()
+            .map(|c| (label_of(&c), c))
+            .collect())
     }
 
     /// Resolves a conversation label (`alice` or `#group`) to a group id, for reading: an active
@@ -257,7 +329,12 @@ impl Client {
             (Target::Group(n), ConversationKind::Group { name }) => n == name,
             _ => false,
         };
-        let all: Vec<Conversation> = self.engine.conversations()?.into_iter().filter(|c| matches(c)).collect();
+        let all: Vec<Conversation> = self
+            .engine
+            .conversations()?
+            .into_iter()
+            .filter(|c| matches(c))
+            .collect();
         all.iter()
             .find(|c| c.state == ConversationState::Active)
             .or_else(|| all.last())
@@ -271,25 +348,34 @@ impl Client {
     async fn check_user(&mut self, user: &UserName) -> Result<(), ClientError> {
         match self.api.user(user).await {
             Ok(_) => Ok(()),
-            Err(e) if e.code() == Some(ErrorCode::NotFound) => Err(usage(format!("unknown user {user}"))),
+            Err(e) if e.code() == Some(ErrorCode::NotFound) => {
+                Err(usage(format!("unknown user {user}")))
+            }
             Err(e) => Err(e.into()),
         }
     }
 
     /// Claims key packages for every device of `users`, and for this user's other devices.
-    async fn claim(&mut self, users: &[UserName], include_own_devices: bool) -> Result<Vec<ClaimedKeyPackages>, ClientError> {
+    async fn claim(
+        &mut self,
+        users: &[UserName],
+        include_own_devices: bool,
+    ) -> Result<Vec<ClaimedKeyPackages>, ClientError> {
         let mut out = Vec::new();
         for u in users {
             let c = self.api.claim_key_packages(u).await?;
             if c.key_packages.is_empty() {
-                return Err(usage(format!("{u} has no device that can be added right now (no key packages)")));
+                return Err(usage(format!(
+                    "{u} has no device that can be added right now (no key packages)"
+                )));
             }
             out.push(c);
         }
         if include_own_devices {
             let me = self.user().clone();
             let mut mine = self.api.claim_key_packages(&me).await?;
-            mine.key_packages.retain(|k| &k.device_id != self.device_id());
+            mine.key_packages
+                .retain(|k| &k.device_id != self.device_id());
             if !mine.key_packages.is_empty() {
                 out.push(mine);
             }
@@ -298,7 +384,11 @@ impl Client {
     }
 
     /// Submits commits built by `build` until one is accepted (see the module docs).
-    async fn commit_with_retry<F>(&mut self, group: &GroupId, mut build: F) -> Result<Option<api::GroupState>, ClientError>
+    async fn commit_with_retry<F>(
+        &mut self,
+        group: &GroupId,
+        mut build: F,
+    ) -> Result<Option<api::GroupState>, ClientError>
     where
         F: FnMut(&mut Engine) -> Result<Option<OutgoingCommit>, ClientError>,
     {
@@ -306,7 +396,12 @@ impl Client {
             let Some(out) = build(&mut self.engine)? else {
                 return Ok(None);
             };
-            let req = api::CommitRequest { commit: out.commit, welcome: out.welcome, added: out.added, removed: out.removed };
+            let req = api::CommitRequest {
+                commit: out.commit,
+                welcome: out.welcome,
+                added: out.added,
+                removed: out.removed,
+            };
             match self.api.commit(group, &req).await {
                 Ok(state) => {
                     self.engine.merge_pending_commit(group)?;
@@ -331,37 +426,62 @@ impl Client {
             return Err(usage("you cannot open a conversation with yourself"));
         }
         if let Some(g) = self.engine.find_direct(peer)? {
-            if self.engine.conversation(&g)?.is_some_and(|c| c.state == ConversationState::Active) {
+            if self
+                .engine
+                .conversation(&g)?
+                .is_some_and(|c| c.state == ConversationState::Active)
+            {
                 return Ok(g);
             }
         }
         self.check_user(peer).await?;
         let claimed = self.claim(std::slice::from_ref(peer), true).await?;
-        let g = self.engine.create_conversation(ConversationKind::Direct { peer: peer.clone() })?;
+        let g = self
+            .engine
+            .create_conversation(ConversationKind::Direct { peer: peer.clone() })?;
         self.api.create_group(&g).await?;
-        self.commit_with_retry(&g, |e| Ok(Some(e.add_members(&g, &claimed)?))).await?;
+        self.commit_with_retry(&g, |e| Ok(Some(e.add_members(&g, &claimed)?)))
+            .await?;
         Ok(g)
     }
 
     /// Creates a group named `name` with `members` (and this user's other devices).
-    pub async fn create_group(&mut self, name: &str, members: &[UserName]) -> Result<GroupId, ClientError> {
-        if name.is_empty() || name.len() > 64 || name.chars().any(|c| c.is_whitespace() || c.is_control() || c == '#') {
-            return Err(usage("a group name is 1 to 64 characters, without spaces or '#'"));
+    pub async fn create_group(
+        &mut self,
+        name: &str,
+        members: &[UserName],
+    ) -> Result<GroupId, ClientError> {
+        if name.is_empty()
+            || name.len() > 64
+            || name
+                .chars()
+                .any(|c| c.is_whitespace() || c.is_control() || c == '#')
+        {
+            return Err(usage(
+                "a group name is 1 to 64 characters, without spaces or '#'",
+            ));
         }
         if self.engine.find_group(name)?.is_some() {
             return Err(usage(format!("you already have a group named #{name}")));
         }
-        let mut others: Vec<UserName> = members.iter().filter(|u| *u != self.user()).cloned().collect();
+        let mut others: Vec<UserName> = members
+            .iter()
+            .filter(|u| *u != self.user())
+            .cloned()
+            .collect();
         others.sort();
         others.dedup();
         for u in &others {
             self.check_user(u).await?;
         }
         let claimed = self.claim(&others, true).await?;
-        let g = self.engine.create_conversation(ConversationKind::Group { name: name.to_owned() })?;
+        let g = self.engine.create_conversation(ConversationKind::Group {
+            name: name.to_owned(),
+        })?;
         self.api.create_group(&g).await?;
         if !claimed.is_empty() {
-            self.commit_with_retry(&g, |e| Ok(Some(e.add_members(&g, &claimed)?))).await?;
+            self.commit_with_retry(&g, |e| Ok(Some(e.add_members(&g, &claimed)?)))
+                .await?;
         }
         self.send_body(&g, Body::GroupName(name.to_owned())).await?;
         Ok(g)
@@ -376,8 +496,13 @@ impl Client {
         }
         self.check_user(user).await?;
         let claimed = self.claim(std::slice::from_ref(user), false).await?;
-        self.commit_with_retry(&g, |e| Ok(Some(e.add_members(&g, &claimed)?))).await?;
-        self.send_body(&g, Body::GroupName(group.trim_start_matches('#').to_owned())).await?;
+        self.commit_with_retry(&g, |e| Ok(Some(e.add_members(&g, &claimed)?)))
+            .await?;
+        self.send_body(
+            &g,
+            Body::GroupName(group.trim_start_matches('#').to_owned()),
+        )
+        .await?;
         Ok(())
     }
 
@@ -392,7 +517,11 @@ impl Client {
         let mut first = true;
         self.commit_with_retry(&g, |e| {
             if !e.members(&g)?.iter().any(|(u, _)| u == &users[0]) {
-                return if first { Err(usage(format!("{} is not a member of this group", users[0]))) } else { Ok(None) };
+                return if first {
+                    Err(usage(format!("{} is not a member of this group", users[0])))
+                } else {
+                    Ok(None)
+                };
             }
             first = false;
             Ok(Some(e.remove_users(&g, &users)?))
@@ -405,13 +534,23 @@ impl Client {
     pub async fn leave_group(&mut self, group: &str) -> Result<(), ClientError> {
         let g = self.resolve_group(group)?;
         let proposal = self.engine.leave(&g)?;
-        self.api.proposal(&g, &api::ProposalRequest { proposal, leave: true }).await?;
+        self.api
+            .proposal(
+                &g,
+                &api::ProposalRequest {
+                    proposal,
+                    leave: true,
+                },
+            )
+            .await?;
         Ok(())
     }
 
     fn resolve_group(&self, group: &str) -> Result<GroupId, ClientError> {
         let name = group.trim_start_matches('#');
-        self.engine.find_group(name)?.ok_or_else(|| usage(format!("no group named #{name}")))
+        self.engine
+            .find_group(name)?
+            .ok_or_else(|| usage(format!("no group named #{name}")))
     }
 
     async fn target_group(&mut self, to: &Target) -> Result<GroupId, ClientError> {
@@ -423,7 +562,8 @@ impl Client {
 
     async fn send_body(&mut self, g: &GroupId, body: Body) -> Result<StoredMessage, ClientError> {
         if self.engine.has_pending_proposals(g)? {
-            self.commit_with_retry(g, |e| Ok(e.commit_pending_proposals(g)?)).await?;
+            self.commit_with_retry(g, |e| Ok(e.commit_pending_proposals(g)?))
+                .await?;
         }
         let out = self.engine.encrypt(g, body)?;
         let resp = self.api.send(g, out.mls.clone()).await?;
@@ -440,7 +580,11 @@ impl Client {
     }
 
     /// Sends a text message.
-    pub async fn send_text(&mut self, to: &Target, text: &str) -> Result<StoredMessage, ClientError> {
+    pub async fn send_text(
+        &mut self,
+        to: &Target,
+        text: &str,
+    ) -> Result<StoredMessage, ClientError> {
         if text.is_empty() {
             return Err(usage("message text is empty"));
         }
@@ -449,27 +593,51 @@ impl Client {
     }
 
     /// Encrypts a file with a fresh key, uploads the ciphertext and sends a message referring to it.
-    pub async fn send_file(&mut self, to: &Target, path: &Path) -> Result<StoredMessage, ClientError> {
-        let meta = std::fs::metadata(path).map_err(|e| ClientError::Io(format!("{}: {e}", path.display())))?;
+    pub async fn send_file(
+        &mut self,
+        to: &Target,
+        path: &Path,
+    ) -> Result<StoredMessage, ClientError> {
+        let meta = std::fs::metadata(path)
+            .map_err(|e| ClientError::Io(format!("{}: {e}", path.display())))?;
         if !meta.is_file() {
             return Err(usage(format!("{} is not a file", path.display())));
         }
         if meta.len() > MAX_ATTACHMENT {
-            return Err(usage(format!("{} is larger than the {} MiB attachment limit", path.display(), MAX_ATTACHMENT >> 20)));
+            return Err(usage(format!(
+                "{} is larger than the {} MiB attachment limit",
+                path.display(),
+                MAX_ATTACHMENT >> 20
+            )));
         }
-        let plaintext = std::fs::read(path).map_err(|e| ClientError::Io(format!("{}: {e}", path.display())))?;
-        let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "file".into());
+        let plaintext =
+            std::fs::read(path).map_err(|e| ClientError::Io(format!("{}: {e}", path.display())))?;
+        let name = path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_else(|| "file".into());
         let g = self.target_group(to).await?;
         let (ciphertext, key, sha256) = attachment::seal(&plaintext)?;
         let stored = self.api.put_blob(ciphertext).await?;
-        let body = Body::Attachment(AttachmentRef { blob_id: stored.blob_id, key, sha256, size: plaintext.len() as u64, name });
+        let body = Body::Attachment(AttachmentRef {
+            blob_id: stored.blob_id,
+            key,
+            sha256,
+            size: plaintext.len() as u64,
+            name,
+        });
         self.send_body(&g, body).await
     }
 
     /// Finds a stored message by id.
     pub fn find_message(&self, id: &MessageId) -> Result<Option<StoredMessage>, ClientError> {
         for c in self.engine.conversations()? {
-            if let Some(m) = self.engine.history(&c.group_id, u32::MAX)?.into_iter().find(|m| &m.id == id) {
+            if let Some(m) = self
+                .engine
+                .history(&c.group_id, u32::MAX)?
+                .into_iter()
+                .find(|m| &m.id == id)
+            {
                 return Ok(Some(m));
             }
         }
@@ -479,7 +647,9 @@ impl Client {
     /// Downloads, checks and decrypts the attachment of a message into `out`. Returns its size.
     pub async fn get_file(&mut self, id: &str, out: &Path) -> Result<u64, ClientError> {
         let id = MessageId::new(id).map_err(|e| usage(format!("bad message id: {e}")))?;
-        let msg = self.find_message(&id)?.ok_or_else(|| usage(format!("no message {id}")))?;
+        let msg = self
+            .find_message(&id)?
+            .ok_or_else(|| usage(format!("no message {id}")))?;
         let Body::Attachment(a) = msg.body else {
             return Err(usage(format!("message {id} has no attachment")));
         };
@@ -489,13 +659,19 @@ impl Client {
         }
         let plaintext = attachment::open(&ciphertext, &a.key, &a.sha256)?;
         let tmp = out.with_extension("haven-partial");
-        std::fs::write(&tmp, &plaintext).map_err(|e| ClientError::Io(format!("{}: {e}", tmp.display())))?;
-        std::fs::rename(&tmp, out).map_err(|e| ClientError::Io(format!("{}: {e}", out.display())))?;
+        std::fs::write(&tmp, &plaintext)
+            .map_err(|e| ClientError::Io(format!("{}: {e}", tmp.display())))?;
+        std::fs::rename(&tmp, out)
+            .map_err(|e| ClientError::Io(format!("{}: {e}", out.display())))?;
         Ok(plaintext.len() as u64)
     }
 
     /// The last `limit` messages of a conversation (`alice` or `#group`), oldest first.
-    pub fn history(&self, conversation: &str, limit: u32) -> Result<Vec<StoredMessage>, ClientError> {
+    pub fn history(
+        &self,
+        conversation: &str,
+        limit: u32,
+    ) -> Result<Vec<StoredMessage>, ClientError> {
         let g = self.resolve(conversation)?;
         Ok(self.engine.history(&g, limit)?)
     }
@@ -507,25 +683,40 @@ impl Client {
                     return None;
                 }
                 let conversation = self.label(&m.group);
-                Some(Event::Message { message: m, conversation })
+                Some(Event::Message {
+                    message: m,
+                    conversation,
+                })
             }
-            Processed::Joined(c) => Some(Event::Joined { conversation: label_of(&c) }),
+            Processed::Joined(c) => Some(Event::Joined {
+                conversation: label_of(&c),
+            }),
             Processed::Commit(o) => Some(Event::Membership {
                 conversation: self.label(&o.group_id),
                 added: o.added.into_iter().map(|(u, _)| u).collect(),
                 removed: o.removed.into_iter().map(|(u, _)| u).collect(),
                 self_removed: o.self_removed,
             }),
-            Processed::Dropped { reason } => Some(Event::Dropped { queue_id, reason: reason.as_str() }),
+            Processed::Dropped { reason } => Some(Event::Dropped {
+                queue_id,
+                reason: reason.as_str(),
+            }),
             _ => None,
         }
     }
 
     /// Processes one entry, and returns what follow-up work it asks for.
-    fn process(&mut self, entry: &api::QueueEntry, events: &mut Vec<Event>, follow: &mut Vec<Processed>) -> Result<(), ClientError> {
+    fn process(
+        &mut self,
+        entry: &api::QueueEntry,
+        events: &mut Vec<Event>,
+        follow: &mut Vec<Processed>,
+    ) -> Result<(), ClientError> {
         let p = self.engine.process_entry(entry)?;
         match &p {
-            Processed::Proposal { .. } | Processed::DeviceLinked(_) | Processed::Joined(_) => follow.push(p.clone()),
+            Processed::Proposal { .. } | Processed::DeviceLinked(_) | Processed::Joined(_) => {
+                follow.push(p.clone())
+            }
             _ => {}
         }
         if let Some(e) = self.event(p, entry.id) {
@@ -535,7 +726,11 @@ impl Client {
     }
 
     /// Fetches and processes everything queued; acknowledges each batch after it is stored.
-    async fn process_queue_into(&mut self, events: &mut Vec<Event>, follow: &mut Vec<Processed>) -> Result<(), ClientError> {
+    async fn process_queue_into(
+        &mut self,
+        events: &mut Vec<Event>,
+        follow: &mut Vec<Processed>,
+    ) -> Result<(), ClientError> {
         const BATCH: u32 = 200;
         loop {
             let entries = self.api.fetch(0, BATCH).await?;
@@ -577,7 +772,10 @@ impl Client {
             match p {
                 Processed::Proposal { group_id, .. } => {
                     if self.engine.has_pending_proposals(&group_id)? {
-                        self.commit_with_retry(&group_id, |e| Ok(e.commit_pending_proposals(&group_id)?)).await?;
+                        self.commit_with_retry(&group_id, |e| {
+                            Ok(e.commit_pending_proposals(&group_id)?)
+                        })
+                        .await?;
                     }
                 }
                 Processed::DeviceLinked(d) => self.add_linked_device(&d.device_id).await?,
@@ -665,7 +863,12 @@ impl Client {
         Ok(events)
     }
 
-    async fn handle_pushed(&mut self, stream: &mut PushStream, entry: &api::QueueEntry, events: &mut Vec<Event>) -> Result<bool, ClientError> {
+    async fn handle_pushed(
+        &mut self,
+        stream: &mut PushStream,
+        entry: &api::QueueEntry,
+        events: &mut Vec<Event>,
+    ) -> Result<bool, ClientError> {
         let before = events.len();
         let mut follow = Vec::new();
         self.process(entry, events, &mut follow)?;
@@ -673,12 +876,19 @@ impl Client {
         if !follow.is_empty() {
             self.follow_up(follow).await?;
         }
-        Ok(events.get(before..).unwrap_or(&[]).iter().any(|e| matches!(e, Event::Message { .. })))
+        Ok(events
+            .get(before..)
+            .unwrap_or(&[])
+            .iter()
+            .any(|e| matches!(e, Event::Message { .. })))
     }
 
     /// Runs the push stream until it closes or `on_event` returns false, processing and
     /// acknowledging each entry as it arrives.
-    pub async fn listen(&mut self, mut on_event: impl FnMut(&Event) -> bool) -> Result<(), ClientError> {
+    pub async fn listen(
+        &mut self,
+        mut on_event: impl FnMut(&Event) -> bool,
+    ) -> Result<(), ClientError> {
         for e in self.sync().await? {
             if !on_event(&e) {
                 return Ok(());
@@ -703,7 +913,11 @@ impl Client {
     }
 
     /// Processes one pushed entry and acknowledges it; returns the events.
-    pub async fn on_pushed(&mut self, stream: &mut PushStream, entry: &api::QueueEntry) -> Result<Vec<Event>, ClientError> {
+    pub async fn on_pushed(
+        &mut self,
+        stream: &mut PushStream,
+        entry: &api::QueueEntry,
+    ) -> Result<Vec<Event>, ClientError> {
         let mut events = Vec::new();
         self.handle_pushed(stream, entry, &mut events).await?;
         Ok(events)
@@ -714,7 +928,9 @@ fn label_of(c: &Conversation) -> String {
     match &c.kind {
         ConversationKind::Direct { peer } => peer.to_string(),
         ConversationKind::Group { name } if !name.is_empty() => format!("#{name}"),
-        ConversationKind::Group { .. } => format!("#{}", c.group_id.to_hex().get(..8).unwrap_or("?")),
+        ConversationKind::Group { .. } => {
+            format!("#{}", c.group_id.to_hex().get(..8).unwrap_or("?"))
+        }
     }
 }
 
@@ -729,5 +945,8 @@ fn hex_digest(id: &haven_proto::BlobId) -> [u8; 32] {
 }
 
 fn now_ms() -> u64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
 }

@@ -29,6 +29,7 @@ pub mod net;
 mod provider;
 pub mod store;
 
+pub use client::{Client, ClientError, Event, Target};
 pub use content::{AttachmentRef, Body, MessageId};
 pub use engine::{
     AuthSecret, CommitOutcome, DropReason, Engine, Identity, OutgoingCommit, OutgoingMessage,
@@ -36,4 +37,3 @@ pub use engine::{
 };
 pub use error::{EngineError, ErrorCause, KeyPackageProblem};
 pub use store::{Conversation, ConversationKind, ConversationState, FrankRecord, StoredMessage};
-pub use client::{Client, ClientError, Event, Target};

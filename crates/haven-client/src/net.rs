@@ -59,7 +59,9 @@ impl Api {
     pub fn new(base: &str) -> Result<Self, NetError> {
         let base = base.trim_end_matches('/').to_owned();
         if !(base.starts_with("http://") || base.starts_with("https://")) {
-            return Err(NetError::Protocol(format!("server URL must start with http:// or https://, got {base:?}")));
+            return Err(NetError::Protocol(format!(
+                "server URL must start with http:// or https://, got {base:?}"
+            )));
         }
         let mut builder = reqwest::Client::builder()
             .connect_timeout(Duration::from_secs(5))
@@ -67,12 +69,20 @@ impl Api {
             .pool_max_idle_per_host(4);
         // A private CA for self-hosted TLS deployments (and the TLS test).
         if let Ok(path) = std::env::var("HAVEN_CA_FILE") {
-            let pem = std::fs::read(&path).map_err(|e| NetError::Protocol(format!("HAVEN_CA_FILE {path}: {e}")))?;
-            let cert = reqwest::Certificate::from_pem(&pem).map_err(|e| NetError::Protocol(format!("HAVEN_CA_FILE {path}: {e}")))?;
+            let pem = std::fs::read(&path)
+                .map_err(|e| NetError::Protocol(format!("HAVEN_CA_FILE {path}: {e}")))?;
+            let cert = reqwest::Certificate::from_pem(&pem)
+                .map_err(|e| NetError::Protocol(format!("HAVEN_CA_FILE {path}: {e}")))?;
             builder = builder.add_root_certificate(cert);
         }
-        let http = builder.build().map_err(|e| NetError::Protocol(e.to_string()))?;
-        Ok(Api { base, http, token: None })
+        let http = builder
+            .build()
+            .map_err(|e| NetError::Protocol(e.to_string()))?;
+        Ok(Api {
+            base,
+            http,
+            token: None,
+        })
     }
 
     /// The server URL.
@@ -91,17 +101,24 @@ impl Api {
     }
 
     fn unreachable(&self, e: reqwest::Error) -> NetError {
-        NetError::Unreachable { url: self.base.clone(), detail: e.to_string() }
+        NetError::Unreachable {
+            url: self.base.clone(),
+            detail: e.to_string(),
+        }
     }
 
     async fn finish<T: DeserializeOwned>(&self, resp: reqwest::Response) -> Result<T, NetError> {
         let status = resp.status();
         let bytes = resp.bytes().await.map_err(|e| self.unreachable(e))?;
         if status.is_success() {
-            serde_json::from_slice(&bytes).map_err(|e| NetError::Protocol(format!("bad reply: {e}")))
+            serde_json::from_slice(&bytes)
+                .map_err(|e| NetError::Protocol(format!("bad reply: {e}")))
         } else {
             match serde_json::from_slice::<ApiError>(&bytes) {
-                Ok(error) => Err(NetError::Api { status: status.as_u16(), error }),
+                Ok(error) => Err(NetError::Api {
+                    status: status.as_u16(),
+                    error,
+                }),
                 Err(_) => Err(NetError::Protocol(format!(
                     "HTTP {status}: {}",
                     String::from_utf8_lossy(bytes.get(..200).unwrap_or(&bytes))
@@ -118,11 +135,19 @@ impl Api {
     }
 
     async fn get<T: DeserializeOwned>(&self, path: &str) -> Result<T, NetError> {
-        let resp = self.authed(self.http.get(format!("{}{path}", self.base))).send().await.map_err(|e| self.unreachable(e))?;
+        let resp = self
+            .authed(self.http.get(format!("{}{path}", self.base)))
+            .send()
+            .await
+            .map_err(|e| self.unreachable(e))?;
         self.finish(resp).await
     }
 
-    async fn post<B: Serialize, T: DeserializeOwned>(&self, path: &str, body: &B) -> Result<T, NetError> {
+    async fn post<B: Serialize, T: DeserializeOwned>(
+        &self,
+        path: &str,
+        body: &B,
+    ) -> Result<T, NetError> {
         let body = serde_json::to_vec(body).map_err(|e| NetError::Protocol(e.to_string()))?;
         let resp = self
             .authed(self.http.post(format!("{}{path}", self.base)))
@@ -140,12 +165,18 @@ impl Api {
     }
 
     /// `POST /v1/register`.
-    pub async fn register(&self, req: &api::RegisterRequest) -> Result<api::DeviceRegistered, NetError> {
+    pub async fn register(
+        &self,
+        req: &api::RegisterRequest,
+    ) -> Result<api::DeviceRegistered, NetError> {
         self.post("/v1/register", req).await
     }
 
     /// `POST /v1/login/challenge`.
-    pub async fn challenge(&self, req: &api::ChallengeRequest) -> Result<api::ChallengeResponse, NetError> {
+    pub async fn challenge(
+        &self,
+        req: &api::ChallengeRequest,
+    ) -> Result<api::ChallengeResponse, NetError> {
         self.post("/v1/login/challenge", req).await
     }
 
@@ -156,7 +187,8 @@ impl Api {
 
     /// `POST /v1/devices/link-code`.
     pub async fn link_code(&self) -> Result<api::LinkCodeResponse, NetError> {
-        self.post("/v1/devices/link-code", &serde_json::json!({})).await
+        self.post("/v1/devices/link-code", &serde_json::json!({}))
+            .await
     }
 
     /// `POST /v1/link`.
@@ -170,7 +202,10 @@ impl Api {
     }
 
     /// `POST /v1/key-packages`.
-    pub async fn upload_key_packages(&self, req: &api::UploadKeyPackages) -> Result<api::KeyPackageCount, NetError> {
+    pub async fn upload_key_packages(
+        &self,
+        req: &api::UploadKeyPackages,
+    ) -> Result<api::KeyPackageCount, NetError> {
         self.post("/v1/key-packages", req).await
     }
 
@@ -180,13 +215,26 @@ impl Api {
     }
 
     /// `POST /v1/users/{name}/key-packages/claim`.
-    pub async fn claim_key_packages(&self, user: &UserName) -> Result<api::ClaimedKeyPackages, NetError> {
-        self.post(&format!("/v1/users/{user}/key-packages/claim"), &serde_json::json!({})).await
+    pub async fn claim_key_packages(
+        &self,
+        user: &UserName,
+    ) -> Result<api::ClaimedKeyPackages, NetError> {
+        self.post(
+            &format!("/v1/users/{user}/key-packages/claim"),
+            &serde_json::json!({}),
+        )
+        .await
     }
 
     /// `POST /v1/groups`.
     pub async fn create_group(&self, group: &GroupId) -> Result<api::GroupState, NetError> {
-        self.post("/v1/groups", &api::CreateGroup { group_id: group.clone() }).await
+        self.post(
+            "/v1/groups",
+            &api::CreateGroup {
+                group_id: group.clone(),
+            },
+        )
+        .await
     }
 
     /// `GET /v1/groups/{id}`.
@@ -195,29 +243,49 @@ impl Api {
     }
 
     /// `POST /v1/groups/{id}/commits`.
-    pub async fn commit(&self, group: &GroupId, req: &api::CommitRequest) -> Result<api::GroupState, NetError> {
+    pub async fn commit(
+        &self,
+        group: &GroupId,
+        req: &api::CommitRequest,
+    ) -> Result<api::GroupState, NetError> {
         self.post(&format!("/v1/groups/{group}/commits"), req).await
     }
 
     /// `POST /v1/groups/{id}/proposals`.
-    pub async fn proposal(&self, group: &GroupId, req: &api::ProposalRequest) -> Result<api::Accepted, NetError> {
-        self.post(&format!("/v1/groups/{group}/proposals"), req).await
+    pub async fn proposal(
+        &self,
+        group: &GroupId,
+        req: &api::ProposalRequest,
+    ) -> Result<api::Accepted, NetError> {
+        self.post(&format!("/v1/groups/{group}/proposals"), req)
+            .await
     }
 
     /// `POST /v1/groups/{id}/messages`.
-    pub async fn send(&self, group: &GroupId, message: Vec<u8>) -> Result<api::SendResponse, NetError> {
-        self.post(&format!("/v1/groups/{group}/messages"), &api::SendRequest { message }).await
+    pub async fn send(
+        &self,
+        group: &GroupId,
+        message: Vec<u8>,
+    ) -> Result<api::SendResponse, NetError> {
+        self.post(
+            &format!("/v1/groups/{group}/messages"),
+            &api::SendRequest { message },
+        )
+        .await
     }
 
     /// `GET /v1/queue`.
     pub async fn fetch(&self, after: i64, limit: u32) -> Result<Vec<api::QueueEntry>, NetError> {
-        let batch: api::QueueBatch = self.get(&format!("/v1/queue?after={after}&limit={limit}")).await?;
+        let batch: api::QueueBatch = self
+            .get(&format!("/v1/queue?after={after}&limit={limit}"))
+            .await?;
         Ok(batch.entries)
     }
 
     /// `POST /v1/queue/ack`.
     pub async fn ack(&self, ids: &[i64]) -> Result<api::Accepted, NetError> {
-        self.post("/v1/queue/ack", &api::AckRequest { ids: ids.to_vec() }).await
+        self.post("/v1/queue/ack", &api::AckRequest { ids: ids.to_vec() })
+            .await
     }
 
     /// `PUT /v1/blobs`.
@@ -240,7 +308,11 @@ impl Api {
             .await
             .map_err(|e| self.unreachable(e))?;
         if resp.status().is_success() {
-            Ok(resp.bytes().await.map_err(|e| self.unreachable(e))?.to_vec())
+            Ok(resp
+                .bytes()
+                .await
+                .map_err(|e| self.unreachable(e))?
+                .to_vec())
         } else {
             self.finish::<()>(resp).await.map(|_| Vec::new())
         }
@@ -249,21 +321,32 @@ impl Api {
     /// Opens the WebSocket push stream.
     pub async fn push_stream(&self) -> Result<PushStream, NetError> {
         let url = format!("{}/v1/ws", self.base.replacen("http", "ws", 1));
-        let mut req = url.as_str().into_client_request().map_err(|e| NetError::Protocol(e.to_string()))?;
+        let mut req = url
+            .as_str()
+            .into_client_request()
+            .map_err(|e| NetError::Protocol(e.to_string()))?;
         if let Some(t) = &self.token {
-            let v = format!("Bearer {t}").parse().map_err(|_| NetError::Protocol("bad token".into()))?;
+            let v = format!("Bearer {t}")
+                .parse()
+                .map_err(|_| NetError::Protocol("bad token".into()))?;
             req.headers_mut().insert(AUTHORIZATION, v);
         }
-        let (ws, _) = tokio_tungstenite::connect_async(req)
-            .await
-            .map_err(|e| NetError::Unreachable { url: url.clone(), detail: e.to_string() })?;
+        let (ws, _) =
+            tokio_tungstenite::connect_async(req)
+                .await
+                .map_err(|e| NetError::Unreachable {
+                    url: url.clone(),
+                    detail: e.to_string(),
+                })?;
         Ok(PushStream { ws })
     }
 }
 
 /// The WebSocket push stream of queue entries.
 pub struct PushStream {
-    ws: tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>,
+    ws: tokio_tungstenite::WebSocketStream<
+        tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>,
+    >,
 }
 
 impl PushStream {
@@ -287,6 +370,9 @@ impl PushStream {
     pub async fn ack(&mut self, ids: &[i64]) -> Result<(), NetError> {
         let frame = serde_json::to_string(&api::WsClientFrame::Ack { ids: ids.to_vec() })
             .map_err(|e| NetError::Protocol(e.to_string()))?;
-        self.ws.send(Message::Text(frame.into())).await.map_err(|e| NetError::Protocol(e.to_string()))
+        self.ws
+            .send(Message::Text(frame.into()))
+            .await
+            .map_err(|e| NetError::Protocol(e.to_string()))
     }
 }

@@ -18,7 +18,12 @@ fn main() {
         let time = 1_700_000_000_000u64 + i as u64;
         let tag = server_tag(
             &key,
-            &Binding { commitment: &c, sender_device: &sender, group_id: &group, received_at_ms: time },
+            &Binding {
+                commitment: &c,
+                sender_device: &sender,
+                group_id: &group,
+                received_at_ms: time,
+            },
         );
         out.push(serde_json::json!({
             "content": hex::encode(content),

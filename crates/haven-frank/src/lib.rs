@@ -148,7 +148,11 @@ impl Opened {
 }
 
 /// Checks that `(salt, content)` opens `commitment`.
-pub fn open(commitment: &Commitment, salt: &FrankSalt, content: &[u8]) -> Result<Opened, FrankError> {
+pub fn open(
+    commitment: &Commitment,
+    salt: &FrankSalt,
+    content: &[u8],
+) -> Result<Opened, FrankError> {
     let c = commit(salt, content);
     if c.ct_eq(commitment) {
         Ok(Opened(c))
@@ -258,7 +262,11 @@ pub fn server_tag(key: &ServerKey, b: &Binding<'_>) -> ServerTag {
 }
 
 /// Checks the server's tag in constant time.
-pub fn verify_server_tag(key: &ServerKey, b: &Binding<'_>, tag: &ServerTag) -> Result<(), FrankError> {
+pub fn verify_server_tag(
+    key: &ServerKey,
+    b: &Binding<'_>,
+    tag: &ServerTag,
+) -> Result<(), FrankError> {
     let t = server_tag(key, b);
     if bool::from(t.0.ct_eq(&tag.0)) {
         Ok(())

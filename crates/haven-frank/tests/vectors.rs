@@ -32,7 +32,12 @@ fn franking_vectors() {
         assert_eq!(decode_aad(&h(&v.aad)).unwrap(), c);
         let key = ServerKey::from_slice(&h(&v.server_key)).unwrap();
         let group = h(&v.group_id);
-        let b = Binding { commitment: &c, sender_device: &v.sender_device, group_id: &group, received_at_ms: v.received_at_ms };
+        let b = Binding {
+            commitment: &c,
+            sender_device: &v.sender_device,
+            group_id: &group,
+            received_at_ms: v.received_at_ms,
+        };
         let tag = ServerTag::from_slice(&h(&v.server_tag)).unwrap();
         assert_eq!(server_tag(&key, &b), tag);
         verify_server_tag(&key, &b, &tag).unwrap();

@@ -47,7 +47,9 @@ pub mod b64 {
     /// Deserialises base64 into bytes.
     pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<u8>, D::Error> {
         let s = String::deserialize(d)?;
-        STANDARD.decode(s).map_err(|_| serde::de::Error::custom("invalid base64"))
+        STANDARD
+            .decode(s)
+            .map_err(|_| serde::de::Error::custom("invalid base64"))
     }
 
     /// Base64 for `Option<Vec<u8>>`.
@@ -65,8 +67,12 @@ pub mod b64 {
         /// Deserialises optional bytes.
         pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Vec<u8>>, D::Error> {
             let s = Option::<String>::deserialize(d)?;
-            s.map(|s| STANDARD.decode(s).map_err(|_| serde::de::Error::custom("invalid base64")))
-                .transpose()
+            s.map(|s| {
+                STANDARD
+                    .decode(s)
+                    .map_err(|_| serde::de::Error::custom("invalid base64"))
+            })
+            .transpose()
         }
     }
 
@@ -88,7 +94,11 @@ pub mod b64 {
         pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<Vec<u8>>, D::Error> {
             let v = Vec::<String>::deserialize(d)?;
             v.into_iter()
-                .map(|s| STANDARD.decode(s).map_err(|_| serde::de::Error::custom("invalid base64")))
+                .map(|s| {
+                    STANDARD
+                        .decode(s)
+                        .map_err(|_| serde::de::Error::custom("invalid base64"))
+                })
                 .collect()
         }
     }

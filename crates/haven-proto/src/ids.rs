@@ -87,7 +87,11 @@ pub struct DeviceId(String);
 impl DeviceId {
     /// Checks and wraps a device id.
     pub fn new(s: &str) -> Result<Self, IdError> {
-        if s.len() != 32 || !s.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)) {
+        if s.len() != 32
+            || !s
+                .bytes()
+                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+        {
             return Err(id_err("device id", "must be 32 lower-case hex digits"));
         }
         Ok(DeviceId(s.to_owned()))
@@ -176,7 +180,11 @@ pub struct BlobId(String);
 impl BlobId {
     /// Checks and wraps a blob id.
     pub fn new(s: &str) -> Result<Self, IdError> {
-        if s.len() != 64 || !s.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)) {
+        if s.len() != 64
+            || !s
+                .bytes()
+                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+        {
             return Err(id_err("blob id", "must be 64 lower-case hex digits"));
         }
         Ok(BlobId(s.to_owned()))

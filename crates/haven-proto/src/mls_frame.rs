@@ -199,7 +199,13 @@ pub fn parse_header(bytes: &[u8]) -> Result<FrameHeader<'_>, FrameError> {
             }
             let authenticated_data = r.vector()?;
             let content_type = content_type(r.u8()?)?;
-            Ok(FrameHeader { wire_format, group_id, epoch, content_type, authenticated_data })
+            Ok(FrameHeader {
+                wire_format,
+                group_id,
+                epoch,
+                content_type,
+                authenticated_data,
+            })
         }
         WireFormat::PrivateMessage => {
             let group_id = r.vector()?;
@@ -211,7 +217,13 @@ pub fn parse_header(bytes: &[u8]) -> Result<FrameHeader<'_>, FrameError> {
             if !r.buf.is_empty() {
                 return Err(FrameError::Trailing);
             }
-            Ok(FrameHeader { wire_format, group_id, epoch, content_type, authenticated_data })
+            Ok(FrameHeader {
+                wire_format,
+                group_id,
+                epoch,
+                content_type,
+                authenticated_data,
+            })
         }
         WireFormat::Welcome | WireFormat::GroupInfo | WireFormat::KeyPackage => {
             Err(FrameError::WireFormat(match wire_format {

@@ -54,7 +54,10 @@ impl BlobStore for LocalBlobStore {
         if tokio::fs::try_exists(&path).await? {
             return Ok(id);
         }
-        let parent = path.parent().map(PathBuf::from).unwrap_or_else(|| self.dir.clone());
+        let parent = path
+            .parent()
+            .map(PathBuf::from)
+            .unwrap_or_else(|| self.dir.clone());
         let bytes = bytes.to_vec();
         tokio::task::spawn_blocking(move || -> std::io::Result<()> {
             use std::io::Write;

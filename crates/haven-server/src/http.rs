@@ -5,7 +5,9 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use axum::body::Bytes;
-use axum::extract::{ConnectInfo, DefaultBodyLimit, FromRequest, FromRequestParts, Path, Query, Request, State};
+use axum::extract::{
+    ConnectInfo, DefaultBodyLimit, FromRequest, FromRequestParts, Path, Query, Request, State,
+};
 use axum::http::header::{AUTHORIZATION, CONTENT_TYPE};
 use axum::http::request::Parts;
 use axum::http::StatusCode;
@@ -44,7 +46,11 @@ pub fn error_response(e: ServiceError) -> Response {
         ServiceError::EpochConflict(c) => Some(*c),
         _ => None,
     };
-    let body = ApiError { code, message: e.to_string(), current_epoch };
+    let body = ApiError {
+        code,
+        message: e.to_string(),
+        current_epoch,
+    };
     (status, axum::Json(body)).into_response()
 }
 
@@ -79,31 +85,45 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for ApiJson<T> {
             .and_then(|v| v.to_str().ok())
             .is_some_and(|v| v.starts_with("application/json"));
         if !is_json {
-            return Err(error_response(ServiceError::BadRequest("expected Content-Type: application/json".into())));
+            return Err(error_response(ServiceError::BadRequest(
+                "expected Content-Type: application/json".into(),
+            )));
         }
         let bytes = Bytes::from_request(req, state).await.map_err(|rejection| {
             if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
                 error_response(ServiceError::TooLarge("request body too large".into()))
             } else {
-                error_response(ServiceError::BadRequest(format!("could not read request body: {rejection}")))
+                error_response(ServiceError::BadRequest(format!(
+                    "could not read request body: {rejection}"
+                )))
             }
         })?;
-        serde_json::from_slice(&bytes)
-            .map(ApiJson)
-            .map_err(|e| error_response(ServiceError::BadRequest(format!("invalid JSON request: {e}"))))
+        serde_json::from_slice(&bytes).map(ApiJson).map_err(|e| {
+            error_response(ServiceError::BadRequest(format!(
+                "invalid JSON request: {e}"
+            )))
+        })
     }
 }
 
 /// Extracts the bearer token from `Authorization` or the WebSocket sub-protocol.
 pub fn bearer(parts: &Parts) -> Option<String> {
-    if let Some(v) = parts.headers.get(AUTHORIZATION).and_then(|v| v.to_str().ok()) {
+    if let Some(v) = parts
+        .headers
+        .get(AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+    {
         return v.strip_prefix("Bearer ").map(|t| t.trim().to_owned());
     }
     parts
         .headers
         .get("sec-websocket-protocol")
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.split(',').map(str::trim).find_map(|p| p.strip_prefix("haven.bearer.")))
+        .and_then(|v| {
+            v.split(',')
+                .map(str::trim)
+                .find_map(|p| p.strip_prefix("haven.bearer."))
+        })
         .map(str::to_owned)
 }
 
@@ -113,10 +133,17 @@ pub struct Device(pub Authed);
 impl FromRequestParts<AppState> for Device {
     type Rejection = Response;
 
-    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
         let token = bearer(parts)
             .ok_or_else(|| error_response(ServiceError::Unauthorized("missing bearer token")))?;
-        state.authenticate(&token).await.map(Device).map_err(error_response)
+        state
+            .authenticate(&token)
+            .await
+            .map(Device)
+            .map_err(error_response)
     }
 }
 
@@ -133,12 +160,17 @@ where
         let Path(raw) = Path::<String>::from_request_parts(parts, state)
             .await
             .map_err(|e| error_response(ServiceError::BadRequest(format!("bad path: {e}"))))?;
-        raw.parse::<T>().map(Id).map_err(|e| error_response(ServiceError::BadRequest(e.to_string())))
+        raw.parse::<T>()
+            .map(Id)
+            .map_err(|e| error_response(ServiceError::BadRequest(e.to_string())))
     }
 }
 
 async fn health() -> axum::Json<api::Health> {
-    axum::Json(api::Health { status: "ok".into(), version: env!("CARGO_PKG_VERSION").into() })
+    axum::Json(api::Health {
+        status: "ok".into(),
+        version: env!("CARGO_PKG_VERSION").into(),
+    })
 }
 
 async fn register(
@@ -163,7 +195,10 @@ async fn challenge(
     s.challenge(req).await.into()
 }
 
-async fn login(State(s): State<AppState>, ApiJson(req): ApiJson<api::LoginRequest>) -> Reply<api::LoginResponse> {
+async fn login(
+    State(s): State<AppState>,
+    ApiJson(req): ApiJson<api::LoginRequest>,
+) -> Reply<api::LoginResponse> {
     s.login(req).await.into()
 }
 
@@ -182,7 +217,11 @@ async fn link(
     s.link(req).await.into()
 }
 
-async fn user(State(s): State<AppState>, Device(_d): Device, Id(name): Id<UserName>) -> Reply<api::UserDevices> {
+async fn user(
+    State(s): State<AppState>,
+    Device(_d): Device,
+    Id(name): Id<UserName>,
+) -> Reply<api::UserDevices> {
     s.user_devices(&name).await.into()
 }
 
@@ -198,7 +237,11 @@ async fn count_kps(State(s): State<AppState>, Device(d): Device) -> Reply<api::K
     s.key_package_count(&d).await.into()
 }
 
-async fn claim_kps(State(s): State<AppState>, Device(d): Device, Id(name): Id<UserName>) -> Reply<api::ClaimedKeyPackages> {
+async fn claim_kps(
+    State(s): State<AppState>,
+    Device(d): Device,
+    Id(name): Id<UserName>,
+) -> Reply<api::ClaimedKeyPackages> {
     s.claim_key_packages(&d, &name).await.into()
 }
 
@@ -210,7 +253,11 @@ async fn create_group(
     s.create_group(&d, req).await.into()
 }
 
-async fn group(State(s): State<AppState>, Device(d): Device, Id(g): Id<GroupId>) -> Reply<api::GroupState> {
+async fn group(
+    State(s): State<AppState>,
+    Device(d): Device,
+    Id(g): Id<GroupId>,
+) -> Reply<api::GroupState> {
     s.group(&d, &g).await.into()
 }
 
@@ -262,20 +309,38 @@ async fn queue(
         Ok(Query(q)) => q,
         Err(e) => return Reply(Err(ServiceError::BadRequest(format!("bad query: {e}")))),
     };
-    s.fetch(&d, q.after, q.limit).await.map(|entries| api::QueueBatch { entries }).into()
+    s.fetch(&d, q.after, q.limit)
+        .await
+        .map(|entries| api::QueueBatch { entries })
+        .into()
 }
 
-async fn ack(State(s): State<AppState>, Device(d): Device, ApiJson(req): ApiJson<api::AckRequest>) -> Reply<api::Accepted> {
+async fn ack(
+    State(s): State<AppState>,
+    Device(d): Device,
+    ApiJson(req): ApiJson<api::AckRequest>,
+) -> Reply<api::Accepted> {
     s.ack(&d, &req.ids).await.into()
 }
 
-async fn put_blob(State(s): State<AppState>, Device(d): Device, body: Result<Bytes, axum::extract::rejection::BytesRejection>) -> Reply<api::BlobStored> {
+async fn put_blob(
+    State(s): State<AppState>,
+    Device(d): Device,
+    body: Result<Bytes, axum::extract::rejection::BytesRejection>,
+) -> Reply<api::BlobStored> {
     let body = match body {
         Ok(b) => b,
         Err(r) if r.status() == StatusCode::PAYLOAD_TOO_LARGE => {
-            return Reply(Err(ServiceError::TooLarge(format!("attachment larger than {} bytes", s.limits().max_blob))))
+            return Reply(Err(ServiceError::TooLarge(format!(
+                "attachment larger than {} bytes",
+                s.limits().max_blob
+            ))))
         }
-        Err(r) => return Reply(Err(ServiceError::BadRequest(format!("could not read body: {r}")))),
+        Err(r) => {
+            return Reply(Err(ServiceError::BadRequest(format!(
+                "could not read body: {r}"
+            ))))
+        }
     };
     s.put_blob(&d, &body).await.into()
 }
@@ -314,7 +379,10 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/queue/ack", post(ack))
         .route("/v1/ws", get(ws::handler))
         .route("/v1/blobs/{id}", get(get_blob))
-        .route("/v1/blobs", put(put_blob).layer(DefaultBodyLimit::max(blob_limit)))
+        .route(
+            "/v1/blobs",
+            put(put_blob).layer(DefaultBodyLimit::max(blob_limit)),
+        )
         .fallback(not_found)
         .layer(DefaultBodyLimit::max(json_limit))
         .with_state(state)

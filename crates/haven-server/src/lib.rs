@@ -71,7 +71,9 @@ impl RunningServer {
 
     /// Waits until the server stops (it runs until the process ends or `shutdown`).
     pub async fn wait(self) -> std::io::Result<()> {
-        self.task.await.map_err(|e| std::io::Error::other(e.to_string()))?
+        self.task
+            .await
+            .map_err(|e| std::io::Error::other(e.to_string()))?
     }
 }
 
@@ -83,16 +85,29 @@ pub async fn start(config: ServerConfig) -> Result<RunningServer, StartError> {
         None => store::open_store(&config.data_dir.join("haven.db").to_string_lossy()).await,
     }
     .map_err(|e| StartError::Database(e.to_string()))?;
-    let blobs = blobs::LocalBlobStore::new(config.data_dir.join("blobs")).map_err(|e| StartError::Data(e.to_string()))?;
+    let blobs = blobs::LocalBlobStore::new(config.data_dir.join("blobs"))
+        .map_err(|e| StartError::Data(e.to_string()))?;
     let service = Arc::new(
         service::Service::new(store, Arc::new(blobs), config.limits.clone())
             .await
             .map_err(|e| StartError::Database(e.to_string()))?,
     );
     let app = http::router(service.clone()).into_make_service_with_connect_info::<SocketAddr>();
-    let listener = std::net::TcpListener::bind(config.listen).map_err(|source| StartError::Bind { addr: config.listen, source })?;
-    listener.set_nonblocking(true).map_err(|source| StartError::Bind { addr: config.listen, source })?;
-    let addr = listener.local_addr().map_err(|source| StartError::Bind { addr: config.listen, source })?;
+    let listener =
+        std::net::TcpListener::bind(config.listen).map_err(|source| StartError::Bind {
+            addr: config.listen,
+            source,
+        })?;
+    listener
+        .set_nonblocking(true)
+        .map_err(|source| StartError::Bind {
+            addr: config.listen,
+            source,
+        })?;
+    let addr = listener.local_addr().map_err(|source| StartError::Bind {
+        addr: config.listen,
+        source,
+    })?;
     let handle = axum_server::Handle::new();
     let task = match &config.tls {
         None => {
@@ -122,5 +137,10 @@ pub async fn start(config: ServerConfig) -> Result<RunningServer, StartError> {
         }
     });
     tracing::info!(%addr, tls = config.tls.is_some(), "haven server listening");
-    Ok(RunningServer { addr, service, handle, task })
+    Ok(RunningServer {
+        addr,
+        service,
+        handle,
+        task,
+    })
 }

@@ -32,7 +32,9 @@ use tokio::sync::watch;
 
 use crate::blobs::{BlobError, BlobStore};
 use crate::config::ServerLimits;
-use crate::store::{CommitApply, Limits, Millis, NewDevice, NewMessage, Store, StoreError, StoredFrank};
+use crate::store::{
+    CommitApply, Limits, Millis, NewDevice, NewMessage, Store, StoreError, StoredFrank,
+};
 
 /// Why a request was refused. Mapped to HTTP in one place (`http::error_response`).
 #[derive(Debug, thiserror::Error)]
@@ -76,8 +78,12 @@ impl From<StoreError> for ServiceError {
             StoreError::AlreadyExists(w) => ServiceError::AlreadyExists(w),
             StoreError::EpochConflict { current } => ServiceError::EpochConflict(current),
             StoreError::NotMember => ServiceError::Forbidden("not a member of this group"),
-            StoreError::InvalidMembership(w) => ServiceError::BadRequest(format!("invalid membership change: {w}")),
-            StoreError::Limit { what, max } => ServiceError::Limit(format!("{what} limit of {max} reached")),
+            StoreError::InvalidMembership(w) => {
+                ServiceError::BadRequest(format!("invalid membership change: {w}"))
+            }
+            StoreError::Limit { what, max } => {
+                ServiceError::Limit(format!("{what} limit of {max} reached"))
+            }
             StoreError::Backend(m) => ServiceError::Internal(m),
         }
     }
@@ -103,7 +109,9 @@ impl Hub {
     /// Subscribes to a device's wake-ups.
     pub fn subscribe(&self, device: &DeviceId) -> watch::Receiver<u64> {
         let mut map = self.devices.lock().unwrap_or_else(|p| p.into_inner());
-        map.entry(device.clone()).or_insert_with(|| watch::channel(0).0).subscribe()
+        map.entry(device.clone())
+            .or_insert_with(|| watch::channel(0).0)
+            .subscribe()
     }
 
     /// Wakes a device's connections, if any.
@@ -131,7 +139,9 @@ impl RateLimiter {
         let now = Instant::now();
         let mut map = self.buckets.lock().unwrap_or_else(|p| p.into_inner());
         if map.len() > 100_000 {
-            map.retain(|_, (tokens, at)| *tokens + now.duration_since(*at).as_secs_f64() * self.refill < self.burst);
+            map.retain(|_, (tokens, at)| {
+                *tokens + now.duration_since(*at).as_secs_f64() * self.refill < self.burst
+            });
         }
         let (tokens, at) = map.entry(ip).or_insert((self.burst, now));
         *tokens = (*tokens + now.duration_since(*at).as_secs_f64() * self.refill).min(self.burst);
@@ -147,7 +157,10 @@ impl RateLimiter {
 
 /// The current time in milliseconds since the Unix epoch.
 pub fn now_ms() -> Millis {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as Millis).unwrap_or(0)
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as Millis)
+        .unwrap_or(0)
 }
 
 fn random<const N: usize>() -> [u8; N] {
@@ -184,14 +197,25 @@ const CHALLENGE_TTL_MS: Millis = 2 * 60 * 1000;
 
 impl Service {
     /// Builds the services over a store and blob store, loading (or creating) the franking key.
-    pub async fn new(store: Arc<dyn Store>, blobs: Arc<dyn BlobStore>, limits: ServerLimits) -> ServiceResult<Self> {
-        let key = store.server_secret(FRANK_KEY_NAME, ServerKey::random().as_bytes()).await?;
-        let frank_key = ServerKey::from_slice(&key).map_err(|_| ServiceError::Internal("stored franking key is malformed".into()))?;
+    pub async fn new(
+        store: Arc<dyn Store>,
+        blobs: Arc<dyn BlobStore>,
+        limits: ServerLimits,
+    ) -> ServiceResult<Self> {
+        let key = store
+            .server_secret(FRANK_KEY_NAME, ServerKey::random().as_bytes())
+            .await?;
+        let frank_key = ServerKey::from_slice(&key)
+            .map_err(|_| ServiceError::Internal("stored franking key is malformed".into()))?;
         Ok(Service {
             store,
             blobs,
             frank_key,
-            limiter: RateLimiter { burst: f64::from(limits.auth_burst), refill: limits.auth_refill_per_sec, buckets: Mutex::default() },
+            limiter: RateLimiter {
+                burst: f64::from(limits.auth_burst),
+                refill: limits.auth_refill_per_sec,
+                buckets: Mutex::default(),
+            },
             limits,
             hub: Hub::default(),
             sessions: Mutex::default(),
@@ -234,17 +258,24 @@ impl Service {
 
     fn check_device_fields(name: &str, auth_key: &[u8]) -> ServiceResult<()> {
         if name.is_empty() || name.chars().count() > 64 || name.chars().any(char::is_control) {
-            return Err(ServiceError::BadRequest("device name must be 1 to 64 printable characters".into()));
+            return Err(ServiceError::BadRequest(
+                "device name must be 1 to 64 printable characters".into(),
+            ));
         }
-        let key: [u8; 32] = auth_key
-            .try_into()
-            .map_err(|_| ServiceError::BadRequest("auth_key must be a 32-byte Ed25519 public key".into()))?;
-        VerifyingKey::from_bytes(&key).map_err(|_| ServiceError::BadRequest("auth_key is not a valid Ed25519 public key".into()))?;
+        let key: [u8; 32] = auth_key.try_into().map_err(|_| {
+            ServiceError::BadRequest("auth_key must be a 32-byte Ed25519 public key".into())
+        })?;
+        VerifyingKey::from_bytes(&key).map_err(|_| {
+            ServiceError::BadRequest("auth_key is not a valid Ed25519 public key".into())
+        })?;
         Ok(())
     }
 
     /// Registers a user and its first device.
-    pub async fn register(&self, req: api::RegisterRequest) -> ServiceResult<api::DeviceRegistered> {
+    pub async fn register(
+        &self,
+        req: api::RegisterRequest,
+    ) -> ServiceResult<api::DeviceRegistered> {
         Self::check_device_fields(&req.device_name, &req.auth_key)?;
         let device = NewDevice {
             device_id: DeviceId::from_bytes(random()),
@@ -254,42 +285,66 @@ impl Service {
         };
         self.store.create_user(&req.user, &device).await?;
         tracing::info!(user = %req.user, device = %device.device_id, "registered");
-        Ok(api::DeviceRegistered { user: req.user, device_id: device.device_id })
+        Ok(api::DeviceRegistered {
+            user: req.user,
+            device_id: device.device_id,
+        })
     }
 
     /// Issues a login challenge.
-    pub async fn challenge(&self, req: api::ChallengeRequest) -> ServiceResult<api::ChallengeResponse> {
+    pub async fn challenge(
+        &self,
+        req: api::ChallengeRequest,
+    ) -> ServiceResult<api::ChallengeResponse> {
         if self.store.device(&req.device_id).await?.is_none() {
             return Err(ServiceError::NotFound("device"));
         }
         let nonce = random::<32>().to_vec();
         let expires_at = now_ms() + CHALLENGE_TTL_MS;
-        self.store.put_challenge(&nonce, &req.device_id, expires_at).await?;
-        Ok(api::ChallengeResponse { nonce, expires_at: expires_at as u64 })
+        self.store
+            .put_challenge(&nonce, &req.device_id, expires_at)
+            .await?;
+        Ok(api::ChallengeResponse {
+            nonce,
+            expires_at: expires_at as u64,
+        })
     }
 
     /// Checks a signed challenge and opens a session.
     pub async fn login(&self, req: api::LoginRequest) -> ServiceResult<api::LoginResponse> {
-        const BAD: ServiceError = ServiceError::Unauthorized("login failed: unknown or expired challenge, or bad signature");
+        const BAD: ServiceError = ServiceError::Unauthorized(
+            "login failed: unknown or expired challenge, or bad signature",
+        );
         let device = self.store.device(&req.device_id).await?.ok_or(BAD)?;
         let key: [u8; 32] = device.auth_key.as_slice().try_into().map_err(|_| BAD)?;
         let key = VerifyingKey::from_bytes(&key).map_err(|_| BAD)?;
         let sig = Signature::from_slice(&req.signature).map_err(|_| BAD)?;
         // Consume the challenge first, so a bad signature still burns it.
-        if !self.store.take_challenge(&req.nonce, &req.device_id, now_ms()).await? {
+        if !self
+            .store
+            .take_challenge(&req.nonce, &req.device_id, now_ms())
+            .await?
+        {
             return Err(BAD);
         }
-        key.verify_strict(&api::login_message(&req.device_id, &req.nonce), &sig).map_err(|_| BAD)?;
+        key.verify_strict(&api::login_message(&req.device_id, &req.nonce), &sig)
+            .map_err(|_| BAD)?;
         let token_bytes: [u8; 32] = random();
         let token = hex::encode(token_bytes);
         let expires_at = now_ms() + self.limits.session_ttl.as_millis() as Millis;
-        self.store.put_session(&sha256(token.as_bytes()), &req.device_id, expires_at).await?;
-        Ok(api::LoginResponse { token, expires_at: expires_at as u64 })
+        self.store
+            .put_session(&sha256(token.as_bytes()), &req.device_id, expires_at)
+            .await?;
+        Ok(api::LoginResponse {
+            token,
+            expires_at: expires_at as u64,
+        })
     }
 
     /// Authenticates a bearer token.
     pub async fn authenticate(&self, token: &str) -> ServiceResult<Authed> {
-        const BAD: ServiceError = ServiceError::Unauthorized("missing, unknown or expired session token");
+        const BAD: ServiceError =
+            ServiceError::Unauthorized("missing, unknown or expired session token");
         if token.len() != 64 {
             return Err(BAD);
         }
@@ -299,7 +354,9 @@ impl Service {
             let cache = self.sessions.lock().unwrap_or_else(|p| p.into_inner());
             if let Some((device, exp)) = cache.get(&hash) {
                 if *exp > now {
-                    return Ok(Authed { device: device.clone() });
+                    return Ok(Authed {
+                        device: device.clone(),
+                    });
                 }
             }
         }
@@ -315,7 +372,12 @@ impl Service {
     }
 
     async fn user_of(&self, device: &DeviceId) -> ServiceResult<UserName> {
-        Ok(self.store.device(device).await?.ok_or(ServiceError::Unauthorized("device no longer exists"))?.user)
+        Ok(self
+            .store
+            .device(device)
+            .await?
+            .ok_or(ServiceError::Unauthorized("device no longer exists"))?
+            .user)
     }
 
     /// Creates a one-time link code for the caller's user.
@@ -325,12 +387,28 @@ impl Service {
         let raw: [u8; 12] = random();
         let code: String = raw
             .iter()
-            .map(|b| char::from(*ALPHABET.get(usize::from(*b) % ALPHABET.len()).unwrap_or(&b'A')))
+            .map(|b| {
+                char::from(
+                    *ALPHABET
+                        .get(usize::from(*b) % ALPHABET.len())
+                        .unwrap_or(&b'A'),
+                )
+            })
             .collect();
-        let code = format!("{}-{}-{}", code.get(..4).unwrap_or(""), code.get(4..8).unwrap_or(""), code.get(8..).unwrap_or(""));
+        let code = format!(
+            "{}-{}-{}",
+            code.get(..4).unwrap_or(""),
+            code.get(4..8).unwrap_or(""),
+            code.get(8..).unwrap_or("")
+        );
         let expires_at = now_ms() + LINK_CODE_TTL_MS;
-        self.store.put_link_code(&sha256(code.as_bytes()), &user, expires_at).await?;
-        Ok(api::LinkCodeResponse { code, expires_at: expires_at as u64 })
+        self.store
+            .put_link_code(&sha256(code.as_bytes()), &user, expires_at)
+            .await?;
+        Ok(api::LinkCodeResponse {
+            code,
+            expires_at: expires_at as u64,
+        })
     }
 
     /// Completes a device link.
@@ -344,8 +422,10 @@ impl Service {
             created_at: now,
         };
         let code_hash = sha256(req.code.trim().to_ascii_uppercase().as_bytes());
-        let payload = serde_json::to_vec(&api::DeviceLinked { device_id: device.device_id.clone() })
-            .map_err(|e| ServiceError::Internal(e.to_string()))?;
+        let payload = serde_json::to_vec(&api::DeviceLinked {
+            device_id: device.device_id.clone(),
+        })
+        .map_err(|e| ServiceError::Internal(e.to_string()))?;
         let event = NewMessage {
             kind: EntryKind::DeviceLinked,
             group_id: None,
@@ -355,26 +435,44 @@ impl Service {
             received_at: now,
             expires_at: self.expires_at(now),
         };
-        let user = self.store.link_device(&code_hash, now, &device, &event).await.map_err(|e| match e {
-            StoreError::NotFound(_) => ServiceError::NotFound("link code (unknown, used or expired)"),
-            other => other.into(),
-        })?;
+        let user = self
+            .store
+            .link_device(&code_hash, now, &device, &event)
+            .await
+            .map_err(|e| match e {
+                StoreError::NotFound(_) => {
+                    ServiceError::NotFound("link code (unknown, used or expired)")
+                }
+                other => other.into(),
+            })?;
         if let Some(devices) = self.store.user_devices(&user).await? {
             for d in devices.iter().filter(|d| d.device_id != device.device_id) {
                 self.hub.wake(&d.device_id);
             }
         }
-        Ok(api::DeviceRegistered { user, device_id: device.device_id })
+        Ok(api::DeviceRegistered {
+            user,
+            device_id: device.device_id,
+        })
     }
 
     /// A user's devices.
     pub async fn user_devices(&self, user: &UserName) -> ServiceResult<api::UserDevices> {
-        let devices = self.store.user_devices(user).await?.ok_or(ServiceError::NotFound("user"))?;
+        let devices = self
+            .store
+            .user_devices(user)
+            .await?
+            .ok_or(ServiceError::NotFound("user"))?;
         Ok(api::UserDevices {
             user: user.clone(),
             devices: devices
                 .into_iter()
-                .map(|d| api::DeviceInfo { device_id: d.device_id, name: d.name, auth_key: d.auth_key, created_at: d.created_at as u64 })
+                .map(|d| api::DeviceInfo {
+                    device_id: d.device_id,
+                    name: d.name,
+                    auth_key: d.auth_key,
+                    created_at: d.created_at as u64,
+                })
                 .collect(),
         })
     }
@@ -382,7 +480,11 @@ impl Service {
     // --- key packages ---
 
     /// Stores key packages.
-    pub async fn upload_key_packages(&self, who: &Authed, req: api::UploadKeyPackages) -> ServiceResult<api::KeyPackageCount> {
+    pub async fn upload_key_packages(
+        &self,
+        who: &Authed,
+        req: api::UploadKeyPackages,
+    ) -> ServiceResult<api::KeyPackageCount> {
         if req.key_packages.len() > self.limits.max_key_packages_per_upload {
             return Err(ServiceError::Limit(format!(
                 "at most {} key packages per upload",
@@ -391,35 +493,64 @@ impl Service {
         }
         for kp in req.key_packages.iter().chain(req.last_resort.iter()) {
             if kp.len() > self.limits.max_key_package {
-                return Err(ServiceError::TooLarge(format!("key package larger than {} bytes", self.limits.max_key_package)));
+                return Err(ServiceError::TooLarge(format!(
+                    "key package larger than {} bytes",
+                    self.limits.max_key_package
+                )));
             }
             match mls_frame::wire_format(kp) {
                 Ok(WireFormat::KeyPackage) => {}
-                _ => return Err(ServiceError::BadRequest("not an MLS key package message".into())),
+                _ => {
+                    return Err(ServiceError::BadRequest(
+                        "not an MLS key package message".into(),
+                    ))
+                }
             }
         }
         let available = self
             .store
-            .add_key_packages(&who.device, &req.key_packages, req.last_resort.as_deref(), &self.store_limits())
+            .add_key_packages(
+                &who.device,
+                &req.key_packages,
+                req.last_resort.as_deref(),
+                &self.store_limits(),
+            )
             .await?;
         let (_, has_last_resort) = self.store.key_package_count(&who.device).await?;
-        Ok(api::KeyPackageCount { available, has_last_resort })
+        Ok(api::KeyPackageCount {
+            available,
+            has_last_resort,
+        })
     }
 
     /// Counts the caller's key packages.
     pub async fn key_package_count(&self, who: &Authed) -> ServiceResult<api::KeyPackageCount> {
         let (available, has_last_resort) = self.store.key_package_count(&who.device).await?;
-        Ok(api::KeyPackageCount { available, has_last_resort })
+        Ok(api::KeyPackageCount {
+            available,
+            has_last_resort,
+        })
     }
 
     /// Claims one key package per device of a user.
-    pub async fn claim_key_packages(&self, _who: &Authed, user: &UserName) -> ServiceResult<api::ClaimedKeyPackages> {
-        let claimed = self.store.claim_key_packages(user).await?.ok_or(ServiceError::NotFound("user"))?;
+    pub async fn claim_key_packages(
+        &self,
+        _who: &Authed,
+        user: &UserName,
+    ) -> ServiceResult<api::ClaimedKeyPackages> {
+        let claimed = self
+            .store
+            .claim_key_packages(user)
+            .await?
+            .ok_or(ServiceError::NotFound("user"))?;
         Ok(api::ClaimedKeyPackages {
             user: user.clone(),
             key_packages: claimed
                 .into_iter()
-                .map(|(device_id, key_package)| api::ClaimedKeyPackage { device_id, key_package })
+                .map(|(device_id, key_package)| api::ClaimedKeyPackage {
+                    device_id,
+                    key_package,
+                })
                 .collect(),
         })
     }
@@ -427,40 +558,79 @@ impl Service {
     // --- groups ---
 
     /// Creates a group with the caller as its only member.
-    pub async fn create_group(&self, who: &Authed, req: api::CreateGroup) -> ServiceResult<api::GroupState> {
-        self.store.create_group(&req.group_id, &who.device, now_ms()).await?;
-        Ok(api::GroupState { group_id: req.group_id, epoch: 0, members: vec![who.device.clone()] })
+    pub async fn create_group(
+        &self,
+        who: &Authed,
+        req: api::CreateGroup,
+    ) -> ServiceResult<api::GroupState> {
+        self.store
+            .create_group(&req.group_id, &who.device, now_ms())
+            .await?;
+        Ok(api::GroupState {
+            group_id: req.group_id,
+            epoch: 0,
+            members: vec![who.device.clone()],
+        })
     }
 
     /// A group's state, for members.
     pub async fn group(&self, who: &Authed, group: &GroupId) -> ServiceResult<api::GroupState> {
-        let g = self.store.group(group).await?.ok_or(ServiceError::NotFound("group"))?;
+        let g = self
+            .store
+            .group(group)
+            .await?
+            .ok_or(ServiceError::NotFound("group"))?;
         if !g.members.contains(&who.device) {
             return Err(ServiceError::Forbidden("not a member of this group"));
         }
-        Ok(api::GroupState { group_id: g.group_id, epoch: g.epoch, members: g.members })
+        Ok(api::GroupState {
+            group_id: g.group_id,
+            epoch: g.epoch,
+            members: g.members,
+        })
     }
 
     fn check_mls_size(&self, bytes: &[u8]) -> ServiceResult<()> {
         if bytes.len() > self.limits.max_mls_message {
-            return Err(ServiceError::TooLarge(format!("MLS message larger than {} bytes", self.limits.max_mls_message)));
+            return Err(ServiceError::TooLarge(format!(
+                "MLS message larger than {} bytes",
+                self.limits.max_mls_message
+            )));
         }
         Ok(())
     }
 
-    fn header<'a>(&self, bytes: &'a [u8], group: &GroupId, want: ContentType) -> ServiceResult<mls_frame::FrameHeader<'a>> {
+    fn header<'a>(
+        &self,
+        bytes: &'a [u8],
+        group: &GroupId,
+        want: ContentType,
+    ) -> ServiceResult<mls_frame::FrameHeader<'a>> {
         self.check_mls_size(bytes)?;
-        let h = mls_frame::parse_header(bytes).map_err(|e| ServiceError::BadRequest(format!("malformed MLS message: {e}")))?;
+        let h = mls_frame::parse_header(bytes)
+            .map_err(|e| ServiceError::BadRequest(format!("malformed MLS message: {e}")))?;
         if h.group_id != group.as_bytes() {
-            return Err(ServiceError::BadRequest("MLS message is for another group".into()));
+            return Err(ServiceError::BadRequest(
+                "MLS message is for another group".into(),
+            ));
         }
         if h.content_type != want {
-            return Err(ServiceError::BadRequest(format!("expected an MLS {want:?} message, got {:?}", h.content_type)));
+            return Err(ServiceError::BadRequest(format!(
+                "expected an MLS {want:?} message, got {:?}",
+                h.content_type
+            )));
         }
         Ok(h)
     }
 
-    fn message(&self, kind: EntryKind, group: &GroupId, sender: &DeviceId, payload: Vec<u8>, now: Millis) -> NewMessage {
+    fn message(
+        &self,
+        kind: EntryKind,
+        group: &GroupId,
+        sender: &DeviceId,
+        payload: Vec<u8>,
+        now: Millis,
+    ) -> NewMessage {
         NewMessage {
             kind,
             group_id: Some(group.clone()),
@@ -473,25 +643,49 @@ impl Service {
     }
 
     /// Accepts a commit for the current epoch (exactly one per epoch) and releases its Welcome.
-    pub async fn commit(&self, who: &Authed, group: &GroupId, req: api::CommitRequest) -> ServiceResult<api::GroupState> {
+    pub async fn commit(
+        &self,
+        who: &Authed,
+        group: &GroupId,
+        req: api::CommitRequest,
+    ) -> ServiceResult<api::GroupState> {
         let h = self.header(&req.commit, group, ContentType::Commit)?;
         let epoch = h.epoch;
         match (&req.welcome, req.added.is_empty()) {
             (Some(w), false) => {
                 self.check_mls_size(w)?;
                 if mls_frame::wire_format(w) != Ok(WireFormat::Welcome) {
-                    return Err(ServiceError::BadRequest("welcome is not an MLS Welcome message".into()));
+                    return Err(ServiceError::BadRequest(
+                        "welcome is not an MLS Welcome message".into(),
+                    ));
                 }
             }
             (None, true) => {}
-            (Some(_), true) => return Err(ServiceError::BadRequest("a welcome needs added devices".into())),
-            (None, false) => return Err(ServiceError::BadRequest("added devices need a welcome".into())),
+            (Some(_), true) => {
+                return Err(ServiceError::BadRequest(
+                    "a welcome needs added devices".into(),
+                ))
+            }
+            (None, false) => {
+                return Err(ServiceError::BadRequest(
+                    "added devices need a welcome".into(),
+                ))
+            }
         }
         let now = now_ms();
-        let old = self.store.group(group).await?.ok_or(ServiceError::NotFound("group"))?;
+        let old = self
+            .store
+            .group(group)
+            .await?
+            .ok_or(ServiceError::NotFound("group"))?;
         // A member who left was already taken out of routing when its leave proposal arrived;
         // the commit that applies the proposal still names it, which is not an error.
-        let removed: Vec<DeviceId> = req.removed.iter().filter(|d| old.members.contains(d)).cloned().collect();
+        let removed: Vec<DeviceId> = req
+            .removed
+            .iter()
+            .filter(|d| old.members.contains(d))
+            .cloned()
+            .collect();
         let apply = CommitApply {
             group_id: group.clone(),
             epoch,
@@ -499,26 +693,44 @@ impl Service {
             added: req.added.clone(),
             removed,
             commit: self.message(EntryKind::Commit, group, &who.device, req.commit, now),
-            welcome: req.welcome.map(|w| self.message(EntryKind::Welcome, group, &who.device, w, now)),
+            welcome: req
+                .welcome
+                .map(|w| self.message(EntryKind::Welcome, group, &who.device, w, now)),
         };
-        let new = self.store.apply_commit(&apply, &self.store_limits()).await?;
+        let new = self
+            .store
+            .apply_commit(&apply, &self.store_limits())
+            .await?;
         for d in old.members.iter().chain(req.added.iter()) {
             if d != &who.device {
                 self.hub.wake(d);
             }
         }
-        Ok(api::GroupState { group_id: new.group_id, epoch: new.epoch, members: new.members })
+        Ok(api::GroupState {
+            group_id: new.group_id,
+            epoch: new.epoch,
+            members: new.members,
+        })
     }
 
     /// Forwards a proposal; a leaving member is removed from routing at once.
-    pub async fn proposal(&self, who: &Authed, group: &GroupId, req: api::ProposalRequest) -> ServiceResult<api::Accepted> {
+    pub async fn proposal(
+        &self,
+        who: &Authed,
+        group: &GroupId,
+        req: api::ProposalRequest,
+    ) -> ServiceResult<api::Accepted> {
         self.header(&req.proposal, group, ContentType::Proposal)?;
         let now = now_ms();
         let msg = self.message(EntryKind::Proposal, group, &who.device, req.proposal, now);
         let count = if req.leave {
-            self.store.leave_group(group, &who.device, &msg, &self.store_limits()).await?
+            self.store
+                .leave_group(group, &who.device, &msg, &self.store_limits())
+                .await?
         } else {
-            self.store.enqueue_group(group, &who.device, &msg, &self.store_limits()).await?
+            self.store
+                .enqueue_group(group, &who.device, &msg, &self.store_limits())
+                .await?
         };
         self.wake_group(group, &who.device).await?;
         Ok(api::Accepted { count })
@@ -535,46 +747,86 @@ impl Service {
 
     /// Accepts an application message: reads the franking commitment, binds it with the server's
     /// tag and queues the message for every other member device.
-    pub async fn send(&self, who: &Authed, group: &GroupId, req: api::SendRequest) -> ServiceResult<api::SendResponse> {
+    pub async fn send(
+        &self,
+        who: &Authed,
+        group: &GroupId,
+        req: api::SendRequest,
+    ) -> ServiceResult<api::SendResponse> {
         let h = self.header(&req.message, group, ContentType::Application)?;
         if h.wire_format != WireFormat::PrivateMessage {
-            return Err(ServiceError::BadRequest("application messages must be MLS PrivateMessages".into()));
+            return Err(ServiceError::BadRequest(
+                "application messages must be MLS PrivateMessages".into(),
+            ));
         }
         let commitment = haven_frank::decode_aad(h.authenticated_data).map_err(|_| {
-            ServiceError::BadRequest("message carries no franking commitment in its authenticated data".into())
+            ServiceError::BadRequest(
+                "message carries no franking commitment in its authenticated data".into(),
+            )
         })?;
         let epoch = h.epoch;
-        let g = self.store.group(group).await?.ok_or(ServiceError::NotFound("group"))?;
+        let g = self
+            .store
+            .group(group)
+            .await?
+            .ok_or(ServiceError::NotFound("group"))?;
         if epoch > g.epoch {
-            return Err(ServiceError::BadRequest(format!("message is for future epoch {epoch}; the group is at {}", g.epoch)));
+            return Err(ServiceError::BadRequest(format!(
+                "message is for future epoch {epoch}; the group is at {}",
+                g.epoch
+            )));
         }
         let now = now_ms();
         let tag = haven_frank::server_tag(
             &self.frank_key,
-            &Binding { commitment: &commitment, sender_device: who.device.as_str(), group_id: group.as_bytes(), received_at_ms: now as u64 },
+            &Binding {
+                commitment: &commitment,
+                sender_device: who.device.as_str(),
+                group_id: group.as_bytes(),
+                received_at_ms: now as u64,
+            },
         );
         let mut msg = self.message(EntryKind::Application, group, &who.device, req.message, now);
-        msg.frank = Some(StoredFrank { commitment: commitment.as_bytes().to_vec(), server_tag: tag.as_bytes().to_vec() });
-        let deliveries = self.store.enqueue_group(group, &who.device, &msg, &self.store_limits()).await?;
+        msg.frank = Some(StoredFrank {
+            commitment: commitment.as_bytes().to_vec(),
+            server_tag: tag.as_bytes().to_vec(),
+        });
+        let deliveries = self
+            .store
+            .enqueue_group(group, &who.device, &msg, &self.store_limits())
+            .await?;
         for d in g.members.iter().filter(|d| *d != &who.device) {
             self.hub.wake(d);
         }
-        Ok(api::SendResponse { received_at: now as u64, deliveries })
+        Ok(api::SendResponse {
+            received_at: now as u64,
+            deliveries,
+        })
     }
 
     // --- queue ---
 
     /// Fetches queued entries.
-    pub async fn fetch(&self, who: &Authed, after: i64, limit: u32) -> ServiceResult<Vec<api::QueueEntry>> {
+    pub async fn fetch(
+        &self,
+        who: &Authed,
+        after: i64,
+        limit: u32,
+    ) -> ServiceResult<Vec<api::QueueEntry>> {
         let limit = limit.clamp(1, self.limits.max_fetch);
-        let rows = self.store.fetch_queue(&who.device, after, limit, now_ms()).await?;
+        let rows = self
+            .store
+            .fetch_queue(&who.device, after, limit, now_ms())
+            .await?;
         Ok(rows
             .into_iter()
             .map(|m| api::QueueEntry {
                 id: m.id,
                 kind: m.kind,
                 group_id: m.group_id,
-                sender: m.sender.map(|(user, device_id)| api::Sender { user, device_id }),
+                sender: m
+                    .sender
+                    .map(|(user, device_id)| api::Sender { user, device_id }),
                 payload: m.payload,
                 frank: m.frank.map(|f| api::FrankEnvelope {
                     commitment: f.commitment,
@@ -589,7 +841,9 @@ impl Service {
     /// Acknowledges entries.
     pub async fn ack(&self, who: &Authed, ids: &[i64]) -> ServiceResult<api::Accepted> {
         if ids.len() > 10_000 {
-            return Err(ServiceError::Limit("at most 10000 ids per acknowledgement".into()));
+            return Err(ServiceError::Limit(
+                "at most 10000 ids per acknowledgement".into(),
+            ));
         }
         let count = self.store.ack(&who.device, ids).await?;
         Ok(api::Accepted { count })
@@ -605,17 +859,26 @@ impl Service {
     /// Stores an encrypted attachment.
     pub async fn put_blob(&self, _who: &Authed, bytes: &[u8]) -> ServiceResult<api::BlobStored> {
         if bytes.len() > self.limits.max_blob {
-            return Err(ServiceError::TooLarge(format!("attachment larger than {} bytes", self.limits.max_blob)));
+            return Err(ServiceError::TooLarge(format!(
+                "attachment larger than {} bytes",
+                self.limits.max_blob
+            )));
         }
         if bytes.is_empty() {
             return Err(ServiceError::BadRequest("empty attachment".into()));
         }
         let blob_id = self.blobs.put(bytes).await?;
-        Ok(api::BlobStored { blob_id, size: bytes.len() as u64 })
+        Ok(api::BlobStored {
+            blob_id,
+            size: bytes.len() as u64,
+        })
     }
 
     /// Reads an encrypted attachment.
     pub async fn get_blob(&self, _who: &Authed, id: &BlobId) -> ServiceResult<Vec<u8>> {
-        self.blobs.get(id).await?.ok_or(ServiceError::NotFound("blob"))
+        self.blobs
+            .get(id)
+            .await?
+            .ok_or(ServiceError::NotFound("blob"))
     }
 }

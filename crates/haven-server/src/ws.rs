@@ -19,7 +19,11 @@ use crate::service::Authed;
 const BATCH: u32 = 200;
 
 /// `GET /v1/ws`.
-pub async fn handler(State(s): State<AppState>, Device(d): Device, upgrade: WebSocketUpgrade) -> Response {
+pub async fn handler(
+    State(s): State<AppState>,
+    Device(d): Device,
+    upgrade: WebSocketUpgrade,
+) -> Response {
     upgrade
         .protocols(["haven.v1"])
         .max_message_size(1 << 20)
@@ -38,12 +42,18 @@ async fn serve(s: AppState, who: Authed, mut socket: WebSocket) -> Result<(), St
     loop {
         // Push everything queued after what this connection already sent.
         loop {
-            let batch = s.fetch(&who, last, BATCH).await.map_err(|e| e.to_string())?;
+            let batch = s
+                .fetch(&who, last, BATCH)
+                .await
+                .map_err(|e| e.to_string())?;
             let n = batch.len();
             for entry in batch {
                 last = entry.id;
                 let text = serde_json::to_string(&entry).map_err(|e| e.to_string())?;
-                socket.send(Message::Text(text.into())).await.map_err(|e| e.to_string())?;
+                socket
+                    .send(Message::Text(text.into()))
+                    .await
+                    .map_err(|e| e.to_string())?;
             }
             if n < BATCH as usize {
                 break;

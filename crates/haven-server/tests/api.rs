@@ -2,7 +2,12 @@
 //! with hand-built MLS frames (the server only reads clear-text MLS headers, so these exercise
 //! exactly what it checks): authentication, ordering of commits, franking, limits and hostile
 //! input. End-to-end tests with real MLS clients live in the `haven` crate.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing, clippy::panic)]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::indexing_slicing,
+    clippy::panic
+)]
 
 use std::sync::Arc;
 
@@ -27,7 +32,11 @@ async fn server_with(limits: ServerLimits) -> TestServer {
     config.listen = "127.0.0.1:0".parse().unwrap();
     config.limits = limits;
     let running = haven_server::start(config).await.unwrap();
-    TestServer { url: format!("http://{}", running.addr), running, _dir: dir }
+    TestServer {
+        url: format!("http://{}", running.addr),
+        running,
+        _dir: dir,
+    }
 }
 
 async fn server() -> TestServer {
@@ -51,12 +60,17 @@ async fn call(method: &str, url: &str, token: Option<&str>, body: Option<Value>)
         rb = rb.header("Authorization", format!("Bearer {t}"));
     }
     if let Some(b) = body {
-        rb = rb.header("Content-Type", "application/json").body(b.to_string());
+        rb = rb
+            .header("Content-Type", "application/json")
+            .body(b.to_string());
     }
     let resp = rb.send().await.unwrap();
     let status = resp.status().as_u16();
     let text = resp.text().await.unwrap();
-    (status, serde_json::from_str(&text).unwrap_or(Value::String(text)))
+    (
+        status,
+        serde_json::from_str(&text).unwrap_or(Value::String(text)),
+    )
 }
 
 async fn register(s: &TestServer, user: &str) -> Dev {
@@ -71,11 +85,21 @@ async fn register(s: &TestServer, user: &str) -> Dev {
     assert_eq!(st, 200, "{v}");
     let id: DeviceId = v["device_id"].as_str().unwrap().parse().unwrap();
     let token = login(s, &id, &key).await;
-    Dev { user: user.into(), id, token }
+    Dev {
+        user: user.into(),
+        id,
+        token,
+    }
 }
 
 async fn login(s: &TestServer, id: &DeviceId, key: &SigningKey) -> String {
-    let (st, v) = call("POST", &format!("{}/v1/login/challenge", s.url), None, Some(json!({"device_id": id}))).await;
+    let (st, v) = call(
+        "POST",
+        &format!("{}/v1/login/challenge", s.url),
+        None,
+        Some(json!({"device_id": id})),
+    )
+    .await;
     assert_eq!(st, 200, "{v}");
     let nonce = B64.decode(v["nonce"].as_str().unwrap()).unwrap();
     let sig = key.sign(&api::login_message(id, &nonce));
@@ -97,7 +121,13 @@ fn rand_bytes<const N: usize>() -> [u8; N] {
 }
 
 /// A `PrivateMessage` frame (RFC 9420 §6.3) with the given header fields and opaque ciphertext.
-fn private_message(group: &GroupId, epoch: u64, content_type: u8, aad: &[u8], body: &[u8]) -> Vec<u8> {
+fn private_message(
+    group: &GroupId,
+    epoch: u64,
+    content_type: u8,
+    aad: &[u8],
+    body: &[u8],
+) -> Vec<u8> {
     let mut m = Vec::new();
     m.extend_from_slice(&1u16.to_be_bytes());
     m.extend_from_slice(&2u16.to_be_bytes());
@@ -125,17 +155,33 @@ fn key_package() -> Vec<u8> {
 fn franked(group: &GroupId, epoch: u64) -> (Vec<u8>, haven_frank::Commitment) {
     let salt = haven_frank::FrankSalt::random();
     let c = haven_frank::commit(&salt, b"content");
-    (private_message(group, epoch, 1, &haven_frank::encode_aad(&c), b"ciphertext"), c)
+    (
+        private_message(group, epoch, 1, &haven_frank::encode_aad(&c), b"ciphertext"),
+        c,
+    )
 }
 
 async fn new_group(s: &TestServer, owner: &Dev) -> GroupId {
     let g = GroupId::from_bytes(&rand_bytes::<16>()).unwrap();
-    let (st, v) = call("POST", &format!("{}/v1/groups", s.url), Some(&owner.token), Some(json!({"group_id": g}))).await;
+    let (st, v) = call(
+        "POST",
+        &format!("{}/v1/groups", s.url),
+        Some(&owner.token),
+        Some(json!({"group_id": g})),
+    )
+    .await;
     assert_eq!(st, 200, "{v}");
     g
 }
 
-async fn commit(s: &TestServer, who: &Dev, g: &GroupId, epoch: u64, added: &[&Dev], removed: &[&Dev]) -> (u16, Value) {
+async fn commit(
+    s: &TestServer,
+    who: &Dev,
+    g: &GroupId,
+    epoch: u64,
+    added: &[&Dev],
+    removed: &[&Dev],
+) -> (u16, Value) {
     let mut body = json!({
         "commit": B64.encode(private_message(g, epoch, 3, b"", b"commit")),
         "added": added.iter().map(|d| d.id.clone()).collect::<Vec<_>>(),
@@ -144,13 +190,27 @@ async fn commit(s: &TestServer, who: &Dev, g: &GroupId, epoch: u64, added: &[&De
     if !added.is_empty() {
         body["welcome"] = json!(B64.encode(welcome()));
     }
-    call("POST", &format!("{}/v1/groups/{g}/commits", s.url), Some(&who.token), Some(body)).await
+    call(
+        "POST",
+        &format!("{}/v1/groups/{g}/commits", s.url),
+        Some(&who.token),
+        Some(body),
+    )
+    .await
 }
 
 async fn queue(s: &TestServer, who: &Dev) -> Vec<api::QueueEntry> {
-    let (st, v) = call("GET", &format!("{}/v1/queue?limit=500", s.url), Some(&who.token), None).await;
+    let (st, v) = call(
+        "GET",
+        &format!("{}/v1/queue?limit=500", s.url),
+        Some(&who.token),
+        None,
+    )
+    .await;
     assert_eq!(st, 200, "{v}");
-    serde_json::from_value::<api::QueueBatch>(v).unwrap().entries
+    serde_json::from_value::<api::QueueBatch>(v)
+        .unwrap()
+        .entries
 }
 
 #[tokio::test]
@@ -167,7 +227,13 @@ async fn login_requires_a_valid_signature_and_single_use_challenge() {
     let id: DeviceId = v["device_id"].as_str().unwrap().parse().unwrap();
     // Wrong key.
     let other = SigningKey::from_bytes(&rand_bytes());
-    let (_, v) = call("POST", &format!("{}/v1/login/challenge", s.url), None, Some(json!({"device_id": id}))).await;
+    let (_, v) = call(
+        "POST",
+        &format!("{}/v1/login/challenge", s.url),
+        None,
+        Some(json!({"device_id": id})),
+    )
+    .await;
     let nonce = B64.decode(v["nonce"].as_str().unwrap()).unwrap();
     let forged = other.sign(&api::login_message(&id, &nonce));
     let body = json!({"device_id": id, "nonce": B64.encode(&nonce), "signature": B64.encode(forged.to_bytes())});
@@ -181,13 +247,25 @@ async fn login_requires_a_valid_signature_and_single_use_challenge() {
     assert_eq!(st, 401);
     // A fresh challenge with the right key works, and the token authenticates.
     let token = login(&s, &id, &key).await;
-    let (st, v) = call("GET", &format!("{}/v1/users/alice", s.url), Some(&token), None).await;
+    let (st, v) = call(
+        "GET",
+        &format!("{}/v1/users/alice", s.url),
+        Some(&token),
+        None,
+    )
+    .await;
     assert_eq!(st, 200, "{v}");
     assert_eq!(v["devices"][0]["device_id"], json!(id));
     // Missing and forged tokens are refused.
     let (st, v) = call("GET", &format!("{}/v1/users/alice", s.url), None, None).await;
     assert_eq!((st, v["code"].as_str()), (401, Some("unauthorized")));
-    let (st, _) = call("GET", &format!("{}/v1/users/alice", s.url), Some(&"0".repeat(64)), None).await;
+    let (st, _) = call(
+        "GET",
+        &format!("{}/v1/users/alice", s.url),
+        Some(&"0".repeat(64)),
+        None,
+    )
+    .await;
     assert_eq!(st, 401);
     // Duplicate name.
     let (st, v) = call(
@@ -205,7 +283,12 @@ async fn login_requires_a_valid_signature_and_single_use_challenge() {
 async fn registration_is_rate_limited() {
     // Registering and logging in take one token each (register, login challenge): a burst of 6
     // lets three users in and refuses the fourth registration.
-    let s = server_with(ServerLimits { auth_burst: 6, auth_refill_per_sec: 0.001, ..ServerLimits::default() }).await;
+    let s = server_with(ServerLimits {
+        auth_burst: 6,
+        auth_refill_per_sec: 0.001,
+        ..ServerLimits::default()
+    })
+    .await;
     for i in 0..3 {
         register(&s, &format!("user{i}")).await;
     }
@@ -240,7 +323,10 @@ async fn exactly_one_commit_per_epoch_and_welcome_only_after_commit() {
     let mut epoch = 1;
     for round in 0..5 {
         let added_a: Vec<&Dev> = if round == 0 { vec![&c] } else { vec![] };
-        let (ra, rb) = tokio::join!(commit(&s, &a, &g, epoch, &added_a, &[]), commit(&s, &b, &g, epoch, &[], &[]));
+        let (ra, rb) = tokio::join!(
+            commit(&s, &a, &g, epoch, &added_a, &[]),
+            commit(&s, &b, &g, epoch, &[], &[])
+        );
         let wins = [ra.0, rb.0].iter().filter(|st| **st == 200).count();
         assert_eq!(wins, 1, "round {round}: {ra:?} {rb:?}");
         let loser = if ra.0 == 200 { &rb } else { &ra };
@@ -250,7 +336,12 @@ async fn exactly_one_commit_per_epoch_and_welcome_only_after_commit() {
         if round == 0 {
             // Carol's Welcome exists only if Alice's commit won.
             let qc = queue(&s, &c).await;
-            assert_eq!(qc.iter().filter(|e| e.kind == api::EntryKind::Welcome).count(), usize::from(ra.0 == 200));
+            assert_eq!(
+                qc.iter()
+                    .filter(|e| e.kind == api::EntryKind::Welcome)
+                    .count(),
+                usize::from(ra.0 == 200)
+            );
         }
         epoch += 1;
     }
@@ -274,13 +365,28 @@ async fn application_messages_need_a_commitment_and_carry_the_server_frank() {
 
     // No commitment: refused, nothing queued.
     let bare = private_message(&g, 1, 1, b"", b"ciphertext");
-    let (st, v) = call("POST", &url, Some(&a.token), Some(json!({"message": B64.encode(&bare)}))).await;
+    let (st, v) = call(
+        "POST",
+        &url,
+        Some(&a.token),
+        Some(json!({"message": B64.encode(&bare)})),
+    )
+    .await;
     assert_eq!((st, v["code"].as_str()), (400, Some("bad_request")), "{v}");
-    assert!(v["message"].as_str().unwrap().contains("franking commitment"));
+    assert!(v["message"]
+        .as_str()
+        .unwrap()
+        .contains("franking commitment"));
     let before = queue(&s, &b).await.len();
 
     let (msg, c) = franked(&g, 1);
-    let (st, v) = call("POST", &url, Some(&a.token), Some(json!({"message": B64.encode(&msg)}))).await;
+    let (st, v) = call(
+        "POST",
+        &url,
+        Some(&a.token),
+        Some(json!({"message": B64.encode(&msg)})),
+    )
+    .await;
     assert_eq!(st, 200, "{v}");
     assert_eq!(v["deliveries"], 1);
     let q = queue(&s, &b).await;
@@ -300,8 +406,13 @@ async fn application_messages_need_a_commitment_and_carry_the_server_frank() {
         received_at_ms: frank.received_at,
     };
     haven_frank::verify_server_tag(s.running.service.frank_key(), &binding, &tag).unwrap();
-    let other_sender = haven_frank::Binding { sender_device: b.id.as_str(), ..binding };
-    assert!(haven_frank::verify_server_tag(s.running.service.frank_key(), &other_sender, &tag).is_err());
+    let other_sender = haven_frank::Binding {
+        sender_device: b.id.as_str(),
+        ..binding
+    };
+    assert!(
+        haven_frank::verify_server_tag(s.running.service.frank_key(), &other_sender, &tag).is_err()
+    );
 
     // Wrong content type, wrong group, future epoch, garbage: all 400.
     for bad in [
@@ -311,26 +422,54 @@ async fn application_messages_need_a_commitment_and_carry_the_server_frank() {
         b"\x00\x01\x00\x02garbage".to_vec(),
         Vec::new(),
     ] {
-        let (st, v) = call("POST", &url, Some(&a.token), Some(json!({"message": B64.encode(&bad)}))).await;
+        let (st, v) = call(
+            "POST",
+            &url,
+            Some(&a.token),
+            Some(json!({"message": B64.encode(&bad)})),
+        )
+        .await;
         assert_eq!(st, 400, "{v}");
         assert_eq!(v["code"], "bad_request");
     }
     // A non-member cannot send.
     let m = register(&s, "mallory").await;
-    let (st, _) = call("POST", &url, Some(&m.token), Some(json!({"message": B64.encode(&msg)}))).await;
+    let (st, _) = call(
+        "POST",
+        &url,
+        Some(&m.token),
+        Some(json!({"message": B64.encode(&msg)})),
+    )
+    .await;
     assert_eq!(st, 403);
     // Acknowledged entries leave the queue; acking someone else's ids does nothing.
     let ids: Vec<i64> = q.iter().map(|e| e.id).collect();
-    let (st, v) = call("POST", &format!("{}/v1/queue/ack", s.url), Some(&m.token), Some(json!({"ids": ids}))).await;
+    let (st, v) = call(
+        "POST",
+        &format!("{}/v1/queue/ack", s.url),
+        Some(&m.token),
+        Some(json!({"ids": ids})),
+    )
+    .await;
     assert_eq!((st, v["count"].as_u64()), (200, Some(0)));
-    let (st, v) = call("POST", &format!("{}/v1/queue/ack", s.url), Some(&b.token), Some(json!({"ids": ids}))).await;
+    let (st, v) = call(
+        "POST",
+        &format!("{}/v1/queue/ack", s.url),
+        Some(&b.token),
+        Some(json!({"ids": ids})),
+    )
+    .await;
     assert_eq!((st, v["count"].as_u64()), (200, Some(ids.len() as u64)));
     assert!(queue(&s, &b).await.is_empty());
 }
 
 #[tokio::test]
 async fn hostile_input_gets_clear_4xx_and_the_server_keeps_serving() {
-    let limits = ServerLimits { max_blob: 64 << 10, max_queue_depth: 3, ..ServerLimits::default() };
+    let limits = ServerLimits {
+        max_blob: 64 << 10,
+        max_queue_depth: 3,
+        ..ServerLimits::default()
+    };
     let s = server_with(limits).await;
     let a = register(&s, "alice").await;
     let b = register(&s, "bob").await;
@@ -376,20 +515,56 @@ async fn hostile_input_gets_clear_4xx_and_the_server_keeps_serving() {
     }
     // Unknown ids.
     let unknown = DeviceId::from_bytes([1; 16]);
-    let (st, v) = call("POST", &format!("{base}/v1/login/challenge"), None, Some(json!({"device_id": unknown}))).await;
+    let (st, v) = call(
+        "POST",
+        &format!("{base}/v1/login/challenge"),
+        None,
+        Some(json!({"device_id": unknown})),
+    )
+    .await;
     assert_eq!((st, v["code"].as_str()), (404, Some("not_found")));
-    let (st, _) = call("GET", &format!("{base}/v1/users/nobody"), Some(&a.token), None).await;
+    let (st, _) = call(
+        "GET",
+        &format!("{base}/v1/users/nobody"),
+        Some(&a.token),
+        None,
+    )
+    .await;
     assert_eq!(st, 404);
-    let (st, _) = call("GET", &format!("{base}/v1/groups/{}", "ab".repeat(16)), Some(&a.token), None).await;
+    let (st, _) = call(
+        "GET",
+        &format!("{base}/v1/groups/{}", "ab".repeat(16)),
+        Some(&a.token),
+        None,
+    )
+    .await;
     assert_eq!(st, 404);
-    let (st, _) = call("GET", &format!("{base}/v1/groups/nothex"), Some(&a.token), None).await;
+    let (st, _) = call(
+        "GET",
+        &format!("{base}/v1/groups/nothex"),
+        Some(&a.token),
+        None,
+    )
+    .await;
     assert_eq!(st, 400);
-    let (st, _) = call("GET", &format!("{base}/v1/blobs/{}", "0".repeat(64)), Some(&a.token), None).await;
+    let (st, _) = call(
+        "GET",
+        &format!("{base}/v1/blobs/{}", "0".repeat(64)),
+        Some(&a.token),
+        None,
+    )
+    .await;
     assert_eq!(st, 404);
     let (st, _) = call("GET", &format!("{base}/v1/nowhere"), None, None).await;
     assert_eq!(st, 404);
     // Key packages must be MLS key packages.
-    let (st, _) = call("POST", &format!("{base}/v1/key-packages"), Some(&a.token), Some(json!({"key_packages": [B64.encode(b"nope")]}))).await;
+    let (st, _) = call(
+        "POST",
+        &format!("{base}/v1/key-packages"),
+        Some(&a.token),
+        Some(json!({"key_packages": [B64.encode(b"nope")]})),
+    )
+    .await;
     assert_eq!(st, 400);
     let (st, v) = call("POST", &format!("{base}/v1/key-packages"), Some(&a.token), Some(json!({"key_packages": [B64.encode(key_package())], "last_resort": B64.encode(key_package())}))).await;
     assert_eq!(st, 200, "{v}");
@@ -399,11 +574,27 @@ async fn hostile_input_gets_clear_4xx_and_the_server_keeps_serving() {
     let g = new_group(&s, &a).await;
     assert_eq!(commit(&s, &a, &g, 0, &[&b], &[]).await.0, 200); // Welcome: 1 entry
     for _ in 0..2 {
-        let (st, v) = call("POST", &format!("{base}/v1/groups/{g}/messages"), Some(&a.token), Some(json!({"message": B64.encode(franked(&g, 1).0)}))).await;
+        let (st, v) = call(
+            "POST",
+            &format!("{base}/v1/groups/{g}/messages"),
+            Some(&a.token),
+            Some(json!({"message": B64.encode(franked(&g, 1).0)})),
+        )
+        .await;
         assert_eq!(st, 200, "{v}");
     }
-    let (st, v) = call("POST", &format!("{base}/v1/groups/{g}/messages"), Some(&a.token), Some(json!({"message": B64.encode(franked(&g, 1).0)}))).await;
-    assert_eq!((st, v["code"].as_str()), (422, Some("limit_exceeded")), "{v}");
+    let (st, v) = call(
+        "POST",
+        &format!("{base}/v1/groups/{g}/messages"),
+        Some(&a.token),
+        Some(json!({"message": B64.encode(franked(&g, 1).0)})),
+    )
+    .await;
+    assert_eq!(
+        (st, v["code"].as_str()),
+        (422, Some("limit_exceeded")),
+        "{v}"
+    );
     assert_eq!(queue(&s, &b).await.len(), 3);
 
     // After all that, the server still serves everyone.

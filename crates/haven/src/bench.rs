@@ -55,15 +55,24 @@ pub enum BenchCmd {
 
 pub async fn run(cmd: BenchCmd) -> anyhow::Result<ExitCode> {
     match cmd {
-        BenchCmd::Deliver { clients, recipients, messages, server, json } => {
-            deliver(clients, recipients, messages, server, json).await
-        }
+        BenchCmd::Deliver {
+            clients,
+            recipients,
+            messages,
+            server,
+            json,
+        } => deliver(clients, recipients, messages, server, json).await,
         BenchCmd::Idle { connections, json } => idle(connections, json).await,
     }
 }
 
 fn bench_limits() -> ServerLimits {
-    ServerLimits { auth_burst: 1_000_000, auth_refill_per_sec: 1_000_000.0, max_queue_depth: 1_000_000, ..ServerLimits::default() }
+    ServerLimits {
+        auth_burst: 1_000_000,
+        auth_refill_per_sec: 1_000_000.0,
+        max_queue_depth: 1_000_000,
+        ..ServerLimits::default()
+    }
 }
 
 fn percentile(sorted: &[f64], p: f64) -> f64 {
@@ -71,14 +80,26 @@ fn percentile(sorted: &[f64], p: f64) -> f64 {
         return f64::NAN;
     }
     let idx = ((sorted.len() as f64 - 1.0) * p).round() as usize;
-    sorted.get(idx.min(sorted.len() - 1)).copied().unwrap_or(f64::NAN)
+    sorted
+        .get(idx.min(sorted.len() - 1))
+        .copied()
+        .unwrap_or(f64::NAN)
 }
 
 fn now_ms() -> u64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
 }
 
-async fn deliver(n: usize, r: usize, m: usize, server: Option<String>, as_json: bool) -> anyhow::Result<ExitCode> {
+async fn deliver(
+    n: usize,
+    r: usize,
+    m: usize,
+    server: Option<String>,
+    as_json: bool,
+) -> anyhow::Result<ExitCode> {
     if n == 0 || r == 0 || m == 0 {
         bail!("--clients, --recipients and --messages must be at least 1");
     }
@@ -99,7 +120,8 @@ async fn deliver(n: usize, r: usize, m: usize, server: Option<String>, as_json: 
     let mut names = Vec::new();
     for i in 0..r {
         let name = UserName::new(&format!("r{tag:x}x{i}"))?;
-        recipients.push(Client::register(&dir.path().join(name.as_str()), &url, &name, "bench").await?);
+        recipients
+            .push(Client::register(&dir.path().join(name.as_str()), &url, &name, "bench").await?);
         names.push(name);
     }
     let mut senders = Vec::new();
@@ -123,7 +145,8 @@ async fn deliver(n: usize, r: usize, m: usize, server: Option<String>, as_json: 
             let mut stream = c.push_stream().await?;
             let mut local = Vec::with_capacity(expected);
             while got < expected {
-                let entry = match tokio::time::timeout(Duration::from_secs(60), stream.next()).await {
+                let entry = match tokio::time::timeout(Duration::from_secs(60), stream.next()).await
+                {
                     Ok(Ok(Some(e))) => e,
                     Ok(Ok(None)) => bail!("server closed the stream"),
                     Ok(Err(e)) => return Err(e.into()),
@@ -197,7 +220,14 @@ async fn idle(connections: usize, as_json: bool) -> anyhow::Result<ExitCode> {
     let dir = tempfile::tempdir()?;
     let exe = std::env::current_exe()?;
     let mut child = tokio::process::Command::new(exe)
-        .args(["server", "--listen", "127.0.0.1:0", "--auth-burst", "1000000", "--data"])
+        .args([
+            "server",
+            "--listen",
+            "127.0.0.1:0",
+            "--auth-burst",
+            "1000000",
+            "--data",
+        ])
         .arg(dir.path().join("server"))
         .env("RUST_LOG", "warn")
         .stderr(std::process::Stdio::piped())
@@ -207,7 +237,9 @@ async fn idle(connections: usize, as_json: bool) -> anyhow::Result<ExitCode> {
     let stderr = child.stderr.take().context("server stderr")?;
     let mut lines = tokio::io::BufReader::new(stderr).lines();
     let url = loop {
-        let line = tokio::time::timeout(Duration::from_secs(30), lines.next_line()).await??.context("server exited")?;
+        let line = tokio::time::timeout(Duration::from_secs(30), lines.next_line())
+            .await??
+            .context("server exited")?;
         if let Some(u) = line.strip_prefix("haven server listening on ") {
             break u.trim().to_owned();
         }
@@ -222,11 +254,28 @@ async fn idle(connections: usize, as_json: bool) -> anyhow::Result<ExitCode> {
         let key = SigningKey::from_bytes(&rand::random::<[u8; 32]>());
         let user = UserName::new(&format!("i{tag:x}x{i}"))?;
         let reg = api
-            .register(&api::RegisterRequest { user, device_name: "idle".into(), auth_key: key.verifying_key().to_bytes().to_vec() })
+            .register(&api::RegisterRequest {
+                user,
+                device_name: "idle".into(),
+                auth_key: key.verifying_key().to_bytes().to_vec(),
+            })
             .await?;
-        let ch = api.challenge(&api::ChallengeRequest { device_id: reg.device_id.clone() }).await?;
-        let sig = key.sign(&api::login_message(&reg.device_id, &ch.nonce)).to_bytes().to_vec();
-        let login = api.login(&api::LoginRequest { device_id: reg.device_id, nonce: ch.nonce, signature: sig }).await?;
+        let ch = api
+            .challenge(&api::ChallengeRequest {
+                device_id: reg.device_id.clone(),
+            })
+            .await?;
+        let sig = key
+            .sign(&api::login_message(&reg.device_id, &ch.nonce))
+            .to_bytes()
+            .to_vec();
+        let login = api
+            .login(&api::LoginRequest {
+                device_id: reg.device_id,
+                nonce: ch.nonce,
+                signature: sig,
+            })
+            .await?;
         api.set_token(Some(login.token));
         streams.push(api.push_stream().await?);
     }
@@ -234,7 +283,10 @@ async fn idle(connections: usize, as_json: bool) -> anyhow::Result<ExitCode> {
     let with = rss_kib(pid)?;
     let per_conn = (with.saturating_sub(baseline)) as f64 / connections as f64;
     if as_json {
-        println!("{}", json!({"connections": connections, "baseline_rss_kib": baseline, "rss_kib": with, "per_connection_kib": per_conn}));
+        println!(
+            "{}",
+            json!({"connections": connections, "baseline_rss_kib": baseline, "rss_kib": with, "per_connection_kib": per_conn})
+        );
     } else {
         println!(
             "{connections} idle WebSocket connections: server RSS {:.1} MiB (baseline {:.1} MiB, {per_conn:.1} KiB per connection)",

@@ -15,13 +15,24 @@ fn step(n: &mut u32, text: &str) {
 fn show(events: &[Event]) {
     for e in events {
         match e {
-            Event::Message { message, conversation } => match &message.body {
+            Event::Message {
+                message,
+                conversation,
+            } => match &message.body {
                 Body::Text(t) => println!("   [{conversation}] {}: {t}", message.from),
-                Body::Attachment(a) => println!("   [{conversation}] {}: file {} ({} bytes)", message.from, a.name, a.size),
+                Body::Attachment(a) => println!(
+                    "   [{conversation}] {}: file {} ({} bytes)",
+                    message.from, a.name, a.size
+                ),
                 Body::GroupName(_) => {}
             },
             Event::Joined { conversation } => println!("   joined {conversation}"),
-            Event::Membership { conversation, added, removed, self_removed } => {
+            Event::Membership {
+                conversation,
+                added,
+                removed,
+                self_removed,
+            } => {
                 if *self_removed {
                     println!("   removed from {conversation}");
                 }
@@ -40,29 +51,50 @@ fn show(events: &[Event]) {
 pub async fn run() -> anyhow::Result<ExitCode> {
     let dir = tempfile::tempdir().context("creating a temporary directory")?;
     let mut n = 0;
-    step(&mut n, "Starting a Haven server on its embedded default (SQLite + local blob directory).");
+    step(
+        &mut n,
+        "Starting a Haven server on its embedded default (SQLite + local blob directory).",
+    );
     let mut config = ServerConfig::embedded(dir.path().join("server"));
     config.listen = "127.0.0.1:0".parse()?;
     let server = haven_server::start(config).await?;
     let url = server.url(false);
-    println!("   listening on {url}, data in {}", dir.path().join("server").display());
+    println!(
+        "   listening on {url}, data in {}",
+        dir.path().join("server").display()
+    );
 
-    step(&mut n, "Registering alice, bob and carol, each with one device and its own keys.");
+    step(
+        &mut n,
+        "Registering alice, bob and carol, each with one device and its own keys.",
+    );
     let mut clients = Vec::new();
     for name in ["alice", "bob", "carol"] {
-        let c = Client::register(&dir.path().join(name), &url, &UserName::new(name)?, "demo").await?;
+        let c =
+            Client::register(&dir.path().join(name), &url, &UserName::new(name)?, "demo").await?;
         println!("   {name}: device {}", c.device_id());
         clients.push(c);
     }
-    let [mut alice, mut bob, mut carol] = <[Client; 3]>::try_from(clients).map_err(|_| anyhow::anyhow!("three clients"))?;
+    let [mut alice, mut bob, mut carol] =
+        <[Client; 3]>::try_from(clients).map_err(|_| anyhow::anyhow!("three clients"))?;
 
-    step(&mut n, "alice writes to bob: Haven opens a 1:1 conversation (a two-member MLS group).");
-    alice.send_text(&Target::User(UserName::new("bob")?), "hi bob, this is end-to-end encrypted").await?;
+    step(
+        &mut n,
+        "alice writes to bob: Haven opens a 1:1 conversation (a two-member MLS group).",
+    );
+    alice
+        .send_text(
+            &Target::User(UserName::new("bob")?),
+            "hi bob, this is end-to-end encrypted",
+        )
+        .await?;
     println!("   bob syncs:");
     show(&bob.sync().await?);
 
     step(&mut n, "alice creates #friends with bob and carol; the server orders the commit and releases the Welcomes.");
-    alice.create_group("friends", &[UserName::new("bob")?, UserName::new("carol")?]).await?;
+    alice
+        .create_group("friends", &[UserName::new("bob")?, UserName::new("carol")?])
+        .await?;
     for (name, c) in [("bob", &mut bob), ("carol", &mut carol)] {
         println!("   {name} syncs:");
         show(&c.sync().await?);
@@ -72,7 +104,11 @@ pub async fn run() -> anyhow::Result<ExitCode> {
     let friends = Target::Group("friends".into());
     bob.send_text(&friends, "hello both!").await?;
     carol.send_text(&friends, "hey! carol here").await?;
-    for (name, c) in [("alice", &mut alice), ("bob", &mut bob), ("carol", &mut carol)] {
+    for (name, c) in [
+        ("alice", &mut alice),
+        ("bob", &mut bob),
+        ("carol", &mut carol),
+    ] {
         println!("   {name} syncs:");
         show(&c.sync().await?);
     }
@@ -85,11 +121,21 @@ pub async fn run() -> anyhow::Result<ExitCode> {
     show(&bob.sync().await?);
     let out = dir.path().join("notes-from-carol.txt");
     bob.get_file(sent.id.as_str(), &out).await?;
-    println!("   bob downloads and decrypts it: {:?}", std::fs::read_to_string(&out)?.trim());
+    println!(
+        "   bob downloads and decrypts it: {:?}",
+        std::fs::read_to_string(&out)?.trim()
+    );
 
-    step(&mut n, "alice removes carol; carol cannot read what follows.");
-    alice.remove_member("friends", &UserName::new("carol")?).await?;
-    alice.send_text(&friends, "just between us now, bob").await?;
+    step(
+        &mut n,
+        "alice removes carol; carol cannot read what follows.",
+    );
+    alice
+        .remove_member("friends", &UserName::new("carol")?)
+        .await?;
+    alice
+        .send_text(&friends, "just between us now, bob")
+        .await?;
     println!("   bob syncs:");
     show(&bob.sync().await?);
     println!("   carol syncs:");
@@ -97,14 +143,22 @@ pub async fn run() -> anyhow::Result<ExitCode> {
 
     step(&mut n, "The server's data directory holds only ciphertext: searching it for the texts above finds nothing.");
     let mut found = false;
-    for marker in ["this is end-to-end encrypted", "just between us now", "meeting notes"] {
+    for marker in [
+        "this is end-to-end encrypted",
+        "just between us now",
+        "meeting notes",
+    ] {
         found |= contains_anywhere(&dir.path().join("server"), marker.as_bytes())?;
     }
     println!("   plaintext found in server data: {found}");
 
     server.shutdown().await;
     println!("\nDone. Try it for real: `haven server` in one terminal, then `haven register NAME --server http://127.0.0.1:7878`.");
-    Ok(if found { ExitCode::FAILURE } else { ExitCode::SUCCESS })
+    Ok(if found {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    })
 }
 
 /// Whether `needle` occurs in any file under `dir`.
@@ -115,7 +169,10 @@ pub fn contains_anywhere(dir: &std::path::Path, needle: &[u8]) -> anyhow::Result
             if contains_anywhere(&path, needle)? {
                 return Ok(true);
             }
-        } else if std::fs::read(&path)?.windows(needle.len()).any(|w| w == needle) {
+        } else if std::fs::read(&path)?
+            .windows(needle.len())
+            .any(|w| w == needle)
+        {
             return Ok(true);
         }
     }

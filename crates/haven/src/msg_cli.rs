@@ -17,14 +17,22 @@ use serde_json::json;
 use tokio::io::AsyncBufReadExt;
 
 /// Runs an async command on a fresh runtime.
-pub fn run<F: std::future::Future<Output = anyhow::Result<ExitCode>>>(f: F) -> anyhow::Result<ExitCode> {
-    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().context("starting the runtime")?;
+pub fn run<F: std::future::Future<Output = anyhow::Result<ExitCode>>>(
+    f: F,
+) -> anyhow::Result<ExitCode> {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the runtime")?;
     rt.block_on(f)
 }
 
 /// `~/.haven`, or `./.haven` without a home directory.
 pub fn default_home() -> PathBuf {
-    std::env::var_os("HOME").map(PathBuf::from).unwrap_or_else(|| PathBuf::from(".")).join(".haven")
+    std::env::var_os("HOME")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("."))
+        .join(".haven")
 }
 
 #[derive(clap::Args)]
@@ -60,7 +68,11 @@ pub async fn server(args: ServerArgs) -> anyhow::Result<ExitCode> {
         )
         .with_writer(std::io::stderr)
         .init();
-    let limits = ServerLimits { max_blob: args.max_attachment_mib << 20, auth_burst: args.auth_burst, ..ServerLimits::default() };
+    let limits = ServerLimits {
+        max_blob: args.max_attachment_mib << 20,
+        auth_burst: args.auth_burst,
+        ..ServerLimits::default()
+    };
     let config = ServerConfig {
         listen: args.listen,
         data_dir: args.data,
@@ -93,7 +105,12 @@ pub struct RegisterArgs {
 pub async fn register(home: PathBuf, args: RegisterArgs) -> anyhow::Result<ExitCode> {
     let user = UserName::new(&args.name)?;
     let client = Client::register(&home, &args.server, &user, &args.device_name).await?;
-    println!("registered {} (device {}) in {}", client.user(), client.device_id(), home.display());
+    println!(
+        "registered {} (device {}) in {}",
+        client.user(),
+        client.device_id(),
+        home.display()
+    );
     Ok(ExitCode::SUCCESS)
 }
 
@@ -133,12 +150,20 @@ pub async fn device(home: PathBuf, cmd: DeviceCmd) -> anyhow::Result<ExitCode> {
         DeviceCmd::Link => {
             let code = client.link_code().await?;
             println!("{}", code.code);
-            eprintln!("on the new device run: haven link {} --server {}", code.code, client.api().base());
+            eprintln!(
+                "on the new device run: haven link {} --server {}",
+                code.code,
+                client.api().base()
+            );
         }
         DeviceCmd::List => {
             let me = client.user().clone();
             for d in client.api().user(&me).await?.devices {
-                let this = if &d.device_id == client.device_id() { " (this device)" } else { "" };
+                let this = if &d.device_id == client.device_id() {
+                    " (this device)"
+                } else {
+                    ""
+                };
                 println!("{} {}{}", d.device_id, d.name, this);
             }
         }
@@ -239,7 +264,11 @@ fn user(s: &str) -> anyhow::Result<UserName> {
 pub async fn group(home: PathBuf, cmd: GroupCmd) -> anyhow::Result<ExitCode> {
     // Check arguments before touching anything.
     let parsed: Vec<UserName> = match &cmd {
-        GroupCmd::Create { members, .. } => members.iter().filter(|m| !m.trim().is_empty()).map(|m| user(m)).collect::<anyhow::Result<_>>()?,
+        GroupCmd::Create { members, .. } => members
+            .iter()
+            .filter(|m| !m.trim().is_empty())
+            .map(|m| user(m))
+            .collect::<anyhow::Result<_>>()?,
         GroupCmd::Add { user: u, .. } | GroupCmd::Remove { user: u, .. } => vec![user(u)?],
         _ => Vec::new(),
     };
@@ -308,7 +337,8 @@ pub fn message_json(conversation: &str, m: &StoredMessage) -> serde_json::Value 
     match &m.body {
         Body::Text(t) => v["text"] = json!(t),
         Body::Attachment(a) => {
-            v["attachment"] = json!({"name": a.name, "size": a.size, "blob_id": a.blob_id.as_str()});
+            v["attachment"] =
+                json!({"name": a.name, "size": a.size, "blob_id": a.blob_id.as_str()});
         }
         Body::GroupName(n) => v["group_name"] = json!(n),
     }
@@ -319,7 +349,10 @@ pub fn message_json(conversation: &str, m: &StoredMessage) -> serde_json::Value 
 pub fn message_line(conversation: &str, m: &StoredMessage) -> String {
     let what = match &m.body {
         Body::Text(t) => t.clone(),
-        Body::Attachment(a) => format!("[file {} ({} bytes) — haven get-file {} PATH]", a.name, a.size, m.id),
+        Body::Attachment(a) => format!(
+            "[file {} ({} bytes) — haven get-file {} PATH]",
+            a.name, a.size, m.id
+        ),
         Body::GroupName(n) => format!("[group named #{n}]"),
     };
     format!("[{conversation}] {}: {what}", m.from)
@@ -327,7 +360,10 @@ pub fn message_line(conversation: &str, m: &StoredMessage) -> String {
 
 fn print_event(e: &Event, as_json: bool) {
     match e {
-        Event::Message { message, conversation } => {
+        Event::Message {
+            message,
+            conversation,
+        } => {
             if as_json {
                 println!("{}", message_json(conversation, message));
             } else {
@@ -336,12 +372,20 @@ fn print_event(e: &Event, as_json: bool) {
         }
         Event::Joined { conversation } => {
             if as_json {
-                println!("{}", json!({"event": "joined", "conversation": conversation}));
+                println!(
+                    "{}",
+                    json!({"event": "joined", "conversation": conversation})
+                );
             } else {
                 println!("* you joined {conversation}");
             }
         }
-        Event::Membership { conversation, added, removed, self_removed } => {
+        Event::Membership {
+            conversation,
+            added,
+            removed,
+            self_removed,
+        } => {
             if as_json {
                 println!(
                     "{}",
@@ -410,7 +454,10 @@ pub async fn conversations(home: PathBuf, args: JsonFlag) -> anyhow::Result<Exit
     for (label, c) in client.conversations()? {
         let state = format!("{:?}", c.state).to_lowercase();
         if args.json {
-            println!("{}", json!({"conversation": label, "group_id": c.group_id.to_hex(), "state": state}));
+            println!(
+                "{}",
+                json!({"conversation": label, "group_id": c.group_id.to_hex(), "state": state})
+            );
         } else {
             println!("{label} ({state})");
         }

@@ -1,6 +1,11 @@
 //! The `haven` command end to end: a `haven server` process on a loopback port and `haven`
 //! client invocations, as a user would run them (the README's quick start).
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing, clippy::panic)]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::indexing_slicing,
+    clippy::panic
+)]
 
 use std::path::Path;
 use std::process::{Child, Command, Output, Stdio};
@@ -18,7 +23,11 @@ impl Drop for Server {
 }
 
 fn start(data: &Path) -> (Server, String) {
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
     let child = Command::new(env!("CARGO_BIN_EXE_haven"))
         .args(["server", "--listen", &format!("127.0.0.1:{port}"), "--data"])
         .arg(data)
@@ -46,32 +55,51 @@ fn haven(home: &Path, server: &str, args: &[&str]) -> Output {
 }
 
 fn ok(out: Output) -> String {
-    assert!(out.status.success(), "failed: {}\n{}", String::from_utf8_lossy(&out.stderr), String::from_utf8_lossy(&out.stdout));
+    assert!(
+        out.status.success(),
+        "failed: {}\n{}",
+        String::from_utf8_lossy(&out.stderr),
+        String::from_utf8_lossy(&out.stdout)
+    );
     String::from_utf8(out.stdout).unwrap()
 }
 
 fn fails(out: Output, needle: &str) {
-    assert!(!out.status.success(), "unexpected success: {}", String::from_utf8_lossy(&out.stdout));
+    assert!(
+        !out.status.success(),
+        "unexpected success: {}",
+        String::from_utf8_lossy(&out.stdout)
+    );
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains(needle), "stderr {err:?} lacks {needle:?}");
 }
 
 fn json_lines(s: &str) -> Vec<Value> {
-    s.lines().filter(|l| !l.trim().is_empty()).map(|l| serde_json::from_str(l).unwrap()).collect()
+    s.lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
 }
 
 #[test]
 fn quick_start_as_a_user_runs_it() {
     let dir = tempfile::tempdir().unwrap();
     let (_server, url) = start(&dir.path().join("data"));
-    let (a, b, c) = (dir.path().join("alice"), dir.path().join("bob"), dir.path().join("carol"));
+    let (a, b, c) = (
+        dir.path().join("alice"),
+        dir.path().join("bob"),
+        dir.path().join("carol"),
+    );
     ok(haven(&a, &url, &["register", "alice"]));
     ok(haven(&b, &url, &["register", "bob", "--server", &url]));
     ok(haven(&c, &url, &["register", "carol"]));
 
     let id = ok(haven(&a, &url, &["send", "bob", "hello bob"]));
     let msgs = json_lines(&ok(haven(&b, &url, &["sync", "--json"])));
-    let texts: Vec<&Value> = msgs.iter().filter(|m| m.get("text").is_some_and(|t| !t.is_null())).collect();
+    let texts: Vec<&Value> = msgs
+        .iter()
+        .filter(|m| m.get("text").is_some_and(|t| !t.is_null()))
+        .collect();
     assert_eq!(texts.len(), 1, "{msgs:?}");
     assert_eq!(texts[0]["text"], "hello bob");
     assert_eq!(texts[0]["from"], "alice");
@@ -79,9 +107,15 @@ fn quick_start_as_a_user_runs_it() {
     assert_eq!(texts[0]["id"], id.trim());
     assert!(texts[0]["sent_at"].as_u64().unwrap() > 0);
     // A second sync shows nothing new.
-    assert!(json_lines(&ok(haven(&b, &url, &["sync", "--json"]))).iter().all(|m| m["text"].is_null()));
+    assert!(json_lines(&ok(haven(&b, &url, &["sync", "--json"])))
+        .iter()
+        .all(|m| m["text"].is_null()));
 
-    ok(haven(&b, &url, &["group", "create", "friends", "--members", "alice,carol"]));
+    ok(haven(
+        &b,
+        &url,
+        &["group", "create", "friends", "--members", "alice,carol"],
+    ));
     ok(haven(&b, &url, &["send", "#friends", "hello friends"]));
     ok(haven(&a, &url, &["sync"]));
     let hist = json_lines(&ok(haven(&a, &url, &["history", "#friends", "--json"])));
@@ -92,13 +126,24 @@ fn quick_start_as_a_user_runs_it() {
     let file = dir.path().join("photo.bin");
     let bytes: Vec<u8> = (0..50_000u32).map(|i| (i * 7 % 251) as u8).collect();
     std::fs::write(&file, &bytes).unwrap();
-    let fid = ok(haven(&a, &url, &["send-file", "#friends", file.to_str().unwrap()]));
+    let fid = ok(haven(
+        &a,
+        &url,
+        &["send-file", "#friends", file.to_str().unwrap()],
+    ));
     let msgs = json_lines(&ok(haven(&c, &url, &["sync", "--json"])));
-    let att = msgs.iter().find(|m| m.get("attachment").is_some()).expect("attachment message");
+    let att = msgs
+        .iter()
+        .find(|m| m.get("attachment").is_some())
+        .expect("attachment message");
     assert_eq!(att["id"], fid.trim());
     assert_eq!(att["attachment"]["name"], "photo.bin");
     let out = dir.path().join("got.bin");
-    ok(haven(&c, &url, &["get-file", fid.trim(), out.to_str().unwrap()]));
+    ok(haven(
+        &c,
+        &url,
+        &["get-file", fid.trim(), out.to_str().unwrap()],
+    ));
     assert_eq!(std::fs::read(&out).unwrap(), bytes);
 
     // Remove and leave.
@@ -113,13 +158,42 @@ fn quick_start_as_a_user_runs_it() {
 
     // Errors: clear message, non-zero exit, nothing changed.
     fails(haven(&a, &url, &["send", "nobody", "x"]), "unknown user");
-    fails(haven(&a, &url, &["send", "#nogroup", "x"]), "no group named");
-    fails(haven(&a, &url, &["send", "Not A Name", "x"]), "not a user name");
-    fails(haven(&a, &url, &["group", "add", "friends", "carol"]), "no group named");
-    fails(haven(&dir.path().join("nobody"), &url, &["sync"]), "no Haven profile");
-    fails(haven(&a, "http://127.0.0.1:9", &["register", "zed", "--server", "http://127.0.0.1:9"]), "a Haven profile already exists");
-    fails(haven(&dir.path().join("zed"), &url, &["register", "zed", "--server", "http://127.0.0.1:9"]), "unreachable");
-    fails(haven(&dir.path().join("alice2"), &url, &["register", "alice"]), "already exists");
+    fails(
+        haven(&a, &url, &["send", "#nogroup", "x"]),
+        "no group named",
+    );
+    fails(
+        haven(&a, &url, &["send", "Not A Name", "x"]),
+        "not a user name",
+    );
+    fails(
+        haven(&a, &url, &["group", "add", "friends", "carol"]),
+        "no group named",
+    );
+    fails(
+        haven(&dir.path().join("nobody"), &url, &["sync"]),
+        "no Haven profile",
+    );
+    fails(
+        haven(
+            &a,
+            "http://127.0.0.1:9",
+            &["register", "zed", "--server", "http://127.0.0.1:9"],
+        ),
+        "a Haven profile already exists",
+    );
+    fails(
+        haven(
+            &dir.path().join("zed"),
+            &url,
+            &["register", "zed", "--server", "http://127.0.0.1:9"],
+        ),
+        "unreachable",
+    );
+    fails(
+        haven(&dir.path().join("alice2"), &url, &["register", "alice"]),
+        "already exists",
+    );
     let convs = ok(haven(&a, &url, &["conversations"]));
     assert_eq!(convs.lines().count(), 2, "{convs}");
 }
@@ -128,14 +202,25 @@ fn quick_start_as_a_user_runs_it() {
 fn device_link_via_the_cli() {
     let dir = tempfile::tempdir().unwrap();
     let (_server, url) = start(&dir.path().join("data"));
-    let (a1, a2, b) = (dir.path().join("a1"), dir.path().join("a2"), dir.path().join("b"));
+    let (a1, a2, b) = (
+        dir.path().join("a1"),
+        dir.path().join("a2"),
+        dir.path().join("b"),
+    );
     ok(haven(&a1, &url, &["register", "alice"]));
     ok(haven(&b, &url, &["register", "bob"]));
     ok(haven(&b, &url, &["send", "alice", "first"]));
     ok(haven(&a1, &url, &["sync"]));
     let code = ok(haven(&a1, &url, &["device", "link"]));
     ok(haven(&a2, &url, &["link", code.trim(), "--server", &url]));
-    fails(haven(&dir.path().join("a3"), &url, &["link", code.trim(), "--server", &url]), "link code");
+    fails(
+        haven(
+            &dir.path().join("a3"),
+            &url,
+            &["link", code.trim(), "--server", &url],
+        ),
+        "link code",
+    );
     ok(haven(&a1, &url, &["sync"]));
     ok(haven(&a2, &url, &["sync"]));
     ok(haven(&b, &url, &["send", "alice", "to both"]));
@@ -146,8 +231,14 @@ fn device_link_via_the_cli() {
 
 #[test]
 fn demo_runs() {
-    let out = Command::new(env!("CARGO_BIN_EXE_haven")).arg("demo").output().unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_haven"))
+        .arg("demo")
+        .output()
+        .unwrap();
     let stdout = ok(out);
-    assert!(stdout.contains("plaintext found in server data: false"), "{stdout}");
+    assert!(
+        stdout.contains("plaintext found in server data: false"),
+        "{stdout}"
+    );
     assert!(stdout.contains("bob downloads and decrypts it"));
 }

@@ -1,6 +1,11 @@
 //! The server process is killed with SIGKILL while messages are queued, then restarted on the
 //! same data directory: nothing is lost and nothing is shown twice.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing, clippy::panic)]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::indexing_slicing,
+    clippy::panic
+)]
 
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
@@ -10,7 +15,11 @@ use haven_client::{Body, Client, Event, Target};
 use haven_proto::UserName;
 
 fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 fn start_server(data: &Path, port: u16) -> Child {
@@ -45,15 +54,30 @@ async fn sigkill_with_queued_messages_loses_nothing_and_shows_nothing_twice() {
     let mut server = start_server(&data, port);
 
     let bob_name = UserName::new("bob").unwrap();
-    let mut alice = Client::register(&dir.path().join("alice"), &url, &UserName::new("alice").unwrap(), "t").await.unwrap();
-    let mut bob = Client::register(&dir.path().join("bob"), &url, &bob_name, "t").await.unwrap();
-    alice.send_text(&Target::User(bob_name.clone()), "m-0").await.unwrap();
+    let mut alice = Client::register(
+        &dir.path().join("alice"),
+        &url,
+        &UserName::new("alice").unwrap(),
+        "t",
+    )
+    .await
+    .unwrap();
+    let mut bob = Client::register(&dir.path().join("bob"), &url, &bob_name, "t")
+        .await
+        .unwrap();
+    alice
+        .send_text(&Target::User(bob_name.clone()), "m-0")
+        .await
+        .unwrap();
     bob.sync().await.unwrap();
 
     // Bob is offline; Alice queues messages; the server dies hard right after accepting them.
     let sent: Vec<String> = (1..=25).map(|i| format!("m-{i}")).collect();
     for t in &sent {
-        alice.send_text(&Target::User(bob_name.clone()), t).await.unwrap();
+        alice
+            .send_text(&Target::User(bob_name.clone()), t)
+            .await
+            .unwrap();
     }
     sigkill(&mut server);
     // While the server is down, clients get a clear error and lose nothing.
@@ -79,7 +103,10 @@ async fn sigkill_with_queued_messages_loses_nothing_and_shows_nothing_twice() {
     sigkill(&mut server);
     let mut server = start_server(&data, port);
     let again = bob.sync().await.unwrap();
-    assert!(again.iter().all(|e| !matches!(e, Event::Message { .. })), "{again:?}");
+    assert!(
+        again.iter().all(|e| !matches!(e, Event::Message { .. })),
+        "{again:?}"
+    );
     let history: Vec<String> = bob
         .history("alice", 1000)
         .unwrap()
@@ -93,8 +120,15 @@ async fn sigkill_with_queued_messages_loses_nothing_and_shows_nothing_twice() {
     expected.extend(sent);
     assert_eq!(history, expected);
     // And the conversation still works both ways after the restarts.
-    bob.send_text(&Target::User(UserName::new("alice").unwrap()), "back").await.unwrap();
+    bob.send_text(&Target::User(UserName::new("alice").unwrap()), "back")
+        .await
+        .unwrap();
     let ev = alice.sync().await.unwrap();
-    assert_eq!(ev.iter().filter(|e| matches!(e, Event::Message { .. })).count(), 1);
+    assert_eq!(
+        ev.iter()
+            .filter(|e| matches!(e, Event::Message { .. }))
+            .count(),
+        1
+    );
     sigkill(&mut server);
 }

@@ -1,6 +1,11 @@
 //! End-to-end: a real server on a loopback port, real clients (the client library over HTTP and
 //! WebSocket, MLS through openmls), real storage.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing, clippy::panic)]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::indexing_slicing,
+    clippy::panic
+)]
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -31,7 +36,11 @@ impl World {
         config.listen = "127.0.0.1:0".parse().unwrap();
         let server = haven_server::start(config).await.unwrap();
         let url = server.url(false);
-        World { dir, server: Some(server), url }
+        World {
+            dir,
+            server: Some(server),
+            url,
+        }
     }
 
     fn home(&self, name: &str) -> PathBuf {
@@ -39,7 +48,9 @@ impl World {
     }
 
     async fn register(&self, name: &str) -> Client {
-        Client::register(&self.home(name), &self.url, &u(name), "test").await.unwrap()
+        Client::register(&self.home(name), &self.url, &u(name), "test")
+            .await
+            .unwrap()
     }
 
     fn server_dir(&self) -> PathBuf {
@@ -51,7 +62,10 @@ fn texts(events: &[Event]) -> Vec<(String, String, String)> {
     events
         .iter()
         .filter_map(|e| match e {
-            Event::Message { message, conversation } => match &message.body {
+            Event::Message {
+                message,
+                conversation,
+            } => match &message.body {
                 Body::Text(t) => Some((conversation.clone(), message.from.to_string(), t.clone())),
                 _ => None,
             },
@@ -79,42 +93,89 @@ async fn three_users_group_remove_and_leave() {
     let mut carol = w.register("carol").await;
 
     // 1:1 both ways.
-    alice.send_text(&Target::User(u("bob")), "hi bob").await.unwrap();
-    assert_eq!(texts(&bob.sync().await.unwrap()), vec![("alice".into(), "alice".into(), "hi bob".into())]);
-    bob.send_text(&Target::User(u("alice")), "hi alice").await.unwrap();
-    assert_eq!(texts(&alice.sync().await.unwrap()), vec![("bob".into(), "bob".into(), "hi alice".into())]);
+    alice
+        .send_text(&Target::User(u("bob")), "hi bob")
+        .await
+        .unwrap();
+    assert_eq!(
+        texts(&bob.sync().await.unwrap()),
+        vec![("alice".into(), "alice".into(), "hi bob".into())]
+    );
+    bob.send_text(&Target::User(u("alice")), "hi alice")
+        .await
+        .unwrap();
+    assert_eq!(
+        texts(&alice.sync().await.unwrap()),
+        vec![("bob".into(), "bob".into(), "hi alice".into())]
+    );
     // The reply reused the same conversation.
     assert_eq!(alice.conversations().unwrap().len(), 1);
 
     // A group of three, messages from everyone.
     let team = Target::Group("team".into());
-    alice.create_group("team", &[u("bob"), u("carol")]).await.unwrap();
+    alice
+        .create_group("team", &[u("bob"), u("carol")])
+        .await
+        .unwrap();
     bob.sync().await.unwrap();
     carol.sync().await.unwrap();
     bob.send_text(&team, "bob to team").await.unwrap();
     carol.send_text(&team, "carol to team").await.unwrap();
     alice.send_text(&team, "alice to team").await.unwrap();
     let got_a = texts(&alice.sync().await.unwrap());
-    assert_eq!(got_a, vec![("#team".into(), "bob".into(), "bob to team".into()), ("#team".into(), "carol".into(), "carol to team".into())]);
+    assert_eq!(
+        got_a,
+        vec![
+            ("#team".into(), "bob".into(), "bob to team".into()),
+            ("#team".into(), "carol".into(), "carol to team".into())
+        ]
+    );
     let got_c = texts(&carol.sync().await.unwrap());
-    assert_eq!(got_c, vec![("#team".into(), "bob".into(), "bob to team".into()), ("#team".into(), "alice".into(), "alice to team".into())]);
+    assert_eq!(
+        got_c,
+        vec![
+            ("#team".into(), "bob".into(), "bob to team".into()),
+            ("#team".into(), "alice".into(), "alice to team".into())
+        ]
+    );
     bob.sync().await.unwrap();
-    assert_eq!(history_texts(&bob, "#team"), vec!["bob to team", "carol to team", "alice to team"]);
+    assert_eq!(
+        history_texts(&bob, "#team"),
+        vec!["bob to team", "carol to team", "alice to team"]
+    );
 
     // Alice removes Carol: Carol learns it and cannot read what follows.
     alice.remove_member("team", &u("carol")).await.unwrap();
     alice.send_text(&team, "after carol left").await.unwrap();
     let ev_c = carol.sync().await.unwrap();
-    assert!(ev_c.iter().any(|e| matches!(e, Event::Membership { self_removed: true, .. })), "{ev_c:?}");
+    assert!(
+        ev_c.iter().any(|e| matches!(
+            e,
+            Event::Membership {
+                self_removed: true,
+                ..
+            }
+        )),
+        "{ev_c:?}"
+    );
     assert!(texts(&ev_c).is_empty());
     assert!(!history_texts(&carol, "#team").contains(&"after carol left".to_string()));
     assert!(carol.send_text(&team, "can I still write?").await.is_err());
-    assert_eq!(texts(&bob.sync().await.unwrap()), vec![("#team".into(), "alice".into(), "after carol left".into())]);
+    assert_eq!(
+        texts(&bob.sync().await.unwrap()),
+        vec![("#team".into(), "alice".into(), "after carol left".into())]
+    );
 
     // Bob leaves: Alice's client commits his leave on its next sync; Bob gets nothing after.
     bob.leave_group("team").await.unwrap();
     alice.sync().await.unwrap();
-    let members: Vec<String> = alice.engine().members(&alice.resolve("#team").unwrap()).unwrap().into_iter().map(|(u, _)| u.to_string()).collect();
+    let members: Vec<String> = alice
+        .engine()
+        .members(&alice.resolve("#team").unwrap())
+        .unwrap()
+        .into_iter()
+        .map(|(u, _)| u.to_string())
+        .collect();
     assert_eq!(members, vec!["alice"]);
     alice.send_text(&team, "alone now").await.unwrap();
     let ev_b = bob.sync().await.unwrap();
@@ -135,12 +196,21 @@ async fn no_plaintext_reaches_the_server() {
     let fname = marker("filename");
     let gname = marker("grp");
     alice.send_text(&Target::User(u("bob")), &m1).await.unwrap();
-    alice.create_group(&gname, &[u("bob"), u("carol")]).await.unwrap();
+    alice
+        .create_group(&gname, &[u("bob"), u("carol")])
+        .await
+        .unwrap();
     bob.sync().await.unwrap();
-    bob.send_text(&Target::Group(gname.clone()), &m2).await.unwrap();
+    bob.send_text(&Target::Group(gname.clone()), &m2)
+        .await
+        .unwrap();
     let file = w.dir.path().join(&fname);
     std::fs::write(&file, format!("{m3}\n").repeat(1000)).unwrap();
-    let sent = carol.sync().await.and(carol.send_file(&Target::Group(gname.clone()), &file).await).unwrap();
+    let sent = carol
+        .sync()
+        .await
+        .and(carol.send_file(&Target::Group(gname.clone()), &file).await)
+        .unwrap();
     alice.sync().await.unwrap();
     let out = w.dir.path().join("downloaded");
     alice.get_file(sent.id.as_str(), &out).await.unwrap();
@@ -149,15 +219,22 @@ async fn no_plaintext_reaches_the_server() {
     assert!(contains(&w.home("alice"), m3.as_bytes()) || contains(&out, m3.as_bytes()));
     // The group's name travels only inside MLS, so the server never learns it either.
     for m in [&m1, &m2, &m3, &fname, &gname] {
-        assert!(!contains(&w.server_dir(), m.as_bytes()), "{m} found in the server's data directory");
+        assert!(
+            !contains(&w.server_dir(), m.as_bytes()),
+            "{m} found in the server's data directory"
+        );
     }
 }
 
 fn contains(path: &Path, needle: &[u8]) -> bool {
     if path.is_dir() {
-        std::fs::read_dir(path).unwrap().any(|e| contains(&e.unwrap().path(), needle))
+        std::fs::read_dir(path)
+            .unwrap()
+            .any(|e| contains(&e.unwrap().path(), needle))
     } else {
-        std::fs::read(path).map(|b| b.windows(needle.len()).any(|w| w == needle)).unwrap_or(false)
+        std::fs::read(path)
+            .map(|b| b.windows(needle.len()).any(|w| w == needle))
+            .unwrap_or(false)
     }
 }
 
@@ -186,19 +263,47 @@ async fn commit_race_one_wins_and_the_loser_recovers() {
     };
     let (qa, qb) = (req(ca), req(cb));
     let (ra, rb) = tokio::join!(alice.api().commit(&g, &qa), bob.api().commit(&g, &qb));
-    assert_eq!(usize::from(ra.is_ok()) + usize::from(rb.is_ok()), 1, "exactly one commit wins: {ra:?} {rb:?}");
-    let (winner, loser) = if ra.is_ok() { (&mut alice, &mut bob) } else { (&mut bob, &mut alice) };
-    let err = if ra.is_ok() { rb.unwrap_err() } else { ra.unwrap_err() };
+    assert_eq!(
+        usize::from(ra.is_ok()) + usize::from(rb.is_ok()),
+        1,
+        "exactly one commit wins: {ra:?} {rb:?}"
+    );
+    let (winner, loser) = if ra.is_ok() {
+        (&mut alice, &mut bob)
+    } else {
+        (&mut bob, &mut alice)
+    };
+    let err = if ra.is_ok() {
+        rb.unwrap_err()
+    } else {
+        ra.unwrap_err()
+    };
     assert_eq!(err.code(), Some(ErrorCode::EpochConflict));
     winner.engine_mut().merge_pending_commit(&g).unwrap();
     loser.engine_mut().clear_pending_commit(&g).unwrap();
     // The loser processes the winning commit and can still send; the winner reads it.
     loser.sync().await.unwrap();
-    assert_eq!(loser.engine().epoch(&g).unwrap(), winner.engine().epoch(&g).unwrap());
+    assert_eq!(
+        loser.engine().epoch(&g).unwrap(),
+        winner.engine().epoch(&g).unwrap()
+    );
     let loser_name = loser.user().to_string();
-    loser.send_text(&Target::Group("race".into()), "I lost the race but I can talk").await.unwrap();
+    loser
+        .send_text(
+            &Target::Group("race".into()),
+            "I lost the race but I can talk",
+        )
+        .await
+        .unwrap();
     let got = texts(&winner.sync().await.unwrap());
-    assert_eq!(got, vec![("#race".into(), loser_name, "I lost the race but I can talk".into())]);
+    assert_eq!(
+        got,
+        vec![(
+            "#race".into(),
+            loser_name,
+            "I lost the race but I can talk".into()
+        )]
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -212,18 +317,32 @@ async fn concurrent_membership_changes_both_land() {
     bob.sync().await.unwrap();
     // Both add someone at once; the client retries the loser after processing the winner.
     let (carol_name, dave_name) = (u("carol"), u("dave"));
-    let (ra, rb) = tokio::join!(alice.add_member("busy", &carol_name), bob.add_member("busy", &dave_name));
+    let (ra, rb) = tokio::join!(
+        alice.add_member("busy", &carol_name),
+        bob.add_member("busy", &dave_name)
+    );
     ra.unwrap();
     rb.unwrap();
     for c in [&mut alice, &mut bob, &mut carol, &mut dave] {
         c.sync().await.unwrap();
     }
     let g = alice.resolve("#busy").unwrap();
-    let mut members: Vec<String> = alice.engine().members(&g).unwrap().into_iter().map(|(u, _)| u.to_string()).collect();
+    let mut members: Vec<String> = alice
+        .engine()
+        .members(&g)
+        .unwrap()
+        .into_iter()
+        .map(|(u, _)| u.to_string())
+        .collect();
     members.sort();
     assert_eq!(members, vec!["alice", "bob", "carol", "dave"]);
-    dave.send_text(&Target::Group("busy".into()), "dave here").await.unwrap();
-    assert_eq!(texts(&carol.sync().await.unwrap()), vec![("#busy".into(), "dave".into(), "dave here".into())]);
+    dave.send_text(&Target::Group("busy".into()), "dave here")
+        .await
+        .unwrap();
+    assert_eq!(
+        texts(&carol.sync().await.unwrap()),
+        vec![("#busy".into(), "dave".into(), "dave here".into())]
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -231,10 +350,19 @@ async fn altered_commitment_is_dropped_and_redelivery_shows_nothing_twice() {
     let w = World::new().await;
     let mut alice = w.register("alice").await;
     let mut bob = w.register("bob").await;
-    alice.send_text(&Target::User(u("bob")), "genuine").await.unwrap();
+    alice
+        .send_text(&Target::User(u("bob")), "genuine")
+        .await
+        .unwrap();
     bob.sync().await.unwrap();
-    alice.send_text(&Target::User(u("bob")), "tampered in transit").await.unwrap();
-    alice.send_text(&Target::User(u("bob")), "after the tampered one").await.unwrap();
+    alice
+        .send_text(&Target::User(u("bob")), "tampered in transit")
+        .await
+        .unwrap();
+    alice
+        .send_text(&Target::User(u("bob")), "after the tampered one")
+        .await
+        .unwrap();
 
     // Take the entries off the wire ourselves and flip a bit of the delivered commitment.
     let entries = bob.api().fetch(0, 100).await.unwrap();
@@ -250,7 +378,10 @@ async fn altered_commitment_is_dropped_and_redelivery_shows_nothing_twice() {
     // shown twice, and both are acknowledged.
     let ev = bob.sync().await.unwrap();
     assert!(texts(&ev).is_empty(), "{ev:?}");
-    assert_eq!(history_texts(&bob, "alice"), vec!["genuine", "after the tampered one"]);
+    assert_eq!(
+        history_texts(&bob, "alice"),
+        vec!["genuine", "after the tampered one"]
+    );
     assert!(bob.api().fetch(0, 100).await.unwrap().is_empty());
 }
 
@@ -259,30 +390,63 @@ async fn linked_device_joins_the_users_conversations() {
     let w = World::new().await;
     let mut alice = w.register("alice").await;
     let mut bob = w.register("bob").await;
-    alice.send_text(&Target::User(u("bob")), "before the new device").await.unwrap();
+    alice
+        .send_text(&Target::User(u("bob")), "before the new device")
+        .await
+        .unwrap();
     bob.sync().await.unwrap();
     let code = alice.link_code().await.unwrap().code;
-    let mut alice2 = Client::link(&w.home("alice2"), &w.url, &code, "phone").await.unwrap();
+    let mut alice2 = Client::link(&w.home("alice2"), &w.url, &code, "phone")
+        .await
+        .unwrap();
     assert_eq!(alice2.user().as_str(), "alice");
     // The code is single use.
-    assert!(Client::link(&w.home("alice3"), &w.url, &code, "x").await.is_err());
+    assert!(Client::link(&w.home("alice3"), &w.url, &code, "x")
+        .await
+        .is_err());
     // Alice's first device adds the new one to her conversations when it syncs.
     alice.sync().await.unwrap();
     let ev = alice2.sync().await.unwrap();
-    assert!(ev.iter().any(|e| matches!(e, Event::Joined { .. })), "{ev:?}");
+    assert!(
+        ev.iter().any(|e| matches!(e, Event::Joined { .. })),
+        "{ev:?}"
+    );
     bob.sync().await.unwrap();
-    bob.send_text(&Target::User(u("alice")), "to both your devices").await.unwrap();
-    assert_eq!(texts(&alice.sync().await.unwrap()), vec![("bob".into(), "bob".into(), "to both your devices".into())]);
-    assert_eq!(texts(&alice2.sync().await.unwrap()), vec![("bob".into(), "bob".into(), "to both your devices".into())]);
+    bob.send_text(&Target::User(u("alice")), "to both your devices")
+        .await
+        .unwrap();
+    assert_eq!(
+        texts(&alice.sync().await.unwrap()),
+        vec![("bob".into(), "bob".into(), "to both your devices".into())]
+    );
+    assert_eq!(
+        texts(&alice2.sync().await.unwrap()),
+        vec![("bob".into(), "bob".into(), "to both your devices".into())]
+    );
     // Adding a user to a group adds all of their devices.
     let mut carol = w.register("carol").await;
-    carol.create_group("trio", &[u("alice"), u("bob")]).await.unwrap();
+    carol
+        .create_group("trio", &[u("alice"), u("bob")])
+        .await
+        .unwrap();
     let g = carol.resolve("#trio").unwrap();
-    let alice_devices = carol.engine().members(&g).unwrap().into_iter().filter(|(u, _)| u.as_str() == "alice").count();
+    let alice_devices = carol
+        .engine()
+        .members(&g)
+        .unwrap()
+        .into_iter()
+        .filter(|(u, _)| u.as_str() == "alice")
+        .count();
     assert_eq!(alice_devices, 2);
     alice2.sync().await.unwrap();
-    carol.send_text(&Target::Group("trio".into()), "hello trio").await.unwrap();
-    assert_eq!(texts(&alice2.sync().await.unwrap()), vec![("#trio".into(), "carol".into(), "hello trio".into())]);
+    carol
+        .send_text(&Target::Group("trio".into()), "hello trio")
+        .await
+        .unwrap();
+    assert_eq!(
+        texts(&alice2.sync().await.unwrap()),
+        vec![("#trio".into(), "carol".into(), "hello trio".into())]
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -290,15 +454,24 @@ async fn push_over_websocket_delivers_live() {
     let w = World::new().await;
     let mut alice = w.register("alice").await;
     let mut bob = w.register("bob").await;
-    alice.send_text(&Target::User(u("bob")), "first").await.unwrap();
+    alice
+        .send_text(&Target::User(u("bob")), "first")
+        .await
+        .unwrap();
     bob.sync().await.unwrap();
     let waiter = tokio::spawn(async move {
         let ev = bob.sync_wait(Duration::from_secs(20)).await.unwrap();
         texts(&ev)
     });
     tokio::time::sleep(Duration::from_millis(300)).await;
-    alice.send_text(&Target::User(u("bob")), "live").await.unwrap();
-    assert_eq!(waiter.await.unwrap(), vec![("alice".into(), "alice".into(), "live".into())]);
+    alice
+        .send_text(&Target::User(u("bob")), "live")
+        .await
+        .unwrap();
+    assert_eq!(
+        waiter.await.unwrap(),
+        vec![("alice".into(), "alice".into(), "live".into())]
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -306,24 +479,47 @@ async fn bad_requests_change_nothing() {
     let w = World::new().await;
     let mut alice = w.register("alice").await;
     // Unknown user: refused before anything is created.
-    let e = alice.send_text(&Target::User(u("nobody")), "x").await.unwrap_err();
+    let e = alice
+        .send_text(&Target::User(u("nobody")), "x")
+        .await
+        .unwrap_err();
     assert!(e.to_string().contains("unknown user"), "{e}");
     assert!(alice.conversations().unwrap().is_empty());
     // Not a member / unknown group.
-    assert!(alice.send_text(&Target::Group("nope".into()), "x").await.is_err());
+    assert!(alice
+        .send_text(&Target::Group("nope".into()), "x")
+        .await
+        .is_err());
     assert!(alice.add_member("nope", &u("alice")).await.is_err());
     // Duplicate registration of a name.
-    assert!(Client::register(&w.home("alice-again"), &w.url, &u("alice"), "x").await.is_err());
+    assert!(
+        Client::register(&w.home("alice-again"), &w.url, &u("alice"), "x")
+            .await
+            .is_err()
+    );
     // Server unreachable.
-    let e = Client::register(&w.home("offline"), "http://127.0.0.1:9", &u("zed"), "x").await.err().unwrap();
+    let e = Client::register(&w.home("offline"), "http://127.0.0.1:9", &u("zed"), "x")
+        .await
+        .err()
+        .unwrap();
     assert!(e.to_string().contains("unreachable"), "{e}");
     // A real member sending malformed MLS bytes gets a 400 and the server keeps serving.
     let mut bob = w.register("bob").await;
-    alice.send_text(&Target::User(u("bob")), "ok").await.unwrap();
+    alice
+        .send_text(&Target::User(u("bob")), "ok")
+        .await
+        .unwrap();
     let g = alice.resolve("bob").unwrap();
-    let e = alice.api().send(&g, vec![0, 1, 0, 2, 0xff]).await.unwrap_err();
+    let e = alice
+        .api()
+        .send(&g, vec![0, 1, 0, 2, 0xff])
+        .await
+        .unwrap_err();
     assert_eq!(e.code(), Some(ErrorCode::BadRequest));
-    alice.send_text(&Target::User(u("bob")), "still fine").await.unwrap();
+    alice
+        .send_text(&Target::User(u("bob")), "still fine")
+        .await
+        .unwrap();
     assert_eq!(texts(&bob.sync().await.unwrap()).len(), 2);
     drop(w.server);
 }
