@@ -561,10 +561,7 @@ impl Client {
     }
 
     async fn send_body(&mut self, g: &GroupId, body: Body) -> Result<StoredMessage, ClientError> {
-        if self.engine.has_pending_proposals(g)? {
-            self.commit_with_retry(g, |e| Ok(e.commit_pending_proposals(g)?))
-                .await?;
-        }
+        self.commit_proposals(g).await?;
         let out = self.engine.encrypt(g, body)?;
         let resp = self.api.send(g, out.mls.clone()).await?;
         self.engine.record_sent(&out, resp.received_at)?;
@@ -577,6 +574,15 @@ impl Client {
             sent_at: out.sent_at,
             received_at: resp.received_at,
         })
+    }
+
+    /// Commits pending proposals (members leaving); openmls refuses to send until they are.
+    async fn commit_proposals(&mut self, g: &GroupId) -> Result<(), ClientError> {
+        if self.engine.has_pending_proposals(g)? {
+            self.commit_with_retry(g, |e| Ok(e.commit_pending_proposals(g)?))
+                .await?;
+        }
+        Ok(())
     }
 
     /// Sends a text message.
@@ -770,14 +776,7 @@ impl Client {
     async fn follow_up(&mut self, follow: Vec<Processed>) -> Result<(), ClientError> {
         for p in follow {
             match p {
-                Processed::Proposal { group_id, .. } => {
-                    if self.engine.has_pending_proposals(&group_id)? {
-                        self.commit_with_retry(&group_id, |e| {
-                            Ok(e.commit_pending_proposals(&group_id)?)
-                        })
-                        .await?;
-                    }
-                }
+                Processed::Proposal { group_id, .. } => self.commit_proposals(&group_id).await?,
                 Processed::DeviceLinked(d) => self.add_linked_device(&d.device_id).await?,
                 Processed::Joined(_) => self.replenish_key_packages().await?,
                 _ => {}

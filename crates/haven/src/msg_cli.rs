@@ -325,24 +325,30 @@ pub struct SyncArgs {
 
 /// One message as a JSON object.
 pub fn message_json(conversation: &str, m: &StoredMessage) -> serde_json::Value {
-    let mut v = json!({
-        "id": m.id.as_str(),
-        "conversation": conversation,
-        "from": m.from.as_str(),
-        "from_device": m.from_device.as_str(),
-        "sent_at": m.sent_at,
-        "received_at": m.received_at,
-        "text": serde_json::Value::Null,
-    });
-    match &m.body {
-        Body::Text(t) => v["text"] = json!(t),
-        Body::Attachment(a) => {
-            v["attachment"] =
-                json!({"name": a.name, "size": a.size, "blob_id": a.blob_id.as_str()});
-        }
-        Body::GroupName(n) => v["group_name"] = json!(n),
+    let (text, attachment, group_name) = match &m.body {
+        Body::Text(t) => (json!(t), None, None),
+        Body::Attachment(a) => (
+            serde_json::Value::Null,
+            Some(json!({"name": a.name, "size": a.size, "blob_id": a.blob_id.as_str()})),
+            None,
+        ),
+        Body::GroupName(n) => (serde_json::Value::Null, None, Some(json!(n))),
+    };
+    let mut v = serde_json::Map::new();
+    v.insert("id".into(), json!(m.id.as_str()));
+    v.insert("conversation".into(), json!(conversation));
+    v.insert("from".into(), json!(m.from.as_str()));
+    v.insert("from_device".into(), json!(m.from_device.as_str()));
+    v.insert("sent_at".into(), json!(m.sent_at));
+    v.insert("received_at".into(), json!(m.received_at));
+    v.insert("text".into(), text);
+    if let Some(a) = attachment {
+        v.insert("attachment".into(), a);
     }
-    v
+    if let Some(n) = group_name {
+        v.insert("group_name".into(), n);
+    }
+    serde_json::Value::Object(v)
 }
 
 /// One message as a line of text.

@@ -273,10 +273,9 @@ async fn commit_race_one_wins_and_the_loser_recovers() {
     } else {
         (&mut bob, &mut alice)
     };
-    let err = if ra.is_ok() {
-        rb.unwrap_err()
-    } else {
-        ra.unwrap_err()
+    let err = match (ra, rb) {
+        (Ok(_), Err(e)) | (Err(e), Ok(_)) => e,
+        other => panic!("exactly one commit wins: {other:?}"),
     };
     assert_eq!(err.code(), Some(ErrorCode::EpochConflict));
     winner.engine_mut().merge_pending_commit(&g).unwrap();
