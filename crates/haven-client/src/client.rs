@@ -127,20 +127,13 @@ impl Client {
         user: &UserName,
         device_name: &str,
     ) -> Result<Client, ClientError> {
-        Self::check_new_home(home)?;
-        let api = Api::new(server)?;
-        let auth = AuthSecret::random();
-        let auth_key = SigningKey::from_bytes(auth.as_bytes())
-            .verifying_key()
-            .to_bytes()
-            .to_vec();
-        let reg = api
-            .register(&api::RegisterRequest {
-                user: user.clone(),
-                device_name: device_name.to_owned(),
-                auth_key,
-            })
-            .await?;
+        let (api, auth, auth_key) = Self::new_device(home, server)?;
+        let req = api::RegisterRequest {
+            user: user.clone(),
+            device_name: device_name.to_owned(),
+            auth_key,
+        };
+        let reg = api.register(&req).await?;
         Self::finish_enrolment(home, api, reg, auth).await
     }
 
@@ -151,6 +144,18 @@ impl Client {
         code: &str,
         device_name: &str,
     ) -> Result<Client, ClientError> {
+        let (api, auth, auth_key) = Self::new_device(home, server)?;
+        let req = api::LinkRequest {
+            code: code.to_owned(),
+            device_name: device_name.to_owned(),
+            auth_key,
+        };
+        let reg = api.link(&req).await?;
+        Self::finish_enrolment(home, api, reg, auth).await
+    }
+
+    /// Checks the profile directory is free and makes this device's authentication key.
+    fn new_device(home: &Path, server: &str) -> Result<(Api, AuthSecret, Vec<u8>), ClientError> {
         Self::check_new_home(home)?;
         let api = Api::new(server)?;
         let auth = AuthSecret::random();
@@ -158,14 +163,7 @@ impl Client {
             .verifying_key()
             .to_bytes()
             .to_vec();
-        let reg = api
-            .link(&api::LinkRequest {
-                code: code.to_owned(),
-                device_name: device_name.to_owned(),
-                auth_key,
-            })
-            .await?;
-        Self::finish_enrolment(home, api, reg, auth).await
+        Ok((api, auth, auth_key))
     }
 
     fn check_new_home(home: &Path) -> Result<(), ClientError> {
