@@ -242,3 +242,64 @@ fn demo_runs() {
     );
     assert!(stdout.contains("bob downloads and decrypts it"));
 }
+
+#[test]
+fn chat_sends_typed_lines_and_shows_incoming_live() {
+    use std::io::{BufRead, Write};
+    let dir = tempfile::tempdir().unwrap();
+    let (_server, url) = start(&dir.path().join("data"));
+    let (a, b) = (dir.path().join("alice"), dir.path().join("bob"));
+    ok(haven(&a, &url, &["register", "alice"]));
+    ok(haven(&b, &url, &["register", "bob"]));
+    ok(haven(&a, &url, &["send", "bob", "hello"]));
+
+    // Bob opens a chat with Alice; his typed line is sent, and Alice's reply shows up live.
+    let mut chat = Command::new(env!("CARGO_BIN_EXE_haven"))
+        .arg("--home")
+        .arg(&b)
+        .args(["chat", "alice"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let (tx, rx) = std::sync::mpsc::channel::<String>();
+    let stdout = chat.stdout.take().unwrap();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stdout).lines() {
+            if tx.send(line.unwrap()).is_err() {
+                break;
+            }
+        }
+    });
+    let wait_for = |needle: &str| {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let line = rx
+                .recv_timeout(left)
+                .unwrap_or_else(|_| panic!("chat never printed {needle:?}"));
+            if line.contains(needle) {
+                return line;
+            }
+        }
+    };
+    assert_eq!(wait_for("hello"), "[alice] alice: hello");
+    let mut stdin = chat.stdin.take().unwrap();
+    writeln!(stdin, "typed in chat").unwrap();
+    stdin.flush().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let out = ok(haven(&a, &url, &["sync"]));
+        if out.contains("typed in chat") {
+            break;
+        }
+        assert!(Instant::now() < deadline, "alice never got the chat line");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    ok(haven(&a, &url, &["send", "bob", "live reply"]));
+    assert_eq!(wait_for("live reply"), "[alice] alice: live reply");
+    drop(stdin); // Ctrl-D ends the session.
+    let status = chat.wait().unwrap();
+    assert!(status.success());
+}
