@@ -670,6 +670,23 @@ impl Client {
         Ok(plaintext.len() as u64)
     }
 
+    /// Incoming messages not shown yet (by any command), with their conversation labels, and the
+    /// cursor to pass to [`Client::mark_seen`] once they are shown.
+    pub fn unseen(&self) -> Result<(Vec<(String, StoredMessage)>, i64), ClientError> {
+        let (msgs, cursor) = self.engine.unseen_messages(10_000)?;
+        let shown = msgs
+            .into_iter()
+            .filter(|m| !matches!(m.body, Body::GroupName(_)))
+            .map(|m| (self.label(&m.group), m))
+            .collect();
+        Ok((shown, cursor))
+    }
+
+    /// Records that the messages returned by [`Client::unseen`] were shown.
+    pub fn mark_seen(&mut self, cursor: i64) -> Result<(), ClientError> {
+        Ok(self.engine.mark_seen(cursor)?)
+    }
+
     /// The last `limit` messages of a conversation (`alice` or `#group`), oldest first.
     pub fn history(
         &self,

@@ -49,6 +49,9 @@ pub const MAX_PAYLOAD: usize = 1024 * 1024;
 /// that we processed first). A trade-off against forward secrecy.
 pub const MAX_PAST_EPOCHS: usize = 5;
 
+/// Meta key of the shown-messages cursor.
+const SEEN_CURSOR: &str = "seen_cursor";
+
 const SIGNATURE_SCHEME: SignatureScheme = SignatureScheme::ED25519;
 
 /// The device's Ed25519 authentication seed (login challenge signatures). Redacted in `Debug`,
@@ -831,6 +834,35 @@ impl Engine {
                 },
             )?;
             Ok(())
+        })
+    }
+
+    /// Incoming messages stored since the last [`Engine::mark_seen`], oldest first (at most
+    /// `limit`), with the cursor value to pass to `mark_seen` once they were shown. Whatever
+    /// stored them — a sync, a commit retry, a send — they are shown exactly once.
+    pub fn unseen_messages(&self, limit: u32) -> Result<(Vec<StoredMessage>, i64), EngineError> {
+        let cursor = self.seen_cursor()?;
+        let rows = store::messages_after(&self.conn, cursor, limit)?;
+        let next = rows.last().map(|(seq, _)| *seq).unwrap_or(cursor);
+        Ok((rows.into_iter().map(|(_, m)| m).collect(), next))
+    }
+
+    /// Records that messages up to `cursor` (from [`Engine::unseen_messages`]) were shown.
+    pub fn mark_seen(&mut self, cursor: i64) -> Result<(), EngineError> {
+        if cursor > self.seen_cursor()? {
+            store::meta_put(&self.conn, SEEN_CURSOR, &cursor.to_be_bytes())?;
+        }
+        Ok(())
+    }
+
+    fn seen_cursor(&self) -> Result<i64, EngineError> {
+        Ok(match store::meta_get(&self.conn, SEEN_CURSOR)? {
+            Some(b) => i64::from_be_bytes(
+                b.as_slice()
+                    .try_into()
+                    .map_err(|_| EngineError::Corrupt("seen cursor"))?,
+            ),
+            None => 0,
         })
     }
 

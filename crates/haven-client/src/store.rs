@@ -376,6 +376,39 @@ fn message_decode(r: MessageRow) -> Result<StoredMessage, EngineError> {
 }
 
 /// The last `limit` messages of a conversation, oldest first.
+/// Incoming messages stored after `cursor` (their `seq`), oldest first, at most `limit`, each
+/// with its `seq` — what has not been shown yet.
+pub(crate) fn messages_after(
+    conn: &Connection,
+    cursor: i64,
+    limit: u32,
+) -> Result<Vec<(i64, StoredMessage)>, EngineError> {
+    let mut st = conn.prepare(
+        "SELECT message_id, group_id, sender_user, sender_device, content, sent_at, received_at, seq
+         FROM haven_messages WHERE seq > ?1 AND outgoing = 0 ORDER BY seq LIMIT ?2",
+    )?;
+    let rows = st.query_map(params![cursor, limit], |r| {
+        Ok((
+            r.get::<_, i64>(7)?,
+            (
+                r.get(0)?,
+                r.get(1)?,
+                r.get(2)?,
+                r.get(3)?,
+                r.get(4)?,
+                r.get(5)?,
+                r.get(6)?,
+            ),
+        ))
+    })?;
+    let mut out = Vec::new();
+    for r in rows {
+        let (seq, row) = r?;
+        out.push((seq, message_decode(row)?));
+    }
+    Ok(out)
+}
+
 pub(crate) fn history(
     conn: &Connection,
     group: &GroupId,

@@ -417,12 +417,33 @@ fn print_event(e: &Event, as_json: bool) {
     }
 }
 
+/// Prints what happened: membership events as they came, then every incoming message not shown
+/// before — whichever command stored it — and records that they were shown.
+fn show(client: &mut Client, events: &[Event], as_json: bool) -> anyhow::Result<()> {
+    for e in events
+        .iter()
+        .filter(|e| !matches!(e, Event::Message { .. }))
+    {
+        print_event(e, as_json);
+    }
+    let (messages, cursor) = client.unseen()?;
+    for (conversation, message) in messages {
+        print_event(
+            &Event::Message {
+                message,
+                conversation,
+            },
+            as_json,
+        );
+    }
+    client.mark_seen(cursor)?;
+    Ok(())
+}
+
 pub async fn sync(home: PathBuf, args: SyncArgs) -> anyhow::Result<ExitCode> {
     let mut client = Client::open(&home).await?;
     let events = client.sync_wait(Duration::from_secs(args.wait)).await?;
-    for e in &events {
-        print_event(e, args.json);
-    }
+    show(&mut client, &events, args.json)?;
     Ok(ExitCode::SUCCESS)
 }
 
@@ -480,8 +501,15 @@ pub struct ChatArgs {
 pub async fn chat(home: PathBuf, args: ChatArgs) -> anyhow::Result<ExitCode> {
     let to = Target::parse(&args.conversation)?;
     let mut client = Client::open(&home).await?;
-    for e in client.sync().await? {
-        print_event(&e, false);
+    let events = client.sync().await?;
+    // Start from what was already shown: the recent history below covers it.
+    let (_, cursor) = client.unseen()?;
+    client.mark_seen(cursor)?;
+    for e in events
+        .iter()
+        .filter(|e| !matches!(e, Event::Message { .. }))
+    {
+        print_event(e, false);
     }
     let label = match &to {
         Target::User(u) => u.to_string(),
@@ -510,9 +538,8 @@ pub async fn chat(home: PathBuf, args: ChatArgs) -> anyhow::Result<ExitCode> {
             entry = stream.next() => match entry? {
                 None => { eprintln!("haven: server closed the connection"); break; }
                 Some(entry) => {
-                    for e in client.on_pushed(&mut stream, &entry).await? {
-                        print_event(&e, false);
-                    }
+                    let events = client.on_pushed(&mut stream, &entry).await?;
+                    show(&mut client, &events, false)?;
                 }
             },
         }

@@ -303,3 +303,21 @@ fn chat_sends_typed_lines_and_shows_incoming_live() {
     let status = chat.wait().unwrap();
     assert!(status.success());
 }
+
+#[test]
+fn messages_stored_by_any_command_are_shown_once_by_sync() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_server, url) = start(&dir.path().join("data"));
+    let (a, b) = (dir.path().join("alice"), dir.path().join("bob"));
+    ok(haven(&a, &url, &["register", "alice"]));
+    ok(haven(&b, &url, &["register", "bob"]));
+    ok(haven(&a, &url, &["send", "bob", "while you were away"]));
+    // Bob's `send` syncs first (storing Alice's message) without printing it…
+    ok(haven(&b, &url, &["send", "alice", "replying blind"]));
+    // …so the next `sync` shows it, once, and not Bob's own message.
+    let out = ok(haven(&b, &url, &["sync"]));
+    assert_eq!(out.matches("while you were away").count(), 1, "{out}");
+    assert!(!out.contains("replying blind"), "{out}");
+    assert!(!ok(haven(&b, &url, &["sync"])).contains("while you were away"));
+    assert!(ok(haven(&a, &url, &["sync"])).contains("replying blind"));
+}
