@@ -361,6 +361,20 @@ pub(crate) fn message_insert(conn: &Connection, m: &NewMessage<'_>) -> Result<bo
 
 type MessageRow = (String, Vec<u8>, String, String, Vec<u8>, i64, i64);
 
+/// Reads the first seven columns of a message query (id, group, user, device, content, sent_at,
+/// received_at).
+fn message_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<MessageRow> {
+    Ok((
+        r.get(0)?,
+        r.get(1)?,
+        r.get(2)?,
+        r.get(3)?,
+        r.get(4)?,
+        r.get(5)?,
+        r.get(6)?,
+    ))
+}
+
 fn message_decode(r: MessageRow) -> Result<StoredMessage, EngineError> {
     let (id, gid, user, device, content, _sent_at, received_at) = r;
     let c = Content::decode(&content).map_err(|_| EngineError::Corrupt("stored content"))?;
@@ -388,18 +402,7 @@ pub(crate) fn messages_after(
          FROM haven_messages WHERE seq > ?1 AND outgoing = 0 ORDER BY seq LIMIT ?2",
     )?;
     let rows = st.query_map(params![cursor, limit], |r| {
-        Ok((
-            r.get::<_, i64>(7)?,
-            (
-                r.get(0)?,
-                r.get(1)?,
-                r.get(2)?,
-                r.get(3)?,
-                r.get(4)?,
-                r.get(5)?,
-                r.get(6)?,
-            ),
-        ))
+        Ok((r.get::<_, i64>(7)?, message_row(r)?))
     })?;
     let mut out = Vec::new();
     for r in rows {
@@ -422,17 +425,7 @@ pub(crate) fn history(
              ORDER BY received_at DESC, seq DESC LIMIT ?2)
          ORDER BY received_at, seq",
     )?;
-    let rows = st.query_map(params![group.as_bytes(), limit], |r| {
-        Ok((
-            r.get(0)?,
-            r.get(1)?,
-            r.get(2)?,
-            r.get(3)?,
-            r.get(4)?,
-            r.get(5)?,
-            r.get(6)?,
-        ))
-    })?;
+    let rows = st.query_map(params![group.as_bytes(), limit], message_row)?;
     let mut out = Vec::new();
     for r in rows {
         out.push(message_decode(r?)?);
