@@ -141,6 +141,28 @@ fn device_strings(devices: &[DeviceId]) -> Vec<String> {
     devices.iter().map(|d| d.as_str().to_owned()).collect()
 }
 
+/// Inserts a single-use, expiring row keyed by `key` (a challenge, session or link code) for
+/// `owner`; `AlreadyExists(what)` if the key is taken. `sql` is one of the fixed statements above.
+async fn insert_expiring(
+    conn: &mut PgConnection,
+    sql: &'static str,
+    key: &[u8],
+    owner: &str,
+    expires_at: Millis,
+    what: &'static str,
+) -> TxResult<()> {
+    let done = sqlx::query(sql)
+        .bind(key)
+        .bind(owner)
+        .bind(expires_at)
+        .execute(&mut *conn)
+        .await?;
+    if done.rows_affected() == 0 {
+        return Err(StoreError::AlreadyExists(what).into());
+    }
+    Ok(())
+}
+
 async fn device_exists(conn: &mut PgConnection, device: &DeviceId) -> TxResult<bool> {
     let found: Option<i32> = sqlx::query_scalar("SELECT 1 FROM devices WHERE id = $1")
         .bind(device.as_str())
@@ -634,18 +656,15 @@ impl Store for PgStore {
             if !device_exists(conn, device).await? {
                 return Err(StoreError::NotFound("device").into());
             }
-            let done = sqlx::query(
+            insert_expiring(
+                conn,
                 "INSERT INTO challenges (nonce, device_id, expires_at) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING",
+                nonce,
+                device.as_str(),
+                expires_at,
+                "challenge",
             )
-            .bind(nonce)
-            .bind(device.as_str())
-            .bind(expires_at)
-            .execute(&mut *conn)
-            .await?;
-            if done.rows_affected() == 0 {
-                return Err(StoreError::AlreadyExists("challenge").into());
-            }
-            Ok(())
+            .await
         })
     }
 
@@ -675,18 +694,15 @@ impl Store for PgStore {
             if !device_exists(conn, device).await? {
                 return Err(StoreError::NotFound("device").into());
             }
-            let done = sqlx::query(
+            insert_expiring(
+                conn,
                 "INSERT INTO sessions (token_hash, device_id, expires_at) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING",
+                token_hash,
+                device.as_str(),
+                expires_at,
+                "session",
             )
-            .bind(token_hash)
-            .bind(device.as_str())
-            .bind(expires_at)
-            .execute(&mut *conn)
-            .await?;
-            if done.rows_affected() == 0 {
-                return Err(StoreError::AlreadyExists("session").into());
-            }
-            Ok(())
+            .await
         })
     }
 
@@ -715,18 +731,15 @@ impl Store for PgStore {
             if !user_exists(conn, user).await? {
                 return Err(StoreError::NotFound("user").into());
             }
-            let done = sqlx::query(
+            insert_expiring(
+                conn,
                 "INSERT INTO link_codes (code_hash, user_name, expires_at) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING",
+                code_hash,
+                user.as_str(),
+                expires_at,
+                "link code",
             )
-            .bind(code_hash)
-            .bind(user.as_str())
-            .bind(expires_at)
-            .execute(&mut *conn)
-            .await?;
-            if done.rows_affected() == 0 {
-                return Err(StoreError::AlreadyExists("link code").into());
-            }
-            Ok(())
+            .await
         })
     }
 

@@ -125,6 +125,28 @@ fn json_devices(devices: &[DeviceId]) -> StoreResult<String> {
     json_strings(devices.iter().map(DeviceId::as_str))
 }
 
+/// Inserts a single-use, expiring row keyed by `key` (a challenge, session or link code) for
+/// `owner`; `AlreadyExists(what)` if the key is taken. `sql` is one of the fixed statements above.
+async fn insert_expiring(
+    conn: &mut SqliteConnection,
+    sql: &'static str,
+    key: &[u8],
+    owner: &str,
+    expires_at: Millis,
+    what: &'static str,
+) -> StoreResult<()> {
+    let done = sqlx::query(sql)
+        .bind(key)
+        .bind(owner)
+        .bind(expires_at)
+        .execute(&mut *conn)
+        .await?;
+    if done.rows_affected() == 0 {
+        return Err(StoreError::AlreadyExists(what));
+    }
+    Ok(())
+}
+
 async fn device_exists(conn: &mut SqliteConnection, device: &DeviceId) -> StoreResult<bool> {
     let found: Option<i64> = sqlx::query_scalar("SELECT 1 FROM devices WHERE id = ?1")
         .bind(device.as_str())
@@ -318,17 +340,15 @@ impl Store for SqliteStore {
         if !device_exists(&mut tx, device).await? {
             return Err(StoreError::NotFound("device"));
         }
-        let done = sqlx::query(
+        insert_expiring(
+            &mut tx,
             "INSERT INTO challenges (nonce, device_id, expires_at) VALUES (?1, ?2, ?3) ON CONFLICT DO NOTHING",
+            nonce,
+            device.as_str(),
+            expires_at,
+            "challenge",
         )
-        .bind(nonce)
-        .bind(device.as_str())
-        .bind(expires_at)
-        .execute(&mut *tx)
         .await?;
-        if done.rows_affected() == 0 {
-            return Err(StoreError::AlreadyExists("challenge"));
-        }
         tx.commit().await?;
         Ok(())
     }
@@ -361,17 +381,15 @@ impl Store for SqliteStore {
         if !device_exists(&mut tx, device).await? {
             return Err(StoreError::NotFound("device"));
         }
-        let done = sqlx::query(
+        insert_expiring(
+            &mut tx,
             "INSERT INTO sessions (token_hash, device_id, expires_at) VALUES (?1, ?2, ?3) ON CONFLICT DO NOTHING",
+            token_hash,
+            device.as_str(),
+            expires_at,
+            "session",
         )
-        .bind(token_hash)
-        .bind(device.as_str())
-        .bind(expires_at)
-        .execute(&mut *tx)
         .await?;
-        if done.rows_affected() == 0 {
-            return Err(StoreError::AlreadyExists("session"));
-        }
         tx.commit().await?;
         Ok(())
     }
@@ -405,17 +423,15 @@ impl Store for SqliteStore {
         if exists.is_none() {
             return Err(StoreError::NotFound("user"));
         }
-        let done = sqlx::query(
+        insert_expiring(
+            &mut tx,
             "INSERT INTO link_codes (code_hash, user_name, expires_at) VALUES (?1, ?2, ?3) ON CONFLICT DO NOTHING",
+            code_hash,
+            user.as_str(),
+            expires_at,
+            "link code",
         )
-        .bind(code_hash)
-        .bind(user.as_str())
-        .bind(expires_at)
-        .execute(&mut *tx)
         .await?;
-        if done.rows_affected() == 0 {
-            return Err(StoreError::AlreadyExists("link code"));
-        }
         tx.commit().await?;
         Ok(())
     }
