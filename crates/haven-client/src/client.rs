@@ -29,6 +29,8 @@ const KEY_PACKAGE_TARGET: u32 = 30;
 const KEY_PACKAGE_LOW: u32 = 10;
 /// Attempts at a commit before giving up on repeated epoch conflicts.
 const COMMIT_ATTEMPTS: usize = 8;
+/// At most this many pushed entries are processed in one local transaction.
+pub const PUSH_BATCH: usize = 256;
 /// Largest attachment the client will send (the server's default limit, less sealing overhead).
 pub const MAX_ATTACHMENT: u64 = (25 << 20) - 64;
 
@@ -727,21 +729,25 @@ impl Client {
     }
 
     /// Processes one entry, and returns what follow-up work it asks for.
+    /// Processes a batch in one local transaction (see [`Engine::process_entries`]); on `Ok`
+    /// every entry is stored and may be acknowledged.
     fn process(
         &mut self,
-        entry: &api::QueueEntry,
+        entries: &[api::QueueEntry],
         events: &mut Vec<Event>,
         follow: &mut Vec<Processed>,
     ) -> Result<(), ClientError> {
-        let p = self.engine.process_entry(entry)?;
-        match &p {
-            Processed::Proposal { .. } | Processed::DeviceLinked(_) | Processed::Joined(_) => {
-                follow.push(p.clone())
+        let outcomes = self.engine.process_entries(entries)?;
+        for (entry, p) in entries.iter().zip(outcomes) {
+            match &p {
+                Processed::Proposal { .. } | Processed::DeviceLinked(_) | Processed::Joined(_) => {
+                    follow.push(p.clone())
+                }
+                _ => {}
             }
-            _ => {}
-        }
-        if let Some(e) = self.event(p, entry.id) {
-            events.push(e);
+            if let Some(e) = self.event(p, entry.id) {
+                events.push(e);
+            }
         }
         Ok(())
     }
@@ -755,25 +761,13 @@ impl Client {
         const BATCH: u32 = 200;
         loop {
             let entries = self.api.fetch(0, BATCH).await?;
-            let n = entries.len();
-            let mut acks = Vec::with_capacity(n);
-            let mut failure = None;
-            for e in &entries {
-                match self.process(e, events, follow) {
-                    Ok(()) => acks.push(e.id),
-                    Err(err) => {
-                        failure = Some(err);
-                        break;
-                    }
-                }
+            if entries.is_empty() {
+                return Ok(());
             }
-            if !acks.is_empty() {
-                self.api.ack(&acks).await?;
-            }
-            if let Some(err) = failure {
-                return Err(err);
-            }
-            if n < BATCH as usize {
+            self.process(&entries, events, follow)?;
+            let acks: Vec<i64> = entries.iter().map(|e| e.id).collect();
+            self.api.ack(&acks).await?;
+            if entries.len() < BATCH as usize {
                 return Ok(());
             }
         }
@@ -865,7 +859,9 @@ impl Client {
                 Err(_) | Ok(Ok(None)) => break,
                 Ok(Err(e)) => return Err(e.into()),
                 Ok(Ok(Some(entry))) => {
-                    let got_message = self.handle_pushed(&mut stream, &entry, &mut events).await?;
+                    let got_message = self
+                        .handle_pushed(&mut stream, std::slice::from_ref(&entry), &mut events)
+                        .await?;
                     if got_message {
                         break;
                     }
@@ -880,13 +876,14 @@ impl Client {
     async fn handle_pushed(
         &mut self,
         stream: &mut PushStream,
-        entry: &api::QueueEntry,
+        entries: &[api::QueueEntry],
         events: &mut Vec<Event>,
     ) -> Result<bool, ClientError> {
         let before = events.len();
         let mut follow = Vec::new();
-        self.process(entry, events, &mut follow)?;
-        stream.ack(&[entry.id]).await?;
+        self.process(entries, events, &mut follow)?;
+        let ids: Vec<i64> = entries.iter().map(|e| e.id).collect();
+        stream.ack(&ids).await?;
         if !follow.is_empty() {
             self.follow_up(follow).await?;
         }
@@ -898,7 +895,7 @@ impl Client {
     }
 
     /// Runs the push stream until it closes or `on_event` returns false, processing and
-    /// acknowledging each entry as it arrives.
+    /// acknowledging entries as they arrive.
     pub async fn listen(
         &mut self,
         mut on_event: impl FnMut(&Event) -> bool,
@@ -909,16 +906,20 @@ impl Client {
             }
         }
         let mut stream = self.api.push_stream().await?;
-        while let Some(entry) = stream.next().await? {
+        loop {
+            let entries = stream.next_batch(PUSH_BATCH).await?;
+            if entries.is_empty() {
+                return Ok(());
+            }
             let mut events = Vec::new();
-            self.handle_pushed(&mut stream, &entry, &mut events).await?;
+            self.handle_pushed(&mut stream, &entries, &mut events)
+                .await?;
             for e in &events {
                 if !on_event(e) {
                     return Ok(());
                 }
             }
         }
-        Ok(())
     }
 
     /// Opens the push stream (for interactive sessions that interleave sending and receiving).
@@ -926,14 +927,15 @@ impl Client {
         Ok(self.api.push_stream().await?)
     }
 
-    /// Processes one pushed entry and acknowledges it; returns the events.
+    /// Processes pushed entries (one batch from [`PushStream::next_batch`]) in one local
+    /// transaction, acknowledges them in one frame, and returns the events.
     pub async fn on_pushed(
         &mut self,
         stream: &mut PushStream,
-        entry: &api::QueueEntry,
+        entries: &[api::QueueEntry],
     ) -> Result<Vec<Event>, ClientError> {
         let mut events = Vec::new();
-        self.handle_pushed(stream, entry, &mut events).await?;
+        self.handle_pushed(stream, entries, &mut events).await?;
         Ok(events)
     }
 }

@@ -8,7 +8,7 @@
 //! a no-op [`Processed::Duplicate`], and a crash before the commit loses nothing because the
 //! server redelivers until the entry is acknowledged.
 
-use std::collections::{BTreeSet, HashSet};
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::path::Path;
 
 use haven_frank::{Commitment, FrankSalt};
@@ -889,12 +889,36 @@ impl Engine {
     /// failures, in which case nothing was recorded and the entry must be retried (not
     /// acknowledged). Every `Ok` means: acknowledge it.
     pub fn process_entry(&mut self, entry: &QueueEntry) -> Result<Processed, EngineError> {
+        let mut out = self.process_entries(std::slice::from_ref(entry))?;
+        out.pop()
+            .ok_or(EngineError::Internal("one entry processed, no outcome"))
+    }
+
+    /// Processes a batch of queue entries, in order, in ONE transaction: one outcome per entry,
+    /// in the same order. All of them are recorded or none is (`Err`: retry the whole batch, and
+    /// acknowledge nothing), so the exactly-once guarantee of [`Engine::process_entry`] holds
+    /// per batch, and a batch costs one commit (one `fsync`) instead of one per entry.
+    ///
+    /// Within the batch a group is loaded from storage once and kept in memory while entries
+    /// for it succeed (openmls writes every change through to storage as before). A rejected
+    /// entry rolls its savepoint back and evicts the group, so the next entry reloads the state
+    /// that storage actually holds; a Welcome clears the cache (it may replace an old group).
+    pub fn process_entries(
+        &mut self,
+        entries: &[QueueEntry],
+    ) -> Result<Vec<Processed>, EngineError> {
         self.with_tx(|c| {
-            if store::is_processed(c.db, entry.id)? {
-                return Ok(Processed::Duplicate);
+            let mut groups = GroupCache::new();
+            let mut out = Vec::with_capacity(entries.len());
+            for entry in entries {
+                if store::is_processed(c.db, entry.id)? {
+                    out.push(Processed::Duplicate);
+                    continue;
+                }
+                let p = c.process(entry, &mut groups)?;
+                store::mark_processed(c.db, entry.id, entry.kind.as_str(), p.label(), now_ms())?;
+                out.push(p);
             }
-            let out = c.process(entry)?;
-            store::mark_processed(c.db, entry.id, entry.kind.as_str(), out.label(), now_ms())?;
             Ok(out)
         })
     }
@@ -904,6 +928,9 @@ impl Engine {
         store::processed_outcome(&self.conn, queue_id)
     }
 }
+
+/// Groups loaded during one batch (see [`Engine::process_entries`]).
+type GroupCache = HashMap<GroupId, MlsGroup>;
 
 fn load_group(p: &Provider<'_>, group_id: &GroupId) -> Result<MlsGroup, EngineError> {
     MlsGroup::load(p.storage(), &mls_gid(group_id))?
@@ -1133,7 +1160,11 @@ impl Ctx<'_> {
 
     // ---------------------------------------------------------------- receiving
 
-    fn process(&self, entry: &QueueEntry) -> Result<Processed, EngineError> {
+    fn process(
+        &self,
+        entry: &QueueEntry,
+        groups: &mut GroupCache,
+    ) -> Result<Processed, EngineError> {
         if entry.payload.len() > MAX_PAYLOAD {
             return Ok(Processed::Dropped {
                 reason: DropReason::Malformed,
@@ -1153,9 +1184,12 @@ impl Ctx<'_> {
                     },
                 )
             }
-            EntryKind::Welcome => self.in_savepoint(|| self.welcome(entry))?,
+            EntryKind::Welcome => {
+                groups.clear();
+                self.in_savepoint(|| self.welcome(entry))?
+            }
             EntryKind::Application | EntryKind::Commit | EntryKind::Proposal => {
-                self.in_savepoint(|| self.protocol(entry))?
+                self.in_savepoint(|| self.protocol(entry, groups))?
             }
         };
         Ok(step)
@@ -1251,7 +1285,7 @@ impl Ctx<'_> {
         Ok(Step::Done(Box::new(Processed::Joined(conv))))
     }
 
-    fn protocol(&self, entry: &QueueEntry) -> Result<Step, EngineError> {
+    fn protocol(&self, entry: &QueueEntry, groups: &mut GroupCache) -> Result<Step, EngineError> {
         let Ok(msg) = MlsMessageIn::tls_deserialize_exact(&entry.payload) else {
             return dropped(DropReason::Malformed);
         };
@@ -1275,9 +1309,28 @@ impl Ctx<'_> {
         if store::conversation_get(self.db, &group_id)?.is_none() {
             return dropped(DropReason::UnknownGroup);
         }
-        let Some(mut group) = MlsGroup::load(self.p.storage(), &mls_gid(&group_id))? else {
-            return dropped(DropReason::UnknownGroup);
+        let mut group = match groups.remove(&group_id) {
+            Some(g) => g,
+            None => match MlsGroup::load(self.p.storage(), &mls_gid(&group_id))? {
+                Some(g) => g,
+                None => return dropped(DropReason::UnknownGroup),
+            },
         };
+        let step = self.protocol_in(entry, &group_id, &mut group, pm)?;
+        // Keep the in-memory group only while it matches storage: a rejection rolls back.
+        if matches!(step, Step::Done(_)) {
+            groups.insert(group_id, group);
+        }
+        Ok(step)
+    }
+
+    fn protocol_in(
+        &self,
+        entry: &QueueEntry,
+        group_id: &GroupId,
+        group: &mut MlsGroup,
+        pm: mls::ProtocolMessage,
+    ) -> Result<Step, EngineError> {
         let processed = match group.process_message(&self.p, pm) {
             Ok(p) => p,
             Err(mls::ProcessMessageError::StorageError(e)) => return Err(EngineError::Db(e)),
@@ -1288,7 +1341,7 @@ impl Ctx<'_> {
         let aad = processed.aad().to_vec();
         match processed.into_content() {
             ProcessedMessageContent::ApplicationMessage(app) => {
-                self.application(entry, &group_id, &sender_cred, &aad, &app.into_bytes())
+                self.application(entry, group_id, &sender_cred, &aad, &app.into_bytes())
             }
             ProcessedMessageContent::ProposalMessage(qp) => {
                 let self_remove = match (qp.proposal(), &sender) {
@@ -1300,7 +1353,7 @@ impl Ctx<'_> {
                 }
                 group.store_pending_proposal(self.p.storage(), *qp)?;
                 Ok(Step::Done(Box::new(Processed::Proposal {
-                    group_id,
+                    group_id: group_id.clone(),
                     commit_needed: true,
                 })))
             }
@@ -1390,8 +1443,8 @@ impl Ctx<'_> {
 
     fn commit(
         &self,
-        mut group: MlsGroup,
-        group_id: GroupId,
+        group: &mut MlsGroup,
+        group_id: &GroupId,
         sender_cred: &Credential,
         staged: mls::StagedCommit,
     ) -> Result<Step, EngineError> {
@@ -1428,15 +1481,15 @@ impl Ctx<'_> {
             Err(_) => return Ok(Step::Reject(DropReason::Rejected)),
         }
         if self_removed {
-            if let Some(conv) = store::conversation_get(self.db, &group_id)? {
+            if let Some(conv) = store::conversation_get(self.db, group_id)? {
                 if conv.state == ConversationState::Active {
-                    store::conversation_set_state(self.db, &group_id, ConversationState::Removed)?;
+                    store::conversation_set_state(self.db, group_id, ConversationState::Removed)?;
                 }
             }
         }
         Ok(Step::Done(Box::new(Processed::Commit(CommitOutcome {
             epoch: group.epoch().as_u64(),
-            group_id,
+            group_id: group_id.clone(),
             added,
             removed,
             self_removed,

@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use futures_util::{SinkExt, StreamExt};
+use futures_util::{FutureExt, SinkExt, StreamExt};
 use haven_proto::api::{self, ApiError, ErrorCode};
 use haven_proto::{BlobId, GroupId, UserName};
 use reqwest::header::{AUTHORIZATION, CONTENT_TYPE};
@@ -364,6 +364,27 @@ impl PushStream {
             }
         }
         Ok(None)
+    }
+
+    /// The next entry, then every further entry that has already arrived (at most `max` in
+    /// all), without waiting for more: what a client processes in one local transaction and
+    /// acknowledges in one frame. Empty when the server closed the stream.
+    pub async fn next_batch(&mut self, max: usize) -> Result<Vec<api::QueueEntry>, NetError> {
+        let mut batch = Vec::new();
+        let Some(first) = self.next().await? else {
+            return Ok(batch);
+        };
+        batch.push(first);
+        while batch.len() < max {
+            // `next` only consumes a frame it returns (or a control frame), so dropping the
+            // future when it would wait loses nothing.
+            match self.next().now_or_never() {
+                Some(Ok(Some(e))) => batch.push(e),
+                Some(Ok(None)) | None => break,
+                Some(Err(e)) => return Err(e),
+            }
+        }
+        Ok(batch)
     }
 
     /// Acknowledges entries over the socket.

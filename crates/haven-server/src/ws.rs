@@ -11,6 +11,7 @@ use std::time::Duration;
 use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
 use axum::extract::State;
 use axum::response::Response;
+use futures_util::SinkExt;
 use haven_proto::api::WsClientFrame;
 
 use crate::http::{AppState, Device};
@@ -47,13 +48,17 @@ async fn serve(s: AppState, who: Authed, mut socket: WebSocket) -> Result<(), St
                 .await
                 .map_err(|e| e.to_string())?;
             let n = batch.len();
+            // Queue the frames, then flush once: one write for the batch, not one per entry.
             for entry in batch {
                 last = entry.id;
                 let text = serde_json::to_string(&entry).map_err(|e| e.to_string())?;
                 socket
-                    .send(Message::Text(text.into()))
+                    .feed(Message::Text(text.into()))
                     .await
                     .map_err(|e| e.to_string())?;
+            }
+            if n > 0 {
+                socket.flush().await.map_err(|e| e.to_string())?;
             }
             if n < BATCH as usize {
                 break;

@@ -145,14 +145,18 @@ async fn deliver(
             let mut stream = c.push_stream().await?;
             let mut local = Vec::with_capacity(expected);
             while got < expected {
-                let entry = match tokio::time::timeout(Duration::from_secs(60), stream.next()).await
+                let batch = match tokio::time::timeout(
+                    Duration::from_secs(60),
+                    stream.next_batch(haven_client::PUSH_BATCH),
+                )
+                .await
                 {
-                    Ok(Ok(Some(e))) => e,
-                    Ok(Ok(None)) => bail!("server closed the stream"),
+                    Ok(Ok(b)) if b.is_empty() => bail!("server closed the stream"),
+                    Ok(Ok(b)) => b,
                     Ok(Err(e)) => return Err(e.into()),
                     Err(_) => bail!("timed out with {got} of {expected} messages"),
                 };
-                for e in c.on_pushed(&mut stream, &entry).await? {
+                for e in c.on_pushed(&mut stream, &batch).await? {
                     if let Event::Message { message, .. } = e {
                         local.push(now_ms().saturating_sub(message.sent_at) as f64);
                         got += 1;

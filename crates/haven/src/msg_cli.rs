@@ -535,12 +535,15 @@ pub async fn chat(home: PathBuf, args: ChatArgs) -> anyhow::Result<ExitCode> {
                     Err(e) => eprintln!("haven: not sent: {e}"),
                 },
             },
-            entry = stream.next() => match entry? {
-                None => { eprintln!("haven: server closed the connection"); break; }
-                Some(entry) => {
-                    let events = client.on_pushed(&mut stream, &entry).await?;
-                    show(&mut client, &events, false)?;
+            // Cancel-safe: after its one await (the first entry) `next_batch` completes at once.
+            batch = stream.next_batch(haven_client::PUSH_BATCH) => {
+                let batch = batch?;
+                if batch.is_empty() {
+                    eprintln!("haven: server closed the connection");
+                    break;
                 }
+                let events = client.on_pushed(&mut stream, &batch).await?;
+                show(&mut client, &events, false)?;
             },
         }
     }

@@ -603,6 +603,71 @@ fn rollback_leaves_everything_unchanged_and_retry_succeeds() {
     assert_eq!(b.texts(&g).len(), 2);
 }
 
+/// A batch is one transaction: drops and rejections inside it do not disturb the entries after
+/// them (a commit in the middle included), a failed commit of the batch records nothing, and a
+/// redelivered batch is all duplicates.
+#[test]
+fn batch_is_one_transaction_and_survives_rejections() {
+    let mut s = Server::new();
+    let (mut a, mut b, mut c) = (Dev::new("alice"), Dev::new("bob"), Dev::new("carol"));
+    let g = setup(
+        &mut s,
+        &mut a,
+        ConversationKind::Group { name: "g".into() },
+        &mut [&mut b, &mut c],
+    );
+    let e1 = s.send(&mut a, &g, "one");
+    let mut altered = s.send(&mut a, &g, "altered");
+    if let Some(f) = altered.frank.as_mut() {
+        f.commitment[0] ^= 1;
+    }
+    // The same ciphertext again under a new queue id: openmls refuses the used generation, so
+    // the MLS phase is rolled back and the cached group must be dropped.
+    let mut replay = e1.clone();
+    s.next_id += 1;
+    replay.id = s.next_id;
+    let e2 = s.send(&mut a, &g, "two");
+    let oc = a.e.remove_users(&g, &[c.user()]).unwrap();
+    let (commit, _) = s.accept(&mut a, &oc);
+    let e3 = s.send(&mut a, &g, "three");
+    let batch = vec![e1, altered, replay, e2, commit, e3];
+
+    b.e.fail_before_commit = true;
+    assert!(b.e.process_entries(&batch).is_err());
+    assert!(b.texts(&g).is_empty());
+    assert!(batch
+        .iter()
+        .all(|e| b.e.processed_outcome(e.id).unwrap().is_none()));
+
+    let out = b.e.process_entries(&batch).unwrap();
+    assert_eq!(out.len(), batch.len());
+    let mut out = out.into_iter();
+    expect_text(out.next().unwrap(), &a, "one");
+    assert_eq!(dropped_for(out.next().unwrap()), DropReason::Franking);
+    assert_eq!(dropped_for(out.next().unwrap()), DropReason::Rejected);
+    expect_text(out.next().unwrap(), &a, "two");
+    assert!(matches!(out.next().unwrap(), Processed::Commit(_)));
+    expect_text(out.next().unwrap(), &a, "three");
+    assert_eq!(
+        b.texts(&g),
+        vec![
+            ("alice".into(), "one".into()),
+            ("alice".into(), "two".into()),
+            ("alice".into(), "three".into())
+        ]
+    );
+    assert_eq!(b.e.members(&g).unwrap().len(), 2);
+    assert_eq!(
+        b.e.process_entries(&batch).unwrap(),
+        vec![Processed::Duplicate; batch.len()]
+    );
+    // Storage, not only the batch's cache, holds the new state: a fresh engine decrypts on.
+    let e4 = s.send(&mut a, &g, "four");
+    drop(b.e);
+    b.e = Engine::open(&b.home).unwrap();
+    expect_text(deliver(&mut b, &e4), &a, "four");
+}
+
 #[test]
 fn multi_device_user() {
     let mut s = Server::new();
