@@ -8,6 +8,7 @@
 //! a no-op [`Processed::Duplicate`], and a crash before the commit loses nothing because the
 //! server redelivers until the entry is acknowledged.
 
+use std::cell::RefCell;
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::path::Path;
 
@@ -290,6 +291,10 @@ pub struct Engine {
     crypto: RustCrypto,
     identity: Identity,
     signer: SignatureKeyPair,
+    /// Groups kept in memory between transactions (see [`Engine::with_tx`]).
+    groups: GroupCache,
+    /// `PRAGMA data_version` when `groups` was last known to match the database.
+    data_version: i64,
     #[cfg(test)]
     fail_before_commit: bool,
 }
@@ -308,6 +313,10 @@ struct Ctx<'a> {
     db: &'a Connection,
     signer: &'a SignatureKeyPair,
     me: &'a Identity,
+    /// Groups in memory that match this transaction's view of storage. Take one out with
+    /// [`Ctx::take_group`]; put it back with [`Ctx::keep_group`] only if everything done to it
+    /// was also written to storage and will not be rolled back on its own.
+    groups: RefCell<GroupCache>,
 }
 
 pub(crate) fn now_ms() -> Millis {
@@ -438,6 +447,8 @@ impl Engine {
             crypto,
             identity,
             signer,
+            groups: GroupCache::new(),
+            data_version: -1,
             #[cfg(test)]
             fail_before_commit: false,
         })
@@ -482,6 +493,8 @@ impl Engine {
                 auth_secret,
             },
             signer,
+            groups: GroupCache::new(),
+            data_version: -1,
             #[cfg(test)]
             fail_before_commit: false,
         })
@@ -530,6 +543,17 @@ impl Engine {
 
     /// Runs `f` in one `BEGIN IMMEDIATE` transaction; commits if it succeeds, rolls back (by
     /// dropping the transaction) otherwise.
+    ///
+    /// **Group cache.** Loading an `MlsGroup` from openmls's storage decodes the whole group
+    /// state, the largest cost of processing a message; so groups stay in memory between
+    /// transactions, and openmls still writes every change through to storage. The cache is
+    /// trusted only while it provably matches the database:
+    /// - it is emptied when the transaction fails or does not commit (its writes are gone);
+    /// - it is emptied when another connection — another `haven` process on this profile — has
+    ///   committed since our last transaction: SQLite's `PRAGMA data_version` changes exactly
+    ///   then (our own commits leave it alone), and we read it while holding the write lock;
+    /// - inside a transaction, code takes a group out and puts it back only when storage holds
+    ///   the same state (a savepoint rolled back means the group is not put back).
     fn with_tx<T>(
         &mut self,
         f: impl FnOnce(&Ctx<'_>) -> Result<T, EngineError>,
@@ -537,20 +561,29 @@ impl Engine {
         let tx = self
             .conn
             .transaction_with_behavior(TransactionBehavior::Immediate)?;
-        let out = {
+        let version: i64 = tx.query_row("PRAGMA data_version", [], |r| r.get(0))?;
+        let mut groups = std::mem::take(&mut self.groups);
+        if version != self.data_version {
+            groups.clear();
+        }
+        let (out, groups) = {
             let ctx = Ctx {
                 p: Provider::new(&self.crypto, &tx),
                 db: &tx,
                 signer: &self.signer,
                 me: &self.identity,
+                groups: RefCell::new(groups),
             };
-            f(&ctx)?
+            let out = f(&ctx)?;
+            (out, ctx.groups.into_inner())
         };
         #[cfg(test)]
         if std::mem::take(&mut self.fail_before_commit) {
             return Err(EngineError::Internal("injected failure before commit"));
         }
         tx.commit()?;
+        self.groups = groups;
+        self.data_version = version;
         Ok(out)
     }
 
@@ -716,7 +749,7 @@ impl Engine {
     /// Merges our pending commit once the server accepted it; returns the new epoch.
     pub fn merge_pending_commit(&mut self, group_id: &GroupId) -> Result<u64, EngineError> {
         self.with_tx(|c| {
-            let mut group = load_group(&c.p, group_id)?;
+            let mut group = c.group(group_id)?;
             if group.pending_commit().is_none() {
                 return Err(EngineError::NoPendingCommit(group_id.clone()));
             }
@@ -729,7 +762,9 @@ impl Engine {
                 ) => EngineError::Db(e),
                 e => EngineError::mls(e),
             })?;
-            Ok(group.epoch().as_u64())
+            let epoch = group.epoch().as_u64();
+            c.keep_group(group_id.clone(), group);
+            Ok(epoch)
         })
     }
 
@@ -737,8 +772,9 @@ impl Engine {
     /// queue (the winning commit), then retry.
     pub fn clear_pending_commit(&mut self, group_id: &GroupId) -> Result<(), EngineError> {
         self.with_tx(|c| {
-            let mut group = load_group(&c.p, group_id)?;
+            let mut group = c.group(group_id)?;
             group.clear_pending_commit(c.p.storage())?;
+            c.keep_group(group_id.clone(), group);
             Ok(())
         })
     }
@@ -791,7 +827,9 @@ impl Engine {
                     mls::CreateMessageError::GroupStateError(s) => c.state_error(group_id, s),
                     e => EngineError::mls(e),
                 })?;
-            serialize(&out)
+            let bytes = serialize(&out)?;
+            c.keep_group(group_id.clone(), group);
+            Ok(bytes)
         })?;
         Ok(OutgoingMessage {
             id: content.id,
@@ -899,23 +937,21 @@ impl Engine {
     /// acknowledge nothing), so the exactly-once guarantee of [`Engine::process_entry`] holds
     /// per batch, and a batch costs one commit (one `fsync`) instead of one per entry.
     ///
-    /// Within the batch a group is loaded from storage once and kept in memory while entries
-    /// for it succeed (openmls writes every change through to storage as before). A rejected
-    /// entry rolls its savepoint back and evicts the group, so the next entry reloads the state
-    /// that storage actually holds; a Welcome clears the cache (it may replace an old group).
+    /// Groups come from the engine's cache (see `with_tx`): a rejected entry rolls its
+    /// savepoint back and evicts its group, so the next entry reloads the state that storage
+    /// actually holds; a Welcome clears the cache (it may replace an old group).
     pub fn process_entries(
         &mut self,
         entries: &[QueueEntry],
     ) -> Result<Vec<Processed>, EngineError> {
         self.with_tx(|c| {
-            let mut groups = GroupCache::new();
             let mut out = Vec::with_capacity(entries.len());
             for entry in entries {
                 if store::is_processed(c.db, entry.id)? {
                     out.push(Processed::Duplicate);
                     continue;
                 }
-                let p = c.process(entry, &mut groups)?;
+                let p = c.process(entry)?;
                 store::mark_processed(c.db, entry.id, entry.kind.as_str(), p.label(), now_ms())?;
                 out.push(p);
             }
@@ -929,8 +965,10 @@ impl Engine {
     }
 }
 
-/// Groups loaded during one batch (see [`Engine::process_entries`]).
+/// Groups kept in memory (see `Engine::with_tx`).
 type GroupCache = HashMap<GroupId, MlsGroup>;
+/// Most groups kept in memory; beyond it the cache starts over.
+const GROUP_CACHE_MAX: usize = 64;
 
 fn load_group(p: &Provider<'_>, group_id: &GroupId) -> Result<MlsGroup, EngineError> {
     MlsGroup::load(p.storage(), &mls_gid(group_id))?
@@ -938,6 +976,28 @@ fn load_group(p: &Provider<'_>, group_id: &GroupId) -> Result<MlsGroup, EngineEr
 }
 
 impl Ctx<'_> {
+    /// The group, from the cache (removing it there) or from storage.
+    fn take_group(&self, group_id: &GroupId) -> Result<Option<MlsGroup>, EngineError> {
+        if let Some(g) = self.groups.borrow_mut().remove(group_id) {
+            return Ok(Some(g));
+        }
+        Ok(MlsGroup::load(self.p.storage(), &mls_gid(group_id))?)
+    }
+
+    /// Puts a group back whose every change is in storage (see [`Ctx::groups`]).
+    fn keep_group(&self, group_id: GroupId, group: MlsGroup) {
+        let mut groups = self.groups.borrow_mut();
+        if groups.len() >= GROUP_CACHE_MAX {
+            groups.clear();
+        }
+        groups.insert(group_id, group);
+    }
+
+    fn group(&self, group_id: &GroupId) -> Result<MlsGroup, EngineError> {
+        self.take_group(group_id)?
+            .ok_or_else(|| EngineError::UnknownConversation(group_id.clone()))
+    }
+
     fn credential(&self) -> CredentialWithKey {
         CredentialWithKey {
             credential: BasicCredential::new(identity_bytes(&self.me.user, &self.me.device_id))
@@ -975,7 +1035,7 @@ impl Ctx<'_> {
         if conv.state != ConversationState::Active {
             return Err(EngineError::NotActive(group_id.clone()));
         }
-        let group = load_group(&self.p, group_id)?;
+        let group = self.group(group_id)?;
         if !group.is_active() {
             return Err(EngineError::NotActive(group_id.clone()));
         }
@@ -1160,11 +1220,7 @@ impl Ctx<'_> {
 
     // ---------------------------------------------------------------- receiving
 
-    fn process(
-        &self,
-        entry: &QueueEntry,
-        groups: &mut GroupCache,
-    ) -> Result<Processed, EngineError> {
+    fn process(&self, entry: &QueueEntry) -> Result<Processed, EngineError> {
         if entry.payload.len() > MAX_PAYLOAD {
             return Ok(Processed::Dropped {
                 reason: DropReason::Malformed,
@@ -1185,11 +1241,11 @@ impl Ctx<'_> {
                 )
             }
             EntryKind::Welcome => {
-                groups.clear();
+                self.groups.borrow_mut().clear();
                 self.in_savepoint(|| self.welcome(entry))?
             }
             EntryKind::Application | EntryKind::Commit | EntryKind::Proposal => {
-                self.in_savepoint(|| self.protocol(entry, groups))?
+                self.in_savepoint(|| self.protocol(entry))?
             }
         };
         Ok(step)
@@ -1285,7 +1341,7 @@ impl Ctx<'_> {
         Ok(Step::Done(Box::new(Processed::Joined(conv))))
     }
 
-    fn protocol(&self, entry: &QueueEntry, groups: &mut GroupCache) -> Result<Step, EngineError> {
+    fn protocol(&self, entry: &QueueEntry) -> Result<Step, EngineError> {
         let Ok(msg) = MlsMessageIn::tls_deserialize_exact(&entry.payload) else {
             return dropped(DropReason::Malformed);
         };
@@ -1309,17 +1365,13 @@ impl Ctx<'_> {
         if store::conversation_get(self.db, &group_id)?.is_none() {
             return dropped(DropReason::UnknownGroup);
         }
-        let mut group = match groups.remove(&group_id) {
-            Some(g) => g,
-            None => match MlsGroup::load(self.p.storage(), &mls_gid(&group_id))? {
-                Some(g) => g,
-                None => return dropped(DropReason::UnknownGroup),
-            },
+        let Some(mut group) = self.take_group(&group_id)? else {
+            return dropped(DropReason::UnknownGroup);
         };
         let step = self.protocol_in(entry, &group_id, &mut group, pm)?;
         // Keep the in-memory group only while it matches storage: a rejection rolls back.
         if matches!(step, Step::Done(_)) {
-            groups.insert(group_id, group);
+            self.keep_group(group_id, group);
         }
         Ok(step)
     }

@@ -85,23 +85,23 @@ pub(crate) fn migrate(conn: &Connection) -> Result<(), EngineError> {
 
 pub(crate) fn meta_get(conn: &Connection, key: &str) -> Result<Option<Vec<u8>>, EngineError> {
     Ok(conn
-        .query_row("SELECT value FROM haven_meta WHERE key = ?1", [key], |r| {
-            r.get(0)
-        })
+        .prepare_cached("SELECT value FROM haven_meta WHERE key = ?1")?
+        .query_row([key], |r| r.get(0))
         .optional()?)
 }
 
 pub(crate) fn meta_put(conn: &Connection, key: &str, value: &[u8]) -> Result<(), EngineError> {
-    conn.execute(
+    conn.prepare_cached(
         "INSERT INTO haven_meta (key, value) VALUES (?1, ?2)
          ON CONFLICT (key) DO UPDATE SET value = excluded.value",
-        params![key, value],
-    )?;
+    )?
+    .execute(params![key, value])?;
     Ok(())
 }
 
 pub(crate) fn meta_delete(conn: &Connection, key: &str) -> Result<(), EngineError> {
-    conn.execute("DELETE FROM haven_meta WHERE key = ?1", [key])?;
+    conn.prepare_cached("DELETE FROM haven_meta WHERE key = ?1")?
+        .execute([key])?;
     Ok(())
 }
 
@@ -206,20 +206,20 @@ pub(crate) fn conversation_put(conn: &Connection, c: &Conversation) -> Result<()
         ConversationKind::Direct { peer } => ("direct", Some(peer.as_str()), None),
         ConversationKind::Group { name } => ("group", None, Some(name.as_str())),
     };
-    conn.execute(
+    conn.prepare_cached(
         "INSERT INTO haven_conversations (group_id, kind, peer, name, state, created_at)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6)
          ON CONFLICT (group_id) DO UPDATE SET kind = excluded.kind, peer = excluded.peer,
              name = excluded.name, state = excluded.state",
-        params![
-            c.group_id.as_bytes(),
-            kind,
-            peer,
-            name,
-            c.state.as_str(),
-            i64::try_from(c.created_at).unwrap_or(i64::MAX)
-        ],
-    )?;
+    )?
+    .execute(params![
+        c.group_id.as_bytes(),
+        kind,
+        peer,
+        name,
+        c.state.as_str(),
+        i64::try_from(c.created_at).unwrap_or(i64::MAX)
+    ])?;
     Ok(())
 }
 
@@ -228,17 +228,16 @@ pub(crate) fn conversation_get(
     group_id: &GroupId,
 ) -> Result<Option<Conversation>, EngineError> {
     let row = conn
-        .query_row(
-            &format!("SELECT {CONV_COLS} FROM haven_conversations WHERE group_id = ?1"),
-            [group_id.as_bytes()],
-            conv_from_row,
-        )
+        .prepare_cached(&format!(
+            "SELECT {CONV_COLS} FROM haven_conversations WHERE group_id = ?1"
+        ))?
+        .query_row([group_id.as_bytes()], conv_from_row)
         .optional()?;
     row.map(conv_decode).transpose()
 }
 
 pub(crate) fn conversation_list(conn: &Connection) -> Result<Vec<Conversation>, EngineError> {
-    let mut st = conn.prepare(&format!(
+    let mut st = conn.prepare_cached(&format!(
         "SELECT {CONV_COLS} FROM haven_conversations ORDER BY created_at, group_id"
     ))?;
     let rows = st.query_map([], conv_from_row)?;
@@ -254,10 +253,8 @@ pub(crate) fn conversation_set_state(
     group_id: &GroupId,
     state: ConversationState,
 ) -> Result<(), EngineError> {
-    conn.execute(
-        "UPDATE haven_conversations SET state = ?2 WHERE group_id = ?1",
-        params![group_id.as_bytes(), state.as_str()],
-    )?;
+    conn.prepare_cached("UPDATE haven_conversations SET state = ?2 WHERE group_id = ?1")?
+        .execute(params![group_id.as_bytes(), state.as_str()])?;
     Ok(())
 }
 
@@ -321,11 +318,11 @@ pub(crate) struct NewMessage<'a> {
 
 /// Inserts a message; returns false if one with the same (group, sender, id) exists.
 pub(crate) fn message_insert(conn: &Connection, m: &NewMessage<'_>) -> Result<bool, EngineError> {
-    let n = conn.execute(
+    let n = conn.prepare_cached(
         "INSERT OR IGNORE INTO haven_messages (group_id, message_id, sender_user, sender_device,
              content, sent_at, received_at, commitment, salt, server_tag, queue_id, outgoing)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
-        params![
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)")?
+        .execute(params![
             m.group.as_bytes(),
             m.content.id.as_str(),
             m.from.as_str(),
@@ -338,23 +335,22 @@ pub(crate) fn message_insert(conn: &Connection, m: &NewMessage<'_>) -> Result<bo
             m.server_tag,
             m.queue_id,
             m.outgoing,
-        ],
-    )?;
+        ],)?;
     if n == 0 {
         return Ok(false);
     }
     if let Body::Attachment(a) = &m.content.body {
-        conn.execute(
+        conn.prepare_cached(
             "INSERT INTO haven_attachments (message_seq, blob_id, name, size, sha256)
              VALUES (?1, ?2, ?3, ?4, ?5)",
-            params![
-                conn.last_insert_rowid(),
-                a.blob_id.as_str(),
-                a.name,
-                i64::try_from(a.size).unwrap_or(i64::MAX),
-                a.sha256.as_slice(),
-            ],
-        )?;
+        )?
+        .execute(params![
+            conn.last_insert_rowid(),
+            a.blob_id.as_str(),
+            a.name,
+            i64::try_from(a.size).unwrap_or(i64::MAX),
+            a.sha256.as_slice(),
+        ])?;
     }
     Ok(true)
 }
@@ -397,7 +393,7 @@ pub(crate) fn messages_after(
     cursor: i64,
     limit: u32,
 ) -> Result<Vec<(i64, StoredMessage)>, EngineError> {
-    let mut st = conn.prepare(
+    let mut st = conn.prepare_cached(
         "SELECT message_id, group_id, sender_user, sender_device, content, sent_at, received_at, seq
          FROM haven_messages WHERE seq > ?1 AND outgoing = 0 ORDER BY seq LIMIT ?2",
     )?;
@@ -417,7 +413,7 @@ pub(crate) fn history(
     group: &GroupId,
     limit: u32,
 ) -> Result<Vec<StoredMessage>, EngineError> {
-    let mut st = conn.prepare(
+    let mut st = conn.prepare_cached(
         "SELECT * FROM (
              SELECT message_id, group_id, sender_user, sender_device, content, sent_at,
                     received_at, seq
@@ -441,29 +437,25 @@ pub(crate) fn frank_record(
     id: &MessageId,
 ) -> Result<Option<FrankRecord>, EngineError> {
     Ok(conn
-        .query_row(
+        .prepare_cached(
             "SELECT content, salt, commitment, server_tag FROM haven_messages
              WHERE group_id = ?1 AND sender_user = ?2 AND message_id = ?3",
-            params![group.as_bytes(), from.as_str(), id.as_str()],
-            |r| {
-                Ok(FrankRecord {
-                    content: r.get(0)?,
-                    salt: r.get(1)?,
-                    commitment: r.get(2)?,
-                    server_tag: r.get(3)?,
-                })
-            },
-        )
+        )?
+        .query_row(params![group.as_bytes(), from.as_str(), id.as_str()], |r| {
+            Ok(FrankRecord {
+                content: r.get(0)?,
+                salt: r.get(1)?,
+                commitment: r.get(2)?,
+                server_tag: r.get(3)?,
+            })
+        })
         .optional()?)
 }
 
 pub(crate) fn is_processed(conn: &Connection, queue_id: i64) -> Result<bool, EngineError> {
     Ok(conn
-        .query_row(
-            "SELECT 1 FROM haven_processed WHERE queue_id = ?1",
-            [queue_id],
-            |_| Ok(()),
-        )
+        .prepare_cached("SELECT 1 FROM haven_processed WHERE queue_id = ?1")?
+        .query_row([queue_id], |_| Ok(()))
         .optional()?
         .is_some())
 }
@@ -475,10 +467,9 @@ pub(crate) fn mark_processed(
     outcome: &str,
     now: Millis,
 ) -> Result<(), EngineError> {
-    conn.execute(
-        "INSERT INTO haven_processed (queue_id, kind, outcome, processed_at) VALUES (?1, ?2, ?3, ?4)",
-        params![queue_id, kind, outcome, i64::try_from(now).unwrap_or(i64::MAX)],
-    )?;
+    conn.prepare_cached(
+        "INSERT INTO haven_processed (queue_id, kind, outcome, processed_at) VALUES (?1, ?2, ?3, ?4)")?
+        .execute(params![queue_id, kind, outcome, i64::try_from(now).unwrap_or(i64::MAX)],)?;
     Ok(())
 }
 
@@ -488,10 +479,7 @@ pub(crate) fn processed_outcome(
     queue_id: i64,
 ) -> Result<Option<String>, EngineError> {
     Ok(conn
-        .query_row(
-            "SELECT outcome FROM haven_processed WHERE queue_id = ?1",
-            [queue_id],
-            |r| r.get(0),
-        )
+        .prepare_cached("SELECT outcome FROM haven_processed WHERE queue_id = ?1")?
+        .query_row([queue_id], |r| r.get(0))
         .optional()?)
 }

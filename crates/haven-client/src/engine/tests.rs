@@ -668,6 +668,44 @@ fn batch_is_one_transaction_and_survives_rejections() {
     expect_text(deliver(&mut b, &e4), &a, "four");
 }
 
+/// Two engines on one profile (two `haven` processes): each one's cached groups are dropped as
+/// soon as the other commits, so neither sends from a stale ratchet (which would reuse a
+/// generation's key and nonce) nor decrypts with stale state.
+#[test]
+fn second_process_on_the_profile_invalidates_cached_groups() {
+    let mut s = Server::new();
+    let (mut a, mut b) = (Dev::new("alice"), Dev::new("bob"));
+    let g = setup(
+        &mut s,
+        &mut a,
+        ConversationKind::Direct { peer: b.user() },
+        &mut [&mut b],
+    );
+    let mut a2 = Engine::open(&a.home).unwrap();
+    let e1 = s.send(&mut a, &g, "one"); // `a.e` now holds the group in memory
+    let m2 = a2.encrypt(&g, Body::Text("two".into())).unwrap();
+    let e2 = s.entry(EntryKind::Application, Some(&g), Some(a.sender()), m2.mls);
+    let e3 = s.send(&mut a, &g, "three");
+    expect_text(deliver(&mut b, &e1), &a, "one");
+    expect_text(deliver(&mut b, &e2), &a, "two");
+    expect_text(deliver(&mut b, &e3), &a, "three");
+
+    // The same on the receiving side: bob's second process handles an epoch change.
+    let mut b2 = Engine::open(&b.home).unwrap();
+    let e4 = s.send(&mut a, &g, "four");
+    expect_text(deliver(&mut b, &e4), &a, "four");
+    let mut c = Dev::new("carol");
+    let oc = a.e.add_members(&g, &[c.claim()]).unwrap();
+    let (commit, _) = s.accept(&mut a, &oc);
+    assert!(matches!(
+        b2.process_entry(&commit).unwrap(),
+        Processed::Commit(_)
+    ));
+    let e5 = s.send(&mut a, &g, "five");
+    expect_text(deliver(&mut b, &e5), &a, "five");
+    assert_eq!(b.e.members(&g).unwrap().len(), 3);
+}
+
 #[test]
 fn multi_device_user() {
     let mut s = Server::new();
