@@ -561,8 +561,14 @@ impl Client {
     }
 
     async fn send_body(&mut self, g: &GroupId, body: Body) -> Result<StoredMessage, ClientError> {
-        self.commit_proposals(g).await?;
-        let out = self.engine.encrypt(g, body)?;
+        // openmls refuses to send while proposals are pending: commit them, then send.
+        let out = match self.engine.encrypt(g, body.clone()) {
+            Err(EngineError::PendingProposals(_)) => {
+                self.commit_proposals(g).await?;
+                self.engine.encrypt(g, body)?
+            }
+            other => other?,
+        };
         let resp = self.api.send(g, out.mls.clone()).await?;
         self.engine.record_sent(&out, resp.received_at)?;
         Ok(StoredMessage {

@@ -1257,15 +1257,19 @@ impl Ctx<'_> {
         &self,
         f: impl FnOnce() -> Result<Step, EngineError>,
     ) -> Result<Processed, EngineError> {
-        self.db.execute_batch("SAVEPOINT haven_mls")?;
+        let run = |sql: &str| -> Result<(), EngineError> {
+            self.db.prepare_cached(sql)?.execute([])?;
+            Ok(())
+        };
+        run("SAVEPOINT haven_mls")?;
         match f()? {
             Step::Done(p) => {
-                self.db.execute_batch("RELEASE haven_mls")?;
+                run("RELEASE haven_mls")?;
                 Ok(*p)
             }
             Step::Reject(reason) => {
-                self.db
-                    .execute_batch("ROLLBACK TO haven_mls; RELEASE haven_mls")?;
+                run("ROLLBACK TO haven_mls")?;
+                run("RELEASE haven_mls")?;
                 Ok(Processed::Dropped { reason })
             }
         }

@@ -53,7 +53,24 @@ pub enum BenchCmd {
     },
 }
 
-pub async fn run(cmd: BenchCmd) -> anyhow::Result<ExitCode> {
+/// Runs a benchmark on its own runtime. It has more worker threads than cores on purpose: the
+/// benchmark hosts many clients in one process, and each client's engine does its SQLite work,
+/// `fsync` included, synchronously on its task, as it would on its own process's thread. With one
+/// worker per core, one client waiting for the disk would stall the server and every other client,
+/// which separate processes would not.
+pub fn main(cmd: BenchCmd) -> anyhow::Result<ExitCode> {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(BENCH_WORKERS)
+        .enable_all()
+        .build()
+        .context("starting the runtime")?
+        .block_on(run(cmd))
+}
+
+/// Worker threads of the benchmark's runtime (see [`main`]).
+const BENCH_WORKERS: usize = 16;
+
+async fn run(cmd: BenchCmd) -> anyhow::Result<ExitCode> {
     match cmd {
         BenchCmd::Deliver {
             clients,

@@ -85,7 +85,7 @@ fn main() -> std::process::ExitCode {
         Command::Conversations(args) => msg_cli::run(msg_cli::conversations(home, args)),
         Command::Chat(args) => msg_cli::run(msg_cli::chat(home, args)),
         Command::Demo => msg_cli::run(demo::run()),
-        Command::Bench(cmd) => msg_cli::run(bench::run(cmd)),
+        Command::Bench(cmd) => bench::main(cmd),
     };
     match result {
         Ok(code) => code,
