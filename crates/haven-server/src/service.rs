@@ -690,6 +690,7 @@ impl Service {
             group_id: group.clone(),
             epoch,
             sender: who.device.clone(),
+            commit_sha256: Sha256::digest(&req.commit).into(),
             added: req.added.clone(),
             removed,
             commit: self.message(EntryKind::Commit, group, &who.device, req.commit, now),

@@ -17,6 +17,7 @@ use std::str::FromStr;
 use std::sync::Arc;
 
 use futures_util::FutureExt as _;
+use sha2::Digest as _;
 use haven_proto::api::EntryKind;
 use haven_proto::{DeviceId, GroupId, UserName};
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
@@ -90,10 +91,16 @@ fn commit(
     removed: &[&DeviceId],
 ) -> CommitApply {
     let payload = format!("commit {epoch} by {sender}");
+    // Every call makes a distinct commit, as every MLS commit (fresh signature and path
+    // secrets) hashes differently; resubmission tests reuse the returned value.
+    static SERIAL: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let serial = SERIAL.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let commit_sha256 = sha2::Sha256::digest(format!("{payload} #{serial}")).into();
     CommitApply {
         group_id: group.clone(),
         epoch,
         sender: sender.clone(),
+        commit_sha256,
         added: added.iter().map(|d| (*d).clone()).collect(),
         removed: removed.iter().map(|d| (*d).clone()).collect(),
         commit: message(
@@ -651,6 +658,35 @@ async fn apply_commit_routes_commit_and_welcome<S: Store>(s: Arc<S>) {
         .await
         .unwrap_err();
     assert!(matches!(e, StoreError::NotMember), "{e:?}");
+}
+
+/// The committer resubmitting the commit an earlier epoch accepted gets the current state and
+/// changes nothing; the same bytes from another device, or another commit for that epoch, are
+/// still a conflict.
+async fn apply_commit_resubmission_is_recognised<S: Store>(s: Arc<S>) {
+    people(&*s).await;
+    let g = gid(1);
+    s.create_group(&g, &dev(1), NOW).await.unwrap();
+    let first = commit(&g, 0, &dev(1), &[&dev(2)], &[]);
+    assert_eq!(s.apply_commit(&first, &LIMITS).await.unwrap().epoch, 1);
+    let second = commit(&g, 1, &dev(2), &[&dev(3)], &[]);
+    assert_eq!(s.apply_commit(&second, &LIMITS).await.unwrap().epoch, 2);
+    let before = snapshot(&*s, &g).await;
+    for c in [&first, &second] {
+        let again = s.apply_commit(c, &LIMITS).await.unwrap();
+        assert_eq!(again.epoch, 2);
+        assert_eq!(again.members, vec![dev(1), dev(2), dev(3)]);
+    }
+    assert_eq!(snapshot(&*s, &g).await, before);
+    let mut other_sender = first.clone();
+    other_sender.sender = dev(2);
+    let mut other_commit = first.clone();
+    other_commit.commit_sha256[0] ^= 1;
+    for c in [&other_sender, &other_commit] {
+        let e = s.apply_commit(c, &LIMITS).await.unwrap_err();
+        assert!(matches!(e, StoreError::EpochConflict { current: 2 }), "{e:?}");
+    }
+    assert_eq!(snapshot(&*s, &g).await, before);
 }
 
 async fn apply_commit_rejections_write_nothing<S: Store>(s: Arc<S>) {
@@ -1380,6 +1416,7 @@ conformance_suite!(
     create_group_and_duplicate,
     apply_commit_routes_commit_and_welcome,
     apply_commit_rejections_write_nothing,
+    apply_commit_resubmission_is_recognised,
     apply_commit_race_one_winner_per_epoch,
     leave_group_removes_and_notifies,
     enqueue_group_to_members_but_sender,

@@ -226,6 +226,8 @@ pub struct CommitApply {
     pub epoch: u64,
     /// The committing device; must be a member.
     pub sender: DeviceId,
+    /// SHA-256 of the commit's MLS bytes, recorded for the epoch it is accepted in.
+    pub commit_sha256: [u8; 32],
     /// Devices added: must exist and not be members.
     pub added: Vec<DeviceId>,
     /// Devices removed: must be members (the sender may not remove itself).
@@ -356,6 +358,12 @@ pub trait Store: Send + Sync + 'static {
     /// `InvalidMembership` covers: adding a member, adding a device twice, removing a non-member,
     /// removing a device twice, and the sender removing itself. Without a Welcome the added
     /// devices are queued nothing.
+    ///
+    /// **Resubmission.** The accepted commit's hash and committer are recorded per epoch. The
+    /// same device submitting the same commit (same `commit_sha256`) for an epoch that already
+    /// accepted it gets `Ok` with the group's current state and nothing changes: a committer
+    /// that lost the answer (crash, dropped connection) learns that its commit is in and merges
+    /// it, instead of mistaking it for a lost race.
     async fn apply_commit(&self, commit: &CommitApply, limits: &Limits)
         -> StoreResult<GroupRecord>;
     /// A member leaves: removes `device` from the group's routing set and queues `proposal` (its
@@ -440,6 +448,13 @@ pub(crate) struct CommitPlan {
     pub recipients: Vec<DeviceId>,
     /// Members after the commit, sorted.
     pub members_after: Vec<DeviceId>,
+}
+
+/// Whether `commit` resubmits the commit recorded for its epoch (`recorded`: hash and committer).
+pub(crate) fn is_resubmission(commit: &CommitApply, recorded: Option<(Vec<u8>, String)>) -> bool {
+    recorded.is_some_and(|(hash, committer)| {
+        hash.as_slice() == commit.commit_sha256.as_slice() && committer == commit.sender.as_str()
+    })
 }
 
 /// Checks a commit against the group's current `epoch` and `members` (everything but whether

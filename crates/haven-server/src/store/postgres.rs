@@ -23,7 +23,7 @@ use haven_proto::{DeviceId, GroupId, UserName};
 use sqlx::postgres::{PgConnectOptions, PgConnection, PgPool, PgPoolOptions};
 
 use super::{
-    count_u32, epoch_from_db, epoch_to_db, frank_columns, limit_to_db, parse_device, parse_user,
+    count_u32, epoch_from_db, epoch_to_db, frank_columns, is_resubmission, limit_to_db, parse_device, parse_user,
     plan_commit, CommitApply, DeviceRecord, DeviceRow, GroupRecord, Limits, Millis, NewDevice,
     NewMessage, QueueRow, QueuedMessage, Store, StoreError, StoreResult,
 };
@@ -455,6 +455,23 @@ async fn apply_commit_tx(
     limits: &Limits,
 ) -> TxResult<GroupRecord> {
     let (epoch, members) = group_state(conn, &commit.group_id, GroupLock::Update).await?;
+    let gid = commit.group_id.as_bytes();
+    if commit.epoch < epoch {
+        let recorded: Option<(Vec<u8>, String)> = sqlx::query_as(
+            "SELECT commit_sha256, committer FROM group_commits WHERE group_id = $1 AND epoch = $2",
+        )
+        .bind(gid)
+        .bind(epoch_to_db(commit.epoch)?)
+        .fetch_optional(&mut *conn)
+        .await?;
+        if is_resubmission(commit, recorded) {
+            return Ok(GroupRecord {
+                group_id: commit.group_id.clone(),
+                epoch,
+                members,
+            });
+        }
+    }
     let plan = plan_commit(commit, epoch, &members, limits)?;
     let added = device_strings(&commit.added);
     let known: i64 = sqlx::query_scalar("SELECT count(*) FROM devices WHERE id = ANY($1)")
@@ -471,7 +488,17 @@ async fn apply_commit_tx(
     if let Some(welcome) = &commit.welcome {
         enqueue(conn, &plan.welcome_to, welcome).await?;
     }
-    let gid = commit.group_id.as_bytes();
+    sqlx::query(
+        "INSERT INTO group_commits (group_id, epoch, commit_sha256, committer, accepted_at)
+         VALUES ($1, $2, $3, $4, $5)",
+    )
+    .bind(gid)
+    .bind(epoch_to_db(commit.epoch)?)
+    .bind(commit.commit_sha256.as_slice())
+    .bind(commit.sender.as_str())
+    .bind(commit.commit.received_at)
+    .execute(&mut *conn)
+    .await?;
     sqlx::query("DELETE FROM group_members WHERE group_id = $1 AND device_id = ANY($2)")
         .bind(gid)
         .bind(device_strings(&commit.removed))

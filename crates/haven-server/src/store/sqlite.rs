@@ -31,7 +31,8 @@ use sqlx::sqlite::{
 use sqlx::{Sqlite, Transaction};
 
 use super::{
-    count_u32, epoch_from_db, epoch_to_db, frank_columns, limit_to_db, parse_device, plan_commit,
+    count_u32, epoch_from_db, epoch_to_db, frank_columns, is_resubmission, limit_to_db,
+    parse_device, plan_commit,
     CommitApply, DeviceRecord, DeviceRow, GroupRecord, Limits, Millis, NewDevice, NewMessage,
     QueueRow, QueuedMessage, Store, StoreError, StoreResult,
 };
@@ -628,6 +629,23 @@ impl Store for SqliteStore {
     ) -> StoreResult<GroupRecord> {
         let mut tx = self.write().await?;
         let (epoch, members) = group_state(&mut tx, &commit.group_id).await?;
+        let gid = commit.group_id.as_bytes();
+        if commit.epoch < epoch {
+            let recorded: Option<(Vec<u8>, String)> = sqlx::query_as(
+                "SELECT commit_sha256, committer FROM group_commits WHERE group_id = ?1 AND epoch = ?2",
+            )
+            .bind(gid)
+            .bind(epoch_to_db(commit.epoch)?)
+            .fetch_optional(&mut *tx)
+            .await?;
+            if is_resubmission(commit, recorded) {
+                return Ok(GroupRecord {
+                    group_id: commit.group_id.clone(),
+                    epoch,
+                    members,
+                });
+            }
+        }
         let plan = plan_commit(commit, epoch, &members, limits)?;
         for added in &commit.added {
             if !device_exists(&mut tx, added).await? {
@@ -639,7 +657,17 @@ impl Store for SqliteStore {
         if let Some(welcome) = &commit.welcome {
             enqueue(&mut tx, &plan.welcome_to, welcome).await?;
         }
-        let gid = commit.group_id.as_bytes();
+        sqlx::query(
+            "INSERT INTO group_commits (group_id, epoch, commit_sha256, committer, accepted_at)
+             VALUES (?1, ?2, ?3, ?4, ?5)",
+        )
+        .bind(gid)
+        .bind(epoch_to_db(commit.epoch)?)
+        .bind(commit.commit_sha256.as_slice())
+        .bind(commit.sender.as_str())
+        .bind(commit.commit.received_at)
+        .execute(&mut *tx)
+        .await?;
         let removed = json_devices(&commit.removed)?;
         sqlx::query("DELETE FROM group_members WHERE group_id = ?1 AND device_id IN (SELECT value FROM json_each(?2))")
             .bind(gid)
