@@ -8,6 +8,13 @@
 //!
 //! Commits follow the server's one-commit-per-epoch rule: stage, submit; on `epoch_conflict`
 //! clear the staged commit, process the queue (which holds the winning commit) and try again.
+//! When the answer is lost — the server unreachable mid-request, a 5xx, or a crash between the
+//! server accepting and our merge — the staged commit is kept (the engine records it with its
+//! bytes) and resubmitted as the same bytes before anything else touches the group
+//! ([`Client::sync`] and every commit start with it): the server answers a resubmission of the
+//! commit it accepted with success, so we merge it; a conflict means another commit won, so we
+//! clear ours and process the winner. Clearing an accepted commit would strand the device in
+//! the old epoch for good; this is what prevents it.
 
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -386,38 +393,61 @@ impl Client {
     /// Submits commits built by `build` until one is accepted (see the module docs).
     async fn commit_with_retry<F>(
         &mut self,
-        group: &GroupId,
         mut build: F,
     ) -> Result<Option<api::GroupState>, ClientError>
     where
         F: FnMut(&mut Engine) -> Result<Option<OutgoingCommit>, ClientError>,
     {
+        self.settle_pending_commits().await?;
         for _ in 0..COMMIT_ATTEMPTS {
             let Some(out) = build(&mut self.engine)? else {
                 return Ok(None);
             };
-            let req = api::CommitRequest {
-                commit: out.commit,
-                welcome: out.welcome,
-                added: out.added,
-                removed: out.removed,
-            };
-            match self.api.commit(group, &req).await {
-                Ok(state) => {
-                    self.engine.merge_pending_commit(group)?;
-                    return Ok(Some(state));
-                }
-                Err(e) if e.code() == Some(ErrorCode::EpochConflict) => {
-                    self.engine.clear_pending_commit(group)?;
-                    self.process_queue().await?;
-                }
-                Err(e) => {
-                    self.engine.clear_pending_commit(group)?;
-                    return Err(e.into());
-                }
+            match self.submit_commit(out).await? {
+                CommitFate::Accepted(state) => return Ok(Some(state)),
+                CommitFate::Lost => self.process_queue().await.map(|_| ())?,
             }
         }
         Err(usage("gave up after repeated commit conflicts; try again"))
+    }
+
+    /// Submits a staged commit and merges or clears it by the server's answer. `Err` when the
+    /// answer is unknown (unreachable, 5xx): the commit stays staged for
+    /// [`Client::settle_pending_commits`].
+    async fn submit_commit(&mut self, out: OutgoingCommit) -> Result<CommitFate, ClientError> {
+        let group = out.group_id.clone();
+        let req = api::CommitRequest {
+            commit: out.commit,
+            welcome: out.welcome,
+            added: out.added,
+            removed: out.removed,
+        };
+        match self.api.commit(&group, &req).await {
+            Ok(state) => {
+                self.engine.merge_pending_commit(&group)?;
+                Ok(CommitFate::Accepted(state))
+            }
+            Err(e) if e.code() == Some(ErrorCode::EpochConflict) => {
+                self.engine.clear_pending_commit(&group)?;
+                Ok(CommitFate::Lost)
+            }
+            Err(e @ NetError::Api { status, .. }) if status < 500 => {
+                // Refused for good (bad request, limit, not a member): nothing was applied.
+                self.engine.clear_pending_commit(&group)?;
+                Err(e.into())
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Resubmits every commit whose answer was lost (see the module docs): merged if the server
+    /// had accepted it (or accepts it now), cleared if another commit won its epoch. Runs before
+    /// the queue is processed, since what is queued may already be in the epoch after it.
+    pub async fn settle_pending_commits(&mut self) -> Result<(), ClientError> {
+        for out in self.engine.pending_commits()? {
+            self.submit_commit(out).await?;
+        }
+        Ok(())
     }
 
     /// Opens (or reuses) the 1:1 conversation with `peer`.
@@ -440,7 +470,7 @@ impl Client {
             .engine
             .create_conversation(ConversationKind::Direct { peer: peer.clone() })?;
         self.api.create_group(&g).await?;
-        self.commit_with_retry(&g, |e| Ok(Some(e.add_members(&g, &claimed)?)))
+        self.commit_with_retry(|e| Ok(Some(e.add_members(&g, &claimed)?)))
             .await?;
         Ok(g)
     }
@@ -480,7 +510,7 @@ impl Client {
         })?;
         self.api.create_group(&g).await?;
         if !claimed.is_empty() {
-            self.commit_with_retry(&g, |e| Ok(Some(e.add_members(&g, &claimed)?)))
+            self.commit_with_retry(|e| Ok(Some(e.add_members(&g, &claimed)?)))
                 .await?;
         }
         self.send_body(&g, Body::GroupName(name.to_owned())).await?;
@@ -496,7 +526,7 @@ impl Client {
         }
         self.check_user(user).await?;
         let claimed = self.claim(std::slice::from_ref(user), false).await?;
-        self.commit_with_retry(&g, |e| Ok(Some(e.add_members(&g, &claimed)?)))
+        self.commit_with_retry(|e| Ok(Some(e.add_members(&g, &claimed)?)))
             .await?;
         self.send_body(
             &g,
@@ -515,7 +545,7 @@ impl Client {
         }
         let users = [user.clone()];
         let mut first = true;
-        self.commit_with_retry(&g, |e| {
+        self.commit_with_retry(|e| {
             if !e.members(&g)?.iter().any(|(u, _)| u == &users[0]) {
                 return if first {
                     Err(usage(format!("{} is not a member of this group", users[0])))
@@ -585,7 +615,7 @@ impl Client {
     /// Commits pending proposals (members leaving); openmls refuses to send until they are.
     async fn commit_proposals(&mut self, g: &GroupId) -> Result<(), ClientError> {
         if self.engine.has_pending_proposals(g)? {
-            self.commit_with_retry(g, |e| Ok(e.commit_pending_proposals(g)?))
+            self.commit_with_retry(|e| Ok(e.commit_pending_proposals(g)?))
                 .await?;
         }
         Ok(())
@@ -817,7 +847,7 @@ impl Client {
             }
             let claimed = [claimed];
             let device = device.clone();
-            self.commit_with_retry(&g, |e| {
+            self.commit_with_retry(|e| {
                 if e.members(&g)?.iter().any(|(_, d)| d == &device) {
                     return Ok(None);
                 }
@@ -834,6 +864,7 @@ impl Client {
     /// Fetches, processes, stores and acknowledges everything queued, then does the follow-up
     /// work it asks for. Returns what happened.
     pub async fn sync(&mut self) -> Result<Vec<Event>, ClientError> {
+        self.settle_pending_commits().await?;
         let mut events = Vec::new();
         // Follow-ups can queue more for us (commits race); a few rounds settle it.
         for _ in 0..4 {
@@ -944,6 +975,14 @@ impl Client {
         self.handle_pushed(stream, entries, &mut events).await?;
         Ok(events)
     }
+}
+
+/// What became of a submitted commit.
+enum CommitFate {
+    /// Accepted and merged.
+    Accepted(api::GroupState),
+    /// Another commit won the epoch; ours is cleared.
+    Lost,
 }
 
 fn label_of(c: &Conversation) -> String {

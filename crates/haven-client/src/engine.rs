@@ -708,7 +708,7 @@ impl Engine {
         group_id: &GroupId,
         claimed: &[ClaimedKeyPackages],
     ) -> Result<OutgoingCommit, EngineError> {
-        self.with_tx(|c| c.add_members(group_id, claimed))
+        self.with_tx(|c| c.staged(c.add_members(group_id, claimed)?))
     }
 
     /// Stages a commit removing every device of `users`. Use [`leave`](Self::leave) to remove
@@ -722,7 +722,7 @@ impl Engine {
         if users.contains(&me) {
             return Err(EngineError::Membership("use leave to remove yourself"));
         }
-        self.with_tx(|c| c.remove_where(group_id, |u, _| users.contains(u)))
+        self.with_tx(|c| c.staged(c.remove_where(group_id, |u, _| users.contains(u))?))
     }
 
     /// Stages a commit removing these devices (which may include our own other devices, not
@@ -735,7 +735,7 @@ impl Engine {
         if devices.contains(&self.identity.device_id) {
             return Err(EngineError::Membership("use leave to remove this device"));
         }
-        self.with_tx(|c| c.remove_where(group_id, |_, d| devices.contains(d)))
+        self.with_tx(|c| c.staged(c.remove_where(group_id, |_, d| devices.contains(d))?))
     }
 
     /// Stages a commit of the pending proposals (a member's leave), or `None` if there are none.
@@ -743,7 +743,11 @@ impl Engine {
         &mut self,
         group_id: &GroupId,
     ) -> Result<Option<OutgoingCommit>, EngineError> {
-        self.with_tx(|c| c.commit_pending(group_id))
+        self.with_tx(|c| {
+            c.commit_pending(group_id)?
+                .map(|oc| c.staged(oc))
+                .transpose()
+        })
     }
 
     /// Merges our pending commit once the server accepted it; returns the new epoch.
@@ -764,6 +768,7 @@ impl Engine {
             })?;
             let epoch = group.epoch().as_u64();
             c.keep_group(group_id.clone(), group);
+            store::pending_commit_delete(c.db, group_id)?;
             Ok(epoch)
         })
     }
@@ -775,8 +780,14 @@ impl Engine {
             let mut group = c.group(group_id)?;
             group.clear_pending_commit(c.p.storage())?;
             c.keep_group(group_id.clone(), group);
-            Ok(())
+            store::pending_commit_delete(c.db, group_id)
         })
+    }
+
+    /// Commits staged but neither merged nor cleared: the server's answer was lost (a crash, a
+    /// dropped connection). Resubmit each as it is; the server recognises one it accepted.
+    pub fn pending_commits(&self) -> Result<Vec<OutgoingCommit>, EngineError> {
+        store::pending_commit_list(&self.conn)
     }
 
     /// Leaves: returns our Remove proposal (send it with `ProposalRequest { leave: true }`) and
@@ -976,6 +987,12 @@ fn load_group(p: &Provider<'_>, group_id: &GroupId) -> Result<MlsGroup, EngineEr
 }
 
 impl Ctx<'_> {
+    /// Records a staged commit (in the transaction that staged it) until merged or cleared.
+    fn staged(&self, oc: OutgoingCommit) -> Result<OutgoingCommit, EngineError> {
+        store::pending_commit_put(self.db, &oc)?;
+        Ok(oc)
+    }
+
     /// The group, from the cache (removing it there) or from storage.
     fn take_group(&self, group_id: &GroupId) -> Result<Option<MlsGroup>, EngineError> {
         if let Some(g) = self.groups.borrow_mut().remove(group_id) {

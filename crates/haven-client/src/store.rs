@@ -61,6 +61,14 @@ CREATE TABLE IF NOT EXISTS haven_attachments (
     sha256      BLOB NOT NULL,
     local_path  TEXT
 );
+CREATE TABLE IF NOT EXISTS haven_pending_commits (
+    group_id  BLOB PRIMARY KEY,
+    epoch     INTEGER NOT NULL,
+    body      BLOB NOT NULL,
+    welcome   BLOB,
+    added     TEXT NOT NULL,
+    removed   TEXT NOT NULL
+);
 CREATE TABLE IF NOT EXISTS haven_processed (
     queue_id     INTEGER PRIMARY KEY,
     kind         TEXT NOT NULL,
@@ -482,4 +490,74 @@ pub(crate) fn processed_outcome(
         .prepare_cached("SELECT outcome FROM haven_processed WHERE queue_id = ?1")?
         .query_row([queue_id], |r| r.get(0))
         .optional()?)
+}
+
+/// Remembers the commit staged for a group until it is merged or cleared, so that after a crash
+/// or a lost answer it can be resubmitted as the same bytes (see `Client::settle_pending_commits`).
+pub(crate) fn pending_commit_put(
+    conn: &Connection,
+    c: &crate::engine::OutgoingCommit,
+) -> Result<(), EngineError> {
+    let ids = |v: &[DeviceId]| {
+        serde_json::to_string(&v.iter().map(DeviceId::as_str).collect::<Vec<_>>())
+            .map_err(|_| EngineError::Internal("device ids as JSON"))
+    };
+    conn.prepare_cached(
+        "INSERT OR REPLACE INTO haven_pending_commits (group_id, epoch, body, welcome, added, removed)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+    )?
+    .execute(params![
+        c.group_id.as_bytes(),
+        i64::try_from(c.epoch).map_err(|_| EngineError::Internal("epoch"))?,
+        c.commit,
+        c.welcome,
+        ids(&c.added)?,
+        ids(&c.removed)?
+    ])?;
+    Ok(())
+}
+
+pub(crate) fn pending_commit_delete(conn: &Connection, group: &GroupId) -> Result<(), EngineError> {
+    conn.prepare_cached("DELETE FROM haven_pending_commits WHERE group_id = ?1")?
+        .execute([group.as_bytes()])?;
+    Ok(())
+}
+
+pub(crate) fn pending_commit_list(
+    conn: &Connection,
+) -> Result<Vec<crate::engine::OutgoingCommit>, EngineError> {
+    let mut st = conn.prepare_cached(
+        "SELECT group_id, epoch, body, welcome, added, removed FROM haven_pending_commits",
+    )?;
+    let rows = st.query_map([], |r| {
+        Ok((
+            r.get::<_, Vec<u8>>(0)?,
+            r.get::<_, i64>(1)?,
+            r.get::<_, Vec<u8>>(2)?,
+            r.get::<_, Option<Vec<u8>>>(3)?,
+            r.get::<_, String>(4)?,
+            r.get::<_, String>(5)?,
+        ))
+    })?;
+    let ids = |s: &str| -> Result<Vec<DeviceId>, EngineError> {
+        let v: Vec<String> =
+            serde_json::from_str(s).map_err(|_| EngineError::Corrupt("pending commit"))?;
+        v.iter()
+            .map(|d| DeviceId::new(d).map_err(|_| EngineError::Corrupt("pending commit")))
+            .collect()
+    };
+    let mut out = Vec::new();
+    for row in rows {
+        let (g, epoch, commit, welcome, added, removed) = row?;
+        out.push(crate::engine::OutgoingCommit {
+            group_id: GroupId::from_bytes(&g)
+                .map_err(|_| EngineError::Corrupt("pending commit"))?,
+            epoch: u64::try_from(epoch).map_err(|_| EngineError::Corrupt("pending commit"))?,
+            commit,
+            welcome,
+            added: ids(&added)?,
+            removed: ids(&removed)?,
+        });
+    }
+    Ok(out)
 }

@@ -305,6 +305,86 @@ async fn commit_race_one_wins_and_the_loser_recovers() {
     );
 }
 
+/// The server accepts a commit but the committer never hears back (it crashes, or the answer
+/// is lost): after reopening, the committer resubmits the same commit, learns it was accepted,
+/// merges it and reads what others sent in the new epoch. A staged commit that never reached
+/// the server is submitted then. And one that lost its epoch to another commit is cleared.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn commit_whose_answer_was_lost_is_settled_after_restart() {
+    let w = World::new().await;
+    let mut alice = w.register("alice").await;
+    let mut bob = w.register("bob").await;
+    let mut carol = w.register("carol").await;
+    let _dave = w.register("dave").await;
+    alice.create_group("lost", &[u("bob")]).await.unwrap();
+    bob.sync().await.unwrap();
+    let g = alice.resolve("#lost").unwrap();
+    let to = Target::Group("lost".into());
+
+    // 1. Accepted, answer lost: alice stages "add carol", the server applies it, alice crashes.
+    let kc = alice.api().claim_key_packages(&u("carol")).await.unwrap();
+    let staged = alice.engine_mut().add_members(&g, &[kc]).unwrap();
+    let epoch = staged.epoch;
+    let req = haven_proto::api::CommitRequest {
+        commit: staged.commit,
+        welcome: staged.welcome,
+        added: staged.added,
+        removed: staged.removed,
+    };
+    assert_eq!(alice.api().commit(&g, &req).await.unwrap().epoch, epoch + 1);
+    drop(alice);
+    // Meanwhile the others move on in the new epoch.
+    carol.sync().await.unwrap();
+    bob.sync().await.unwrap();
+    bob.send_text(&to, "said in the new epoch").await.unwrap();
+    let mut alice = Client::open(&w.home("alice")).await.unwrap();
+    assert_eq!(alice.engine().epoch(&g).unwrap(), epoch, "not merged yet");
+    let got = texts(&alice.sync().await.unwrap());
+    assert_eq!(alice.engine().epoch(&g).unwrap(), epoch + 1);
+    assert_eq!(
+        got,
+        vec![("#lost".into(), "bob".into(), "said in the new epoch".into())]
+    );
+    assert!(alice.engine().pending_commits().unwrap().is_empty());
+    alice.send_text(&to, "back in step").await.unwrap();
+    for c in [&mut bob, &mut carol] {
+        let got = texts(&c.sync().await.unwrap());
+        assert_eq!(got.last().unwrap().2, "back in step");
+    }
+
+    // 2. Staged, never submitted: the next sync submits it.
+    let staged = alice.engine_mut().remove_users(&g, &[u("carol")]).unwrap();
+    drop(alice);
+    let mut alice = Client::open(&w.home("alice")).await.unwrap();
+    alice.sync().await.unwrap();
+    assert_eq!(alice.engine().epoch(&g).unwrap(), staged.epoch + 1);
+    assert_eq!(alice.engine().members(&g).unwrap().len(), 2);
+    bob.sync().await.unwrap();
+    assert_eq!(bob.engine().epoch(&g).unwrap(), staged.epoch + 1);
+
+    // 3. Staged, but another commit won the epoch: cleared, and the winner is processed.
+    let kd = alice.api().claim_key_packages(&u("dave")).await.unwrap();
+    let lost = alice.engine_mut().add_members(&g, &[kd]).unwrap();
+    drop(alice);
+    bob.add_member("lost", &u("carol")).await.unwrap();
+    let mut alice = Client::open(&w.home("alice")).await.unwrap();
+    alice.sync().await.unwrap();
+    assert!(alice.engine().pending_commits().unwrap().is_empty());
+    assert_eq!(alice.engine().epoch(&g).unwrap(), lost.epoch + 1);
+    let mut members: Vec<String> = alice
+        .engine()
+        .members(&g)
+        .unwrap()
+        .into_iter()
+        .map(|(u, _)| u.to_string())
+        .collect();
+    members.sort();
+    assert_eq!(members, vec!["alice", "bob", "carol"]);
+    alice.send_text(&to, "still here").await.unwrap();
+    let got = texts(&bob.sync().await.unwrap());
+    assert_eq!(got.last().unwrap().2, "still here");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrent_membership_changes_both_land() {
     let w = World::new().await;

@@ -17,9 +17,9 @@ use std::str::FromStr;
 use std::sync::Arc;
 
 use futures_util::FutureExt as _;
-use sha2::Digest as _;
 use haven_proto::api::EntryKind;
 use haven_proto::{DeviceId, GroupId, UserName};
+use sha2::Digest as _;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::AssertSqlSafe;
 
@@ -684,7 +684,10 @@ async fn apply_commit_resubmission_is_recognised<S: Store>(s: Arc<S>) {
     other_commit.commit_sha256[0] ^= 1;
     for c in [&other_sender, &other_commit] {
         let e = s.apply_commit(c, &LIMITS).await.unwrap_err();
-        assert!(matches!(e, StoreError::EpochConflict { current: 2 }), "{e:?}");
+        assert!(
+            matches!(e, StoreError::EpochConflict { current: 2 }),
+            "{e:?}"
+        );
     }
     assert_eq!(snapshot(&*s, &g).await, before);
 }

@@ -23,9 +23,9 @@ use haven_proto::{DeviceId, GroupId, UserName};
 use sqlx::postgres::{PgConnectOptions, PgConnection, PgPool, PgPoolOptions};
 
 use super::{
-    count_u32, epoch_from_db, epoch_to_db, frank_columns, is_resubmission, limit_to_db, parse_device, parse_user,
-    plan_commit, CommitApply, DeviceRecord, DeviceRow, GroupRecord, Limits, Millis, NewDevice,
-    NewMessage, QueueRow, QueuedMessage, Store, StoreError, StoreResult,
+    count_u32, epoch_from_db, epoch_to_db, frank_columns, is_resubmission, limit_to_db,
+    parse_device, parse_user, plan_commit, CommitApply, DeviceRecord, DeviceRow, GroupRecord,
+    Limits, Millis, NewDevice, NewMessage, QueueRow, QueuedMessage, Store, StoreError, StoreResult,
 };
 
 /// Connections per server node.

@@ -32,9 +32,8 @@ use sqlx::{Sqlite, Transaction};
 
 use super::{
     count_u32, epoch_from_db, epoch_to_db, frank_columns, is_resubmission, limit_to_db,
-    parse_device, plan_commit,
-    CommitApply, DeviceRecord, DeviceRow, GroupRecord, Limits, Millis, NewDevice, NewMessage,
-    QueueRow, QueuedMessage, Store, StoreError, StoreResult,
+    parse_device, plan_commit, CommitApply, DeviceRecord, DeviceRow, GroupRecord, Limits, Millis,
+    NewDevice, NewMessage, QueueRow, QueuedMessage, Store, StoreError, StoreResult,
 };
 
 /// How long a connection waits for another process's lock on the file.
