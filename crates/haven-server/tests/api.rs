@@ -345,8 +345,36 @@ async fn exactly_one_commit_per_epoch_and_welcome_only_after_commit() {
         }
         epoch += 1;
     }
-    // A stale commit is refused with the current epoch named.
-    let (st, v) = commit(&s, &a, &g, 1, &[], &[]).await;
+    // The last round's winner resubmitting the same commit (its answer lost, say) is told it
+    // is in: 200 with the current state, and nothing is queued again.
+    let (qa_before, qb_before) = (queue(&s, &a).await.len(), queue(&s, &b).await.len());
+    let (ra, rb) = (
+        commit(&s, &a, &g, epoch - 1, &[], &[]).await,
+        commit(&s, &b, &g, epoch - 1, &[], &[]).await,
+    );
+    let (ok, refused) = if ra.0 == 200 { (ra, rb) } else { (rb, ra) };
+    assert_eq!((ok.0, ok.1["epoch"].as_u64()), (200, Some(epoch)), "{ok:?}");
+    assert_eq!(
+        refused.0, 409,
+        "only the committer's own resubmission: {refused:?}"
+    );
+    assert_eq!(
+        (queue(&s, &a).await.len(), queue(&s, &b).await.len()),
+        (qa_before, qb_before)
+    );
+    // A stale commit (different bytes) is refused with the current epoch named.
+    let stale = json!({
+        "commit": B64.encode(private_message(&g, 1, 3, b"", b"another commit")),
+        "added": [],
+        "removed": [],
+    });
+    let (st, v) = call(
+        "POST",
+        &format!("{}/v1/groups/{g}/commits", s.url),
+        Some(&a.token),
+        Some(stale),
+    )
+    .await;
     assert_eq!((st, v["current_epoch"].as_u64()), (409, Some(epoch)));
     // A non-member cannot commit.
     let mallory = register(&s, "mallory").await;
