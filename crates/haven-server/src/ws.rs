@@ -35,39 +35,8 @@ pub async fn handler(
         })
 }
 
-/// Acknowledgement frames waiting for the connection's ack task; a client that sends more
-/// without waiting holds up its own push loop (backpressure), nobody else's.
-const ACK_BACKLOG: usize = 64;
-
-/// Applies a connection's acknowledgements off its push loop, so pushing never waits for the
-/// store's write lock; frames that queued up meanwhile are merged into one store call.
-fn spawn_acker(s: AppState, who: Authed) -> tokio::sync::mpsc::Sender<Vec<i64>> {
-    let (tx, mut rx) = tokio::sync::mpsc::channel::<Vec<i64>>(ACK_BACKLOG);
-    tokio::spawn(async move {
-        while let Some(mut ids) = rx.recv().await {
-            while ids.len() < ACK_MERGE_MAX {
-                match rx.try_recv() {
-                    Ok(more) => ids.extend(more),
-                    Err(_) => break,
-                }
-            }
-            for chunk in ids.chunks(ACK_MERGE_MAX) {
-                if let Err(e) = s.ack(&who, chunk).await {
-                    // Unacknowledged entries stay queued and come again on the next connection.
-                    tracing::warn!(error = %e, "acknowledgement failed");
-                }
-            }
-        }
-    });
-    tx
-}
-
-/// Most ids per merged store call (the service's per-call limit).
-const ACK_MERGE_MAX: usize = 10_000;
-
 async fn serve(s: AppState, who: Authed, mut socket: WebSocket) -> Result<(), String> {
     let mut wake = s.hub().subscribe(&who.device);
-    let acks = spawn_acker(s.clone(), who.clone());
     let mut last = 0i64;
     let mut ping = tokio::time::interval(Duration::from_secs(30));
     ping.tick().await;
@@ -104,10 +73,7 @@ async fn serve(s: AppState, who: Authed, mut socket: WebSocket) -> Result<(), St
             msg = socket.recv() => match msg {
                 Some(Ok(Message::Text(t))) => match serde_json::from_str::<WsClientFrame>(t.as_str()) {
                     Ok(WsClientFrame::Ack { ids }) => {
-                        if ids.len() > ACK_MERGE_MAX {
-                            return Err(format!("more than {ACK_MERGE_MAX} ids in one acknowledgement"));
-                        }
-                        acks.send(ids).await.map_err(|e| e.to_string())?;
+                        s.ack(&who, &ids).await.map_err(|e| e.to_string())?;
                     }
                     Err(e) => {
                         let _ = socket
