@@ -38,6 +38,8 @@ const KEY_PACKAGE_LOW: u32 = 10;
 const COMMIT_ATTEMPTS: usize = 8;
 /// At most this many pushed entries are processed in one local transaction.
 pub const PUSH_BATCH: usize = 256;
+/// How long a listening client waits after a pushed entry for more to batch with it.
+pub const PUSH_LINGER: Duration = Duration::from_millis(2);
 /// Largest attachment the client will send (the server's default limit, less sealing overhead).
 pub const MAX_ATTACHMENT: u64 = (25 << 20) - 64;
 
@@ -944,7 +946,7 @@ impl Client {
         }
         let mut stream = self.api.push_stream().await?;
         loop {
-            let entries = stream.next_batch(PUSH_BATCH).await?;
+            let entries = stream.next_batch(PUSH_BATCH, PUSH_LINGER).await?;
             if entries.is_empty() {
                 return Ok(());
             }

@@ -29,7 +29,7 @@ pub mod net;
 mod provider;
 pub mod store;
 
-pub use client::{Client, ClientError, Event, Target, PUSH_BATCH};
+pub use client::{Client, ClientError, Event, Target, PUSH_BATCH, PUSH_LINGER};
 pub use content::{AttachmentRef, Body, MessageId};
 pub use engine::{
     AuthSecret, CommitOutcome, DropReason, Engine, Identity, OutgoingCommit, OutgoingMessage,

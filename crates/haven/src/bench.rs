@@ -35,6 +35,10 @@ pub enum BenchCmd {
         /// Messages per sender.
         #[arg(long, default_value_t = 200)]
         messages: usize,
+        /// How long a recipient waits after a pushed entry for more to process in the same
+        /// transaction (milliseconds; 0 = only what has already arrived).
+        #[arg(long, default_value_t = 2)]
+        linger_ms: u64,
         /// Use this server instead of an in-process one on loopback.
         #[arg(long)]
         server: Option<String>,
@@ -76,9 +80,13 @@ async fn run(cmd: BenchCmd) -> anyhow::Result<ExitCode> {
             clients,
             recipients,
             messages,
+            linger_ms,
             server,
             json,
-        } => deliver(clients, recipients, messages, server, json).await,
+        } => {
+            let linger = Duration::from_millis(linger_ms);
+            deliver(clients, recipients, messages, linger, server, json).await
+        }
         BenchCmd::Idle { connections, json } => idle(connections, json).await,
     }
 }
@@ -114,6 +122,7 @@ async fn deliver(
     n: usize,
     r: usize,
     m: usize,
+    linger: Duration,
     server: Option<String>,
     as_json: bool,
 ) -> anyhow::Result<ExitCode> {
@@ -164,7 +173,7 @@ async fn deliver(
             while got < expected {
                 let batch = match tokio::time::timeout(
                     Duration::from_secs(60),
-                    stream.next_batch(haven_client::PUSH_BATCH),
+                    stream.next_batch(haven_client::PUSH_BATCH, linger),
                 )
                 .await
                 {
@@ -210,7 +219,7 @@ async fn deliver(
         println!(
             "{}",
             json!({"deliveries": deliveries, "seconds": elapsed, "deliveries_per_sec": rate, "p50_ms": p50, "p99_ms": p99,
-                   "clients": n, "recipients": r, "messages": m})
+                   "clients": n, "recipients": r, "messages": m, "linger_ms": linger.as_millis()})
         );
     } else {
         println!("{deliveries} deliveries in {elapsed:.2} s: {rate:.0} deliveries/s; latency p50 {p50:.1} ms, p99 {p99:.1} ms");

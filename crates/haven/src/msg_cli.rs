@@ -536,7 +536,7 @@ pub async fn chat(home: PathBuf, args: ChatArgs) -> anyhow::Result<ExitCode> {
                 },
             },
             // Cancel-safe: after its one await (the first entry) `next_batch` completes at once.
-            batch = stream.next_batch(haven_client::PUSH_BATCH) => {
+            batch = stream.next_batch(haven_client::PUSH_BATCH, std::time::Duration::ZERO) => {
                 let batch = batch?;
                 if batch.is_empty() {
                     eprintln!("haven: server closed the connection");
