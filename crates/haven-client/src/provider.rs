@@ -56,6 +56,48 @@ impl Codec for StateCodec {
     }
 }
 
+/// openmls storage over a borrowed connection (or transaction, via `Deref`).
+pub(crate) type Storage<'a> = SqliteStorageProvider<StateCodec, &'a Connection>;
+
+/// An openmls provider for the span of one transaction.
+pub(crate) struct Provider<'a> {
+    crypto: &'a RustCrypto,
+    storage: Storage<'a>,
+}
+
+impl<'a> Provider<'a> {
+    pub(crate) fn new(crypto: &'a RustCrypto, conn: &'a Connection) -> Self {
+        Provider {
+            crypto,
+            storage: SqliteStorageProvider::new(conn),
+        }
+    }
+}
+
+impl<'a> OpenMlsProvider for Provider<'a> {
+    type CryptoProvider = RustCrypto;
+    type RandProvider = RustCrypto;
+    type StorageProvider = Storage<'a>;
+
+    fn storage(&self) -> &Self::StorageProvider {
+        &self.storage
+    }
+
+    fn crypto(&self) -> &Self::CryptoProvider {
+        self.crypto
+    }
+
+    fn rand(&self) -> &Self::RandProvider {
+        self.crypto
+    }
+}
+
+/// Creates or upgrades openmls's tables.
+pub(crate) fn run_openmls_migrations(conn: &mut Connection) -> Result<(), String> {
+    let mut s = SqliteStorageProvider::<StateCodec, &mut Connection>::new(conn);
+    s.run_migrations().map_err(|e| e.to_string())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -121,46 +163,4 @@ mod tests {
             assert!(StateCodec::from_slice::<Sample>(bad).is_err());
         }
     }
-}
-
-/// openmls storage over a borrowed connection (or transaction, via `Deref`).
-pub(crate) type Storage<'a> = SqliteStorageProvider<StateCodec, &'a Connection>;
-
-/// An openmls provider for the span of one transaction.
-pub(crate) struct Provider<'a> {
-    crypto: &'a RustCrypto,
-    storage: Storage<'a>,
-}
-
-impl<'a> Provider<'a> {
-    pub(crate) fn new(crypto: &'a RustCrypto, conn: &'a Connection) -> Self {
-        Provider {
-            crypto,
-            storage: SqliteStorageProvider::new(conn),
-        }
-    }
-}
-
-impl<'a> OpenMlsProvider for Provider<'a> {
-    type CryptoProvider = RustCrypto;
-    type RandProvider = RustCrypto;
-    type StorageProvider = Storage<'a>;
-
-    fn storage(&self) -> &Self::StorageProvider {
-        &self.storage
-    }
-
-    fn crypto(&self) -> &Self::CryptoProvider {
-        self.crypto
-    }
-
-    fn rand(&self) -> &Self::RandProvider {
-        self.crypto
-    }
-}
-
-/// Creates or upgrades openmls's tables.
-pub(crate) fn run_openmls_migrations(conn: &mut Connection) -> Result<(), String> {
-    let mut s = SqliteStorageProvider::<StateCodec, &mut Connection>::new(conn);
-    s.run_migrations().map_err(|e| e.to_string())
 }
