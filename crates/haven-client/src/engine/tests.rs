@@ -211,6 +211,18 @@ fn setup(
     g
 }
 
+/// alice and bob in a direct conversation.
+fn direct_chat(s: &mut Server) -> (Dev, Dev, GroupId) {
+    let (mut a, mut b) = (Dev::new("alice"), Dev::new("bob"));
+    let g = setup(
+        s,
+        &mut a,
+        ConversationKind::Direct { peer: b.user() },
+        &mut [&mut b],
+    );
+    (a, b, g)
+}
+
 fn dropped_for(p: Processed) -> DropReason {
     match p {
         Processed::Dropped { reason } => reason,
@@ -463,13 +475,7 @@ fn commit_race_loser_clears_and_catches_up() {
 #[test]
 fn altered_envelope_commitment_is_dropped() {
     let mut s = Server::new();
-    let (mut a, mut b) = (Dev::new("alice"), Dev::new("bob"));
-    let g = setup(
-        &mut s,
-        &mut a,
-        ConversationKind::Direct { peer: b.user() },
-        &mut [&mut b],
-    );
+    let (mut a, mut b, g) = direct_chat(&mut s);
     let mut e = s.send(&mut a, &g, "hi");
     if let Some(f) = e.frank.as_mut() {
         f.commitment[0] ^= 1;
@@ -494,13 +500,7 @@ fn altered_envelope_commitment_is_dropped() {
 #[test]
 fn commitment_that_does_not_open_is_dropped() {
     let mut s = Server::new();
-    let (mut a, mut b) = (Dev::new("alice"), Dev::new("bob"));
-    let g = setup(
-        &mut s,
-        &mut a,
-        ConversationKind::Direct { peer: b.user() },
-        &mut [&mut b],
-    );
+    let (mut a, mut b, g) = direct_chat(&mut s);
     // A cheating sender puts a commitment to something else in the AAD; the server copies it.
     let bogus = haven_frank::commit(&FrankSalt::random(), b"something else");
     let m =
@@ -674,13 +674,7 @@ fn batch_is_one_transaction_and_survives_rejections() {
 #[test]
 fn second_process_on_the_profile_invalidates_cached_groups() {
     let mut s = Server::new();
-    let (mut a, mut b) = (Dev::new("alice"), Dev::new("bob"));
-    let g = setup(
-        &mut s,
-        &mut a,
-        ConversationKind::Direct { peer: b.user() },
-        &mut [&mut b],
-    );
+    let (mut a, mut b, g) = direct_chat(&mut s);
     let mut a2 = Engine::open(&a.home).unwrap();
     let e1 = s.send(&mut a, &g, "one"); // `a.e` now holds the group in memory
     let m2 = a2.encrypt(&g, Body::Text("two".into())).unwrap();
