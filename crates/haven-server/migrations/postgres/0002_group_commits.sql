@@ -6,5 +6,7 @@ CREATE TABLE group_commits (
     commit_sha256  BYTEA NOT NULL,
     committer      TEXT NOT NULL,
     accepted_at    BIGINT NOT NULL,
+    -- Kept as long as the commit itself would be queued (its time-to-live), then purged.
+    expires_at     BIGINT NOT NULL,
     PRIMARY KEY (group_id, epoch)
 );

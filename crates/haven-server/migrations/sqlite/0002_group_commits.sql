@@ -6,5 +6,7 @@ CREATE TABLE group_commits (
     commit_sha256  BLOB NOT NULL,
     committer      TEXT NOT NULL,
     accepted_at    INTEGER NOT NULL,
+    -- Kept as long as the commit itself would be queued (its time-to-live), then purged.
+    expires_at     INTEGER NOT NULL,
     PRIMARY KEY (group_id, epoch)
 ) STRICT, WITHOUT ROWID;

@@ -690,6 +690,16 @@ async fn apply_commit_resubmission_is_recognised<S: Store>(s: Arc<S>) {
         );
     }
     assert_eq!(snapshot(&*s, &g).await, before);
+    // The record lives as long as the commit's time-to-live; after the purge a resubmission is
+    // an ordinary stale commit.
+    s.purge_expired(NOW + TTL - 1).await.unwrap();
+    assert_eq!(s.apply_commit(&second, &LIMITS).await.unwrap().epoch, 2);
+    s.purge_expired(NOW + TTL).await.unwrap();
+    let e = s.apply_commit(&second, &LIMITS).await.unwrap_err();
+    assert!(
+        matches!(e, StoreError::EpochConflict { current: 2 }),
+        "{e:?}"
+    );
 }
 
 async fn apply_commit_rejections_write_nothing<S: Store>(s: Arc<S>) {

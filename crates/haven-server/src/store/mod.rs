@@ -363,7 +363,8 @@ pub trait Store: Send + Sync + 'static {
     /// same device submitting the same commit (same `commit_sha256`) for an epoch that already
     /// accepted it gets `Ok` with the group's current state and nothing changes: a committer
     /// that lost the answer (crash, dropped connection) learns that its commit is in and merges
-    /// it, instead of mistaking it for a lost race.
+    /// it, instead of mistaking it for a lost race. The record is purged with the commit's
+    /// time-to-live (`purge_expired`).
     async fn apply_commit(&self, commit: &CommitApply, limits: &Limits)
         -> StoreResult<GroupRecord>;
     /// A member leaves: removes `device` from the group's routing set and queues `proposal` (its

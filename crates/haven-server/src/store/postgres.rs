@@ -489,14 +489,15 @@ async fn apply_commit_tx(
         enqueue(conn, &plan.welcome_to, welcome).await?;
     }
     sqlx::query(
-        "INSERT INTO group_commits (group_id, epoch, commit_sha256, committer, accepted_at)
-         VALUES ($1, $2, $3, $4, $5)",
+        "INSERT INTO group_commits (group_id, epoch, commit_sha256, committer, accepted_at, expires_at)
+         VALUES ($1, $2, $3, $4, $5, $6)",
     )
     .bind(gid)
     .bind(epoch_to_db(commit.epoch)?)
     .bind(commit.commit_sha256.as_slice())
     .bind(commit.sender.as_str())
     .bind(commit.commit.received_at)
+    .bind(commit.commit.expires_at)
     .execute(&mut *conn)
     .await?;
     sqlx::query("DELETE FROM group_members WHERE group_id = $1 AND device_id = ANY($2)")
@@ -621,6 +622,10 @@ async fn purge_expired_tx(conn: &mut PgConnection, now: Millis) -> TxResult<u64>
         .execute(&mut *conn)
         .await?;
     sqlx::query("DELETE FROM link_codes WHERE expires_at <= $1")
+        .bind(now)
+        .execute(&mut *conn)
+        .await?;
+    sqlx::query("DELETE FROM group_commits WHERE expires_at <= $1")
         .bind(now)
         .execute(&mut *conn)
         .await?;

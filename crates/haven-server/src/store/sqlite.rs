@@ -657,14 +657,15 @@ impl Store for SqliteStore {
             enqueue(&mut tx, &plan.welcome_to, welcome).await?;
         }
         sqlx::query(
-            "INSERT INTO group_commits (group_id, epoch, commit_sha256, committer, accepted_at)
-             VALUES (?1, ?2, ?3, ?4, ?5)",
+            "INSERT INTO group_commits (group_id, epoch, commit_sha256, committer, accepted_at, expires_at)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
         )
         .bind(gid)
         .bind(epoch_to_db(commit.epoch)?)
         .bind(commit.commit_sha256.as_slice())
         .bind(commit.sender.as_str())
         .bind(commit.commit.received_at)
+        .bind(commit.commit.expires_at)
         .execute(&mut *tx)
         .await?;
         let removed = json_devices(&commit.removed)?;
@@ -828,6 +829,10 @@ impl Store for SqliteStore {
             .execute(&mut *tx)
             .await?;
         sqlx::query("DELETE FROM link_codes WHERE expires_at <= ?1")
+            .bind(now)
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query("DELETE FROM group_commits WHERE expires_at <= ?1")
             .bind(now)
             .execute(&mut *tx)
             .await?;
