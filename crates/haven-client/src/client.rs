@@ -593,6 +593,9 @@ impl Client {
     }
 
     async fn send_body(&mut self, g: &GroupId, body: Body) -> Result<StoredMessage, ClientError> {
+        // A commit of ours whose answer was lost is settled first: openmls would otherwise
+        // encrypt in the epoch before it, which members it added cannot read.
+        self.settle_pending_commits().await?;
         // openmls refuses to send while proposals are pending: commit them, then send.
         let out = match self.engine.encrypt(g, body.clone()) {
             Err(EngineError::PendingProposals(_)) => {

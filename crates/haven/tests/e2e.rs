@@ -339,28 +339,30 @@ async fn commit_whose_answer_was_lost_is_settled_after_restart() {
     bob.send_text(&to, "said in the new epoch").await.unwrap();
     let mut alice = Client::open(&w.home("alice")).await.unwrap();
     assert_eq!(alice.engine().epoch(&g).unwrap(), epoch, "not merged yet");
-    let got = texts(&alice.sync().await.unwrap());
+    // Sending first settles the commit, so carol (added by it) can read this.
+    alice.send_text(&to, "back in step").await.unwrap();
     assert_eq!(alice.engine().epoch(&g).unwrap(), epoch + 1);
+    assert!(alice.engine().pending_commits().unwrap().is_empty());
+    let got = texts(&alice.sync().await.unwrap());
     assert_eq!(
         got,
         vec![("#lost".into(), "bob".into(), "said in the new epoch".into())]
     );
-    assert!(alice.engine().pending_commits().unwrap().is_empty());
-    alice.send_text(&to, "back in step").await.unwrap();
     for c in [&mut bob, &mut carol] {
         let got = texts(&c.sync().await.unwrap());
         assert_eq!(got.last().unwrap().2, "back in step");
     }
 
-    // 2. Staged, never submitted: the next sync submits it.
+    // 2. Staged, never submitted: the next send submits it first.
     let staged = alice.engine_mut().remove_users(&g, &[u("carol")]).unwrap();
     drop(alice);
     let mut alice = Client::open(&w.home("alice")).await.unwrap();
-    alice.sync().await.unwrap();
+    alice.send_text(&to, "after the removal").await.unwrap();
     assert_eq!(alice.engine().epoch(&g).unwrap(), staged.epoch + 1);
     assert_eq!(alice.engine().members(&g).unwrap().len(), 2);
-    bob.sync().await.unwrap();
+    let got = texts(&bob.sync().await.unwrap());
     assert_eq!(bob.engine().epoch(&g).unwrap(), staged.epoch + 1);
+    assert_eq!(got.last().unwrap().2, "after the removal");
 
     // 3. Staged, but another commit won the epoch: cleared, and the winner is processed.
     let kd = alice.api().claim_key_packages(&u("dave")).await.unwrap();
