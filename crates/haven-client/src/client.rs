@@ -433,11 +433,13 @@ impl Client {
                 self.engine.clear_pending_commit(&group)?;
                 Ok(CommitFate::Lost)
             }
-            Err(e @ NetError::Api { status, .. }) if status < 500 => {
-                // Refused for good (bad request, limit, not a member): nothing was applied.
+            Err(e) if refused_for_good(&e) => {
+                // The commit itself was refused (malformed, over a limit, not a member, unknown
+                // group): nothing was applied, and the same bytes never will be.
                 self.engine.clear_pending_commit(&group)?;
                 Err(e.into())
             }
+            // Unknown outcome (unreachable, 5xx) or not looked at (session, rate limit): keep it.
             Err(e) => Err(e.into()),
         }
     }
@@ -445,9 +447,16 @@ impl Client {
     /// Resubmits every commit whose answer was lost (see the module docs): merged if the server
     /// had accepted it (or accepts it now), cleared if another commit won its epoch. Runs before
     /// the queue is processed, since what is queued may already be in the epoch after it.
+    ///
+    /// A commit the server refuses for good is cleared and does not stop the others (nor the
+    /// sync or send that settles them); an unknown outcome does, with the commit kept.
     pub async fn settle_pending_commits(&mut self) -> Result<(), ClientError> {
         for out in self.engine.pending_commits()? {
-            self.submit_commit(out).await?;
+            match self.submit_commit(out).await {
+                Ok(_) => {}
+                Err(ClientError::Net(e)) if refused_for_good(&e) => {}
+                Err(e) => return Err(e),
+            }
         }
         Ok(())
     }
@@ -980,6 +989,22 @@ impl Client {
         self.handle_pushed(stream, entries, &mut events).await?;
         Ok(events)
     }
+}
+
+/// Whether the server refused a commit request for what it is (so resubmitting the same bytes
+/// cannot succeed), as opposed to who sent it or when (session, rate limit) or not answering.
+fn refused_for_good(e: &NetError) -> bool {
+    matches!(
+        e.code(),
+        Some(
+            ErrorCode::BadRequest
+                | ErrorCode::Forbidden
+                | ErrorCode::NotFound
+                | ErrorCode::AlreadyExists
+                | ErrorCode::LimitExceeded
+                | ErrorCode::PayloadTooLarge
+        )
+    )
 }
 
 /// What became of a submitted commit.

@@ -385,6 +385,21 @@ async fn commit_whose_answer_was_lost_is_settled_after_restart() {
     alice.send_text(&to, "still here").await.unwrap();
     let got = texts(&bob.sync().await.unwrap());
     assert_eq!(got.last().unwrap().2, "still here");
+
+    // 4. Staged, and meanwhile we were removed: refused, cleared, and the sync goes on to
+    //    process our removal instead of failing on the stale commit forever.
+    let kd = alice.api().claim_key_packages(&u("dave")).await.unwrap();
+    alice.engine_mut().add_members(&g, &[kd]).unwrap();
+    drop(alice);
+    bob.remove_member("lost", &u("alice")).await.unwrap();
+    let mut alice = Client::open(&w.home("alice")).await.unwrap();
+    alice.sync().await.unwrap();
+    assert!(alice.engine().pending_commits().unwrap().is_empty());
+    assert_eq!(
+        alice.engine().conversation(&g).unwrap().unwrap().state,
+        haven_client::ConversationState::Removed
+    );
+    alice.sync().await.unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
