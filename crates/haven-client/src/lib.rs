@@ -9,6 +9,14 @@
 //!   own ([`store`]), so processing an entry is one transaction: openmls's ratchet and group
 //!   state, our message row and the processed queue id commit together or not at all
 //!   (the private `provider` module explains how). Redelivery is a no-op; a crash before the commit loses nothing.
+//!   Entries that arrive together are processed as one batch in one transaction
+//!   ([`engine::Engine::process_entries`]) and acknowledged in one frame after it commits.
+//! - Groups stay decoded in memory between transactions; the cache is dropped on any rollback
+//!   and whenever another process has committed to the profile (`PRAGMA data_version`), so it
+//!   never disagrees with storage (`Engine::with_tx` explains).
+//! - A commit of ours is recorded with its bytes until merged or cleared; if the server's
+//!   answer is lost, it is resubmitted unchanged and the server recognises one it accepted
+//!   ([`client`] explains), so a crash never strands the device in an old epoch.
 //! - Every application message is franked ([`content`], `haven-frank`): a commitment to the
 //!   content rides in MLS `authenticated_data`; receivers drop messages whose commitment does not
 //!   open or differs from the server's envelope, and keep what a report needs.
