@@ -3,9 +3,10 @@
 //! - `deliver`: end-to-end deliveries per second (encrypt → server → decrypt and store) and
 //!   delivery latency. `--clients N` senders each own a group whose members are the same
 //!   `--recipients R` receiving clients; each sender sends `--messages M` texts, so
-//!   N·M·R deliveries. Recipients receive over WebSocket push, process each entry in one local
-//!   transaction and acknowledge it. Latency is from the sender's clock before encryption
-//!   (`sent_at` inside the content) to the recipient's stored copy.
+//!   N·M·R deliveries. Recipients receive over WebSocket push and process what arrived together
+//!   (waiting `--linger-ms` for more) in one local transaction, then acknowledge it in one frame.
+//!   Latency is from the sender's clock before encryption (`sent_at` inside the content) to the
+//!   recipient's stored copy.
 //! - `idle`: the resident memory of a `haven server` process holding `--connections` idle
 //!   authenticated WebSocket connections, one per device.
 
