@@ -164,6 +164,7 @@ async fn deliver(
     let expected = n * m;
     let latencies = Arc::new(Mutex::new(Vec::with_capacity(n * m * r)));
     let start = Instant::now();
+    let cpu_start = process_cpu_seconds();
     let mut tasks = Vec::new();
     for mut c in recipients {
         let lat = latencies.clone();
@@ -211,24 +212,44 @@ async fn deliver(
         t.await??;
     }
     let elapsed = start.elapsed().as_secs_f64();
+    // CPU time of the whole process (server and clients) over the measured interval, or NaN
+    // where /proc is not available.
+    let cpu = match (cpu_start, process_cpu_seconds()) {
+        (Some(a), Some(b)) => b - a,
+        _ => f64::NAN,
+    };
     let mut lat = latencies.lock().await.clone();
     lat.sort_by(|a, b| a.total_cmp(b));
     let deliveries = lat.len();
     let rate = deliveries as f64 / elapsed;
     let (p50, p99) = (percentile(&lat, 0.50), percentile(&lat, 0.99));
+    let cpu_us_per_delivery = cpu * 1e6 / deliveries as f64;
     if as_json {
         println!(
             "{}",
             json!({"deliveries": deliveries, "seconds": elapsed, "deliveries_per_sec": rate, "p50_ms": p50, "p99_ms": p99,
+                   "cpu_seconds": cpu, "cpu_us_per_delivery": cpu_us_per_delivery,
                    "clients": n, "recipients": r, "messages": m, "linger_ms": linger.as_millis()})
         );
     } else {
-        println!("{deliveries} deliveries in {elapsed:.2} s: {rate:.0} deliveries/s; latency p50 {p50:.1} ms, p99 {p99:.1} ms");
+        println!("{deliveries} deliveries in {elapsed:.2} s: {rate:.0} deliveries/s; latency p50 {p50:.1} ms, p99 {p99:.1} ms; {cpu_us_per_delivery:.0} µs of CPU per delivery");
     }
     if let Some(s) = running {
         s.shutdown().await;
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// User plus system CPU time of this process so far (`/proc/self/stat`, fields 14 and 15).
+fn process_cpu_seconds() -> Option<f64> {
+    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    // The command name (field 2) is parenthesised and may hold spaces: split after it.
+    let rest = stat.rsplit_once(')')?.1;
+    let mut fields = rest.split_whitespace().skip(11);
+    let utime: f64 = fields.next()?.parse().ok()?;
+    let stime: f64 = fields.next()?.parse().ok()?;
+    // Clock ticks; 100 per second on Linux (USER_HZ).
+    Some((utime + stime) / 100.0)
 }
 
 fn rand_u32() -> u32 {
