@@ -407,7 +407,9 @@ impl Client {
             };
             match self.submit_commit(out).await? {
                 CommitFate::Accepted(state) => return Ok(Some(state)),
-                CommitFate::Lost => self.process_queue().await.map(|_| ())?,
+                CommitFate::Lost => {
+                    self.process_queue().await?;
+                }
             }
         }
         Err(usage("gave up after repeated commit conflicts; try again"))
@@ -778,7 +780,6 @@ impl Client {
         }
     }
 
-    /// Processes one entry, and returns what follow-up work it asks for.
     /// Processes a batch in one local transaction (see [`Engine::process_entries`]); on `Ok`
     /// every entry is stored and may be acknowledged.
     fn process(

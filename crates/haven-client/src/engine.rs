@@ -1553,6 +1553,9 @@ impl Ctx<'_> {
             Err(mls::MergeCommitError::StorageError(e)) => return Err(EngineError::Db(e)),
             Err(_) => return Ok(Step::Reject(DropReason::Rejected)),
         }
+        // Merging another member's commit discards any commit of ours staged for that epoch;
+        // its record goes with it, so the two never disagree.
+        store::pending_commit_delete(self.db, group_id)?;
         if self_removed {
             if let Some(conv) = store::conversation_get(self.db, group_id)? {
                 if conv.state == ConversationState::Active {

@@ -207,7 +207,16 @@ fn conv_decode(row: ConvRow) -> Result<Conversation, EngineError> {
     })
 }
 
-const CONV_COLS: &str = "group_id, kind, peer, name, state, created_at";
+/// `SELECT <the columns conv_from_row reads> FROM haven_conversations <rest>`, built at compile
+/// time (conversation lookups run for every entry processed).
+macro_rules! conv_select {
+    ($rest:literal) => {
+        concat!(
+            "SELECT group_id, kind, peer, name, state, created_at FROM haven_conversations ",
+            $rest
+        )
+    };
+}
 
 pub(crate) fn conversation_put(conn: &Connection, c: &Conversation) -> Result<(), EngineError> {
     let (kind, peer, name) = match &c.kind {
@@ -236,18 +245,14 @@ pub(crate) fn conversation_get(
     group_id: &GroupId,
 ) -> Result<Option<Conversation>, EngineError> {
     let row = conn
-        .prepare_cached(&format!(
-            "SELECT {CONV_COLS} FROM haven_conversations WHERE group_id = ?1"
-        ))?
+        .prepare_cached(conv_select!("WHERE group_id = ?1"))?
         .query_row([group_id.as_bytes()], conv_from_row)
         .optional()?;
     row.map(conv_decode).transpose()
 }
 
 pub(crate) fn conversation_list(conn: &Connection) -> Result<Vec<Conversation>, EngineError> {
-    let mut st = conn.prepare_cached(&format!(
-        "SELECT {CONV_COLS} FROM haven_conversations ORDER BY created_at, group_id"
-    ))?;
+    let mut st = conn.prepare_cached(conv_select!("ORDER BY created_at, group_id"))?;
     let rows = st.query_map([], conv_from_row)?;
     let mut out = Vec::new();
     for r in rows {
@@ -326,10 +331,12 @@ pub(crate) struct NewMessage<'a> {
 
 /// Inserts a message; returns false if one with the same (group, sender, id) exists.
 pub(crate) fn message_insert(conn: &Connection, m: &NewMessage<'_>) -> Result<bool, EngineError> {
-    let n = conn.prepare_cached(
-        "INSERT OR IGNORE INTO haven_messages (group_id, message_id, sender_user, sender_device,
-             content, sent_at, received_at, commitment, salt, server_tag, queue_id, outgoing)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)")?
+    let n = conn
+        .prepare_cached(
+            "INSERT OR IGNORE INTO haven_messages (group_id, message_id, sender_user, sender_device,
+                 content, sent_at, received_at, commitment, salt, server_tag, queue_id, outgoing)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
+        )?
         .execute(params![
             m.group.as_bytes(),
             m.content.id.as_str(),
@@ -343,7 +350,7 @@ pub(crate) fn message_insert(conn: &Connection, m: &NewMessage<'_>) -> Result<bo
             m.server_tag,
             m.queue_id,
             m.outgoing,
-        ],)?;
+        ])?;
     if n == 0 {
         return Ok(false);
     }
@@ -476,8 +483,15 @@ pub(crate) fn mark_processed(
     now: Millis,
 ) -> Result<(), EngineError> {
     conn.prepare_cached(
-        "INSERT INTO haven_processed (queue_id, kind, outcome, processed_at) VALUES (?1, ?2, ?3, ?4)")?
-        .execute(params![queue_id, kind, outcome, i64::try_from(now).unwrap_or(i64::MAX)],)?;
+        "INSERT INTO haven_processed (queue_id, kind, outcome, processed_at)
+         VALUES (?1, ?2, ?3, ?4)",
+    )?
+    .execute(params![
+        queue_id,
+        kind,
+        outcome,
+        i64::try_from(now).unwrap_or(i64::MAX)
+    ])?;
     Ok(())
 }
 
