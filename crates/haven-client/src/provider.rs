@@ -5,8 +5,9 @@
 //! connection (`BEGIN IMMEDIATE`), builds a provider over that transaction, lets openmls write its
 //! group state through it, writes Haven's own rows through the same transaction, and commits —
 //! or drops the transaction, which rolls back openmls's writes together with ours. openmls
-//! objects (`MlsGroup`) are never cached across operations: each operation loads the group from
-//! storage inside its transaction, so a rollback leaves no stale state in memory.
+//! writes every change through to storage at once; the engine keeps `MlsGroup`s in memory between
+//! transactions only while they match what is stored (it drops them on any rollback and when
+//! another process has written to the profile; see `Engine`'s group cache).
 
 use openmls_rust_crypto::RustCrypto;
 use openmls_sqlite_storage::{Codec, SqliteStorageProvider};

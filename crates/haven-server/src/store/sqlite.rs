@@ -1,118 +1,410 @@
-//! The embedded default backend: one SQLite database file.
+//! The embedded default backend: one SQLite database file, driven through `rusqlite`.
 //!
-//! - **One writer.** SQLite allows one write transaction at a time, so every write goes through a
-//!   pool of exactly one connection and starts with `BEGIN IMMEDIATE`, which takes the write lock
-//!   up front. Check-then-write transactions therefore run strictly one after another, and a
-//!   transaction never has to upgrade a read lock to a write lock half-way (the cause of
-//!   `SQLITE_BUSY` failures that waiting cannot fix). Waiting for the writer is a fair queue in
-//!   the pool rather than the busy handler's sleep loop; the busy timeout still covers another
-//!   process holding the file.
-//! - **Readers in parallel.** Pure reads use a separate small pool; in WAL mode they see the last
-//!   committed state and never block the writer.
+//! - **One writer thread, group commit.** SQLite allows one write transaction at a time, so every
+//!   write is a job for one dedicated thread that owns the write connection. The thread takes
+//!   every job that is waiting (up to [`MAX_BATCH`]) and runs them, in arrival order, inside ONE
+//!   transaction (`BEGIN IMMEDIATE`, which takes the write lock up front), each job inside its
+//!   own `SAVEPOINT`: a job that fails is rolled back to its savepoint, so it changes nothing and
+//!   the others are unaffected. Callers get their answers only after the `COMMIT` has returned.
+//!   If the transaction as a whole fails (the commit, or an error that makes SQLite abandon the
+//!   transaction), every job of the batch that had succeeded is told it failed: nothing of the
+//!   batch was written. Jobs run strictly one after another, so a check-then-write job sees
+//!   every earlier job's writes and no one else's, exactly as with one transaction per job.
+//!   This is the "group commit" of database engines (Gray & Reuter, *Transaction Processing*,
+//!   §9.4.7; DeWitt et al., *Implementation Techniques for Main Memory Database Systems*, 1984):
+//!   the fixed cost of a transaction — the write lock, the WAL frames of the pages every job
+//!   touches (the `devices` row of a busy recipient, the queue index), the commit — is paid once
+//!   per batch, and a request costs one thread hand-off instead of two per statement.
+//! - **Readers in parallel.** Pure reads run on the blocking thread pool, each on a connection
+//!   taken from a small pool; in WAL mode they see the last committed state and never block the
+//!   writer. (An in-memory database has only the writer's connection; reads go to the writer
+//!   thread there.)
 //! - **Durability.** `journal_mode=WAL` with `synchronous=NORMAL`: a transaction is committed once
 //!   its frames are in the WAL file, so a commit that returned survives the server process being
 //!   killed (even with SIGKILL): the operating system holds the written pages. What NORMAL gives up
 //!   against FULL is the last transactions before an operating-system crash or power loss (the WAL
 //!   is synced at checkpoints, not at every commit); the database stays consistent either way.
 //! - **Ids.** `queue` and `messages` use `AUTOINCREMENT`, so queue ids are never reused even when
-//!   the newest entries have been acknowledged and deleted.
+//!   the newest entries have been acknowledged and deleted. Queue ids of one device become visible
+//!   in increasing order because all writes are serialised on the one writer.
+//! - **Schema.** The migrations in `migrations/sqlite` are applied by `sqlx`'s migrator to a file
+//!   database (its `_sqlx_migrations` table records them, as it did for databases written by
+//!   earlier builds), and directly to a fresh in-memory database.
 
 use std::collections::BTreeMap;
-use std::path::Path;
-use std::str::FromStr;
+use std::path::{Path, PathBuf};
+use std::sync::{mpsc, Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
 use haven_proto::{DeviceId, GroupId, UserName};
-use sqlx::sqlite::{
-    SqliteConnectOptions, SqliteConnection, SqliteJournalMode, SqlitePool, SqlitePoolOptions,
-    SqliteSynchronous,
-};
-use sqlx::{Sqlite, Transaction};
+use rusqlite::{params, Connection, OptionalExtension};
+use tokio::sync::oneshot;
 
 use super::{
     count_u32, epoch_from_db, epoch_to_db, frank_columns, is_resubmission, limit_to_db,
-    parse_device, plan_commit, CommitApply, DeviceRecord, DeviceRow, GroupRecord, Limits, Millis,
-    NewDevice, NewMessage, QueueRow, QueuedMessage, Store, StoreError, StoreResult,
+    parse_device, plan_commit, record_name, referenced_name, CommitApply, DeviceRecord, DeviceRow,
+    GroupRecord, Limits, Millis, NewDevice, NewMessage, QueueRow, QueuedMessage, Store, StoreError,
+    StoreResult,
 };
 
 /// How long a connection waits for another process's lock on the file.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(30);
-/// How long a request waits for a pooled connection (the single writer may be queued behind
-/// many others).
-const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(60);
-/// Read connections.
-const READERS: u32 = 4;
+/// Read connections kept open.
+const READERS: usize = 4;
+/// Most jobs committed in one transaction.
+const MAX_BATCH: usize = 256;
+/// Prepared statements each connection keeps.
+const STATEMENT_CACHE: usize = 64;
 
-/// The SQLite store.
+impl From<rusqlite::Error> for StoreError {
+    /// As for `sqlx::Error`: unique-key violations become `AlreadyExists` (named after the table
+    /// in SQLite's message, "UNIQUE constraint failed: users.name"), foreign-key violations
+    /// `NotFound`, everything else `Backend`.
+    fn from(e: rusqlite::Error) -> Self {
+        use rusqlite::ffi;
+        if let rusqlite::Error::SqliteFailure(f, msg) = &e {
+            match f.extended_code {
+                ffi::SQLITE_CONSTRAINT_UNIQUE | ffi::SQLITE_CONSTRAINT_PRIMARYKEY => {
+                    return StoreError::AlreadyExists(record_name(&[msg.as_deref()]));
+                }
+                ffi::SQLITE_CONSTRAINT_FOREIGNKEY => {
+                    return StoreError::NotFound(referenced_name(None));
+                }
+                _ => {}
+            }
+        }
+        StoreError::Backend(e.to_string())
+    }
+}
+
+/// A write job: runs inside the batch transaction, answers after the commit.
+trait Job: Send {
+    /// Runs the job on the writer's connection; true if it succeeded (its writes are kept).
+    fn run(&mut self, conn: &Connection) -> bool;
+    /// Answers the caller. `committed` is the fate of the batch's transaction; a job that
+    /// succeeded is told it failed if the transaction did not commit.
+    fn answer(self: Box<Self>, committed: &Result<(), String>);
+}
+
+/// A job around a closure, with the channel its result goes back on.
+struct Op<R, F> {
+    work: Option<F>,
+    result: Option<StoreResult<R>>,
+    reply: oneshot::Sender<StoreResult<R>>,
+}
+
+impl<R, F> Job for Op<R, F>
+where
+    R: Send,
+    F: FnOnce(&Connection) -> StoreResult<R> + Send,
+{
+    fn run(&mut self, conn: &Connection) -> bool {
+        let result = match self.work.take() {
+            Some(work) => work(conn),
+            None => Err(StoreError::Backend("a write job ran twice".into())),
+        };
+        let ok = result.is_ok();
+        self.result = Some(result);
+        ok
+    }
+
+    fn answer(self: Box<Self>, committed: &Result<(), String>) {
+        let result = match (self.result, committed) {
+            (Some(Err(e)), _) => Err(e),
+            (Some(Ok(r)), Ok(())) => Ok(r),
+            (Some(Ok(_)), Err(e)) => Err(StoreError::Backend(format!(
+                "the transaction was rolled back: {e}"
+            ))),
+            (None, _) => Err(StoreError::Backend("a write job never ran".into())),
+        };
+        // The caller may have gone away (its request was cancelled); nothing to tell then.
+        let _ = self.reply.send(result);
+    }
+}
+
+/// A message to the writer thread.
+enum ToWriter {
+    Job(Box<dyn Job>),
+    /// Finish the jobs before this one, close the connection and answer.
+    Close(oneshot::Sender<()>),
+}
+
+/// Runs `jobs` in one transaction on `conn` (see the module docs), and answers each.
+fn run_batch(conn: &Connection, jobs: Vec<Box<dyn Job>>) {
+    let mut jobs = jobs.into_iter().peekable();
+    while jobs.peek().is_some() {
+        if let Err(e) = conn.execute_batch("BEGIN IMMEDIATE") {
+            let failed = Err(e.to_string());
+            for job in jobs {
+                job.answer(&failed);
+            }
+            return;
+        }
+        let mut done: Vec<Box<dyn Job>> = Vec::new();
+        let mut aborted = None;
+        for mut job in jobs.by_ref() {
+            let step = conn
+                .prepare_cached("SAVEPOINT haven_job")
+                .and_then(|mut s| s.execute([]));
+            if let Err(e) = step {
+                aborted = Some(e.to_string());
+                done.push(job);
+                break;
+            }
+            let ok = job.run(conn);
+            done.push(job);
+            if conn.is_autocommit() {
+                // SQLite abandoned the whole transaction (I/O error, disk full, …): the
+                // earlier jobs' writes are gone too.
+                aborted = Some("SQLite rolled back the transaction".into());
+                break;
+            }
+            let sql = if ok {
+                "RELEASE haven_job"
+            } else {
+                "ROLLBACK TO haven_job; RELEASE haven_job"
+            };
+            if let Err(e) = conn.execute_batch(sql) {
+                aborted = Some(e.to_string());
+                break;
+            }
+        }
+        let committed = match aborted {
+            Some(e) => {
+                if !conn.is_autocommit() {
+                    let _ = conn.execute_batch("ROLLBACK");
+                }
+                Err(e)
+            }
+            None => conn.execute_batch("COMMIT").map_err(|e| {
+                if !conn.is_autocommit() {
+                    let _ = conn.execute_batch("ROLLBACK");
+                }
+                e.to_string()
+            }),
+        };
+        for job in done {
+            job.answer(&committed);
+        }
+    }
+}
+
+/// The writer thread: takes what is waiting, runs it as one batch, repeats.
+fn writer_loop(conn: Connection, rx: mpsc::Receiver<ToWriter>) {
+    let mut close = None;
+    while close.is_none() {
+        let Ok(first) = rx.recv() else { break };
+        let mut batch = Vec::new();
+        let mut next = Some(first);
+        while let Some(msg) = next.take() {
+            match msg {
+                ToWriter::Job(job) => batch.push(job),
+                ToWriter::Close(done) => {
+                    close = Some(done);
+                    break;
+                }
+            }
+            if batch.len() < MAX_BATCH {
+                next = rx.try_recv().ok();
+            }
+        }
+        run_batch(&conn, batch);
+    }
+    drop(conn);
+    if let Some(done) = close {
+        let _ = done.send(());
+    }
+}
+
+/// Where reads run.
+#[derive(Debug)]
+enum Readers {
+    /// Connections to the database file, reused.
+    Pool {
+        path: PathBuf,
+        idle: Mutex<Vec<Connection>>,
+    },
+    /// An in-memory database: the writer's connection is the only one.
+    Writer,
+}
+
+/// The SQLite store. Cloning shares the same writer and readers.
 #[derive(Debug, Clone)]
 pub struct SqliteStore {
-    /// Exactly one connection; every write transaction runs on it.
-    writer: SqlitePool,
-    /// Connections for reads (the writer pool itself for an in-memory database).
-    reader: SqlitePool,
+    writer: mpsc::Sender<ToWriter>,
+    readers: Arc<Readers>,
 }
+
+/// Opens a connection with the store's settings.
+fn connect(path: &Path) -> StoreResult<Connection> {
+    let conn = Connection::open(path)?;
+    configure(&conn)?;
+    conn.pragma_update(None, "journal_mode", "WAL")?;
+    conn.pragma_update(None, "synchronous", "NORMAL")?;
+    Ok(conn)
+}
+
+fn configure(conn: &Connection) -> StoreResult<()> {
+    conn.busy_timeout(BUSY_TIMEOUT)?;
+    conn.pragma_update(None, "foreign_keys", "ON")?;
+    conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
+    Ok(())
+}
+
+/// The migrations, in order, for a fresh in-memory database.
+const MIGRATIONS: [&str; 2] = [
+    include_str!("../../migrations/sqlite/0001_init.sql"),
+    include_str!("../../migrations/sqlite/0002_group_commits.sql"),
+];
 
 impl SqliteStore {
     /// Opens (creating it if needed) the database file at `path` and runs the migrations.
     pub async fn open(path: &Path) -> StoreResult<Self> {
-        let options = SqliteConnectOptions::new()
-            .filename(path)
-            .create_if_missing(true)
-            .journal_mode(SqliteJournalMode::Wal)
-            .synchronous(SqliteSynchronous::Normal)
-            .foreign_keys(true)
-            .busy_timeout(BUSY_TIMEOUT);
-        let writer = SqlitePoolOptions::new()
-            .min_connections(1)
-            .max_connections(1)
-            .acquire_timeout(ACQUIRE_TIMEOUT)
-            .connect_with(options.clone())
-            .await?;
-        sqlx::migrate!("./migrations/sqlite")
-            .run(&writer)
-            .await
-            .map_err(|e| StoreError::Backend(format!("migration failed: {e}")))?;
-        let reader = SqlitePoolOptions::new()
-            .max_connections(READERS)
-            .acquire_timeout(ACQUIRE_TIMEOUT)
-            .connect_with(options)
-            .await?;
-        Ok(SqliteStore { writer, reader })
+        migrate_file(path).await?;
+        let path = path.to_path_buf();
+        let conn = {
+            let path = path.clone();
+            blocking(move || connect(&path)).await?
+        };
+        Ok(Self::start(
+            conn,
+            Readers::Pool {
+                path,
+                idle: Mutex::new(Vec::new()),
+            },
+        ))
     }
 
     /// A private in-memory database (for tests): one connection, kept open for the life of the
     /// store, used for reads and writes alike.
     pub async fn open_in_memory() -> StoreResult<Self> {
-        let options = SqliteConnectOptions::from_str("sqlite::memory:")?.foreign_keys(true);
-        let pool = SqlitePoolOptions::new()
-            .min_connections(1)
-            .max_connections(1)
-            .idle_timeout(None)
-            .max_lifetime(None)
-            .acquire_timeout(ACQUIRE_TIMEOUT)
-            .connect_with(options)
-            .await?;
-        sqlx::migrate!("./migrations/sqlite")
-            .run(&pool)
-            .await
-            .map_err(|e| StoreError::Backend(format!("migration failed: {e}")))?;
-        Ok(SqliteStore {
-            writer: pool.clone(),
-            reader: pool,
+        let conn = blocking(|| {
+            let conn = Connection::open_in_memory()?;
+            configure(&conn)?;
+            for m in MIGRATIONS {
+                conn.execute_batch(m)?;
+            }
+            Ok(conn)
         })
+        .await?;
+        Ok(Self::start(conn, Readers::Writer))
     }
 
-    /// Closes the connections (waiting for those in use to be returned).
+    fn start(conn: Connection, readers: Readers) -> Self {
+        let (tx, rx) = mpsc::channel();
+        std::thread::Builder::new()
+            .name("haven-sqlite-writer".into())
+            .spawn(move || writer_loop(conn, rx))
+            .map(|_| ())
+            .unwrap_or_else(|e| {
+                // Without a writer thread every write fails with "the writer has stopped".
+                tracing::error!("cannot start the SQLite writer thread: {e}");
+            });
+        SqliteStore {
+            writer: tx,
+            readers: Arc::new(readers),
+        }
+    }
+
+    /// Finishes the writes already submitted and closes the connections. Later calls fail.
     pub async fn close(&self) {
-        self.reader.close().await;
-        self.writer.close().await;
+        let (done, wait) = oneshot::channel();
+        if self.writer.send(ToWriter::Close(done)).is_ok() {
+            let _ = wait.await;
+        }
+        if let Readers::Pool { idle, .. } = &*self.readers {
+            idle.lock().unwrap_or_else(|p| p.into_inner()).clear();
+        }
     }
 
-    /// Starts a write transaction holding SQLite's write lock.
-    async fn write(&self) -> StoreResult<Transaction<'static, Sqlite>> {
-        Ok(self.writer.begin_with("BEGIN IMMEDIATE").await?)
+    /// Runs `work` as one atomic write (see the module docs).
+    async fn write<R, F>(&self, work: F) -> StoreResult<R>
+    where
+        R: Send + 'static,
+        F: FnOnce(&Connection) -> StoreResult<R> + Send + 'static,
+    {
+        let (reply, answer) = oneshot::channel();
+        let job = Op {
+            work: Some(work),
+            result: None,
+            reply,
+        };
+        self.writer
+            .send(ToWriter::Job(Box::new(job)))
+            .map_err(|_| StoreError::Backend("the SQLite writer has stopped".into()))?;
+        answer
+            .await
+            .map_err(|_| StoreError::Backend("the SQLite writer has stopped".into()))?
     }
+
+    /// Runs `work` on a read connection, in one read transaction (one snapshot).
+    async fn read<R, F>(&self, work: F) -> StoreResult<R>
+    where
+        R: Send + 'static,
+        F: FnOnce(&Connection) -> StoreResult<R> + Send + 'static,
+    {
+        let readers = match &*self.readers {
+            Readers::Writer => return self.write(work).await,
+            Readers::Pool { .. } => self.readers.clone(),
+        };
+        blocking(move || {
+            let Readers::Pool { path, idle } = &*readers else {
+                return Err(StoreError::Backend("no read connections".into()));
+            };
+            let pooled = idle.lock().unwrap_or_else(|p| p.into_inner()).pop();
+            let conn = match pooled {
+                Some(c) => c,
+                None => connect(path)?,
+            };
+            conn.execute_batch("BEGIN")?;
+            let result = work(&conn);
+            let end = conn.execute_batch("COMMIT");
+            if end.is_ok() {
+                let mut idle = idle.lock().unwrap_or_else(|p| p.into_inner());
+                if idle.len() < READERS {
+                    idle.push(conn);
+                }
+            }
+            let r = result?;
+            end?;
+            Ok(r)
+        })
+        .await
+    }
+}
+
+/// Runs blocking database work off the async threads.
+async fn blocking<R, F>(f: F) -> StoreResult<R>
+where
+    R: Send + 'static,
+    F: FnOnce() -> StoreResult<R> + Send + 'static,
+{
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| StoreError::Backend(format!("database task failed: {e}")))?
+}
+
+/// Applies the migrations to a database file with `sqlx`'s migrator, which records them in
+/// `_sqlx_migrations` (see the module docs).
+async fn migrate_file(path: &Path) -> StoreResult<()> {
+    use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions};
+    let options = SqliteConnectOptions::new()
+        .filename(path)
+        .create_if_missing(true)
+        .journal_mode(SqliteJournalMode::Wal)
+        .foreign_keys(true)
+        .busy_timeout(BUSY_TIMEOUT);
+    let pool = SqlitePoolOptions::new()
+        .max_connections(1)
+        .connect_with(options)
+        .await?;
+    let result = sqlx::migrate!("./migrations/sqlite")
+        .run(&pool)
+        .await
+        .map_err(|e| StoreError::Backend(format!("migration failed: {e}")));
+    pool.close().await;
+    result
 }
 
 /// A JSON array of strings, for `json_each` (SQLite has no array parameters).
@@ -125,74 +417,90 @@ fn json_devices(devices: &[DeviceId]) -> StoreResult<String> {
     json_strings(devices.iter().map(DeviceId::as_str))
 }
 
+fn json_ids(ids: &[i64]) -> StoreResult<String> {
+    serde_json::to_string(ids).map_err(|e| StoreError::Backend(e.to_string()))
+}
+
+/// Runs one cached statement; the number of rows changed.
+fn exec(conn: &Connection, sql: &str, params: impl rusqlite::Params) -> StoreResult<usize> {
+    Ok(conn.prepare_cached(sql)?.execute(params)?)
+}
+
 /// Inserts a single-use, expiring row keyed by `key` (a challenge, session or link code) for
-/// `owner`; `AlreadyExists(what)` if the key is taken. `sql` is one of the fixed statements above.
-async fn insert_expiring(
-    conn: &mut SqliteConnection,
+/// `owner`; `AlreadyExists(what)` if the key is taken. `sql` is one of the fixed statements of
+/// the callers.
+fn insert_expiring(
+    conn: &Connection,
     sql: &'static str,
     key: &[u8],
     owner: &str,
     expires_at: Millis,
     what: &'static str,
 ) -> StoreResult<()> {
-    let done = sqlx::query(sql)
-        .bind(key)
-        .bind(owner)
-        .bind(expires_at)
-        .execute(&mut *conn)
-        .await?;
-    if done.rows_affected() == 0 {
+    if exec(conn, sql, params![key, owner, expires_at])? == 0 {
         return Err(StoreError::AlreadyExists(what));
     }
     Ok(())
 }
 
-async fn device_exists(conn: &mut SqliteConnection, device: &DeviceId) -> StoreResult<bool> {
-    let found: Option<i64> = sqlx::query_scalar("SELECT 1 FROM devices WHERE id = ?1")
-        .bind(device.as_str())
-        .fetch_optional(&mut *conn)
-        .await?;
-    Ok(found.is_some())
+fn device_exists(conn: &Connection, device: &DeviceId) -> StoreResult<bool> {
+    Ok(conn
+        .prepare_cached("SELECT 1 FROM devices WHERE id = ?1")?
+        .query_row([device.as_str()], |_| Ok(()))
+        .optional()?
+        .is_some())
 }
 
-async fn insert_device(
-    conn: &mut SqliteConnection,
-    user: &UserName,
-    device: &NewDevice,
-) -> StoreResult<()> {
-    let done = sqlx::query(
+fn user_exists(conn: &Connection, user: &UserName) -> StoreResult<bool> {
+    Ok(conn
+        .prepare_cached("SELECT 1 FROM users WHERE name = ?1")?
+        .query_row([user.as_str()], |_| Ok(()))
+        .optional()?
+        .is_some())
+}
+
+fn insert_device(conn: &Connection, user: &UserName, device: &NewDevice) -> StoreResult<()> {
+    let done = exec(
+        conn,
         "INSERT INTO devices (id, user_name, name, auth_key, created_at) VALUES (?1, ?2, ?3, ?4, ?5)
          ON CONFLICT DO NOTHING",
-    )
-    .bind(device.device_id.as_str())
-    .bind(user.as_str())
-    .bind(&device.name)
-    .bind(&device.auth_key)
-    .bind(device.created_at)
-    .execute(&mut *conn)
-    .await?;
-    if done.rows_affected() == 0 {
+        params![
+            device.device_id.as_str(),
+            user.as_str(),
+            device.name,
+            device.auth_key,
+            device.created_at
+        ],
+    )?;
+    if done == 0 {
         return Err(StoreError::AlreadyExists("device"));
     }
     Ok(())
 }
 
+/// The ids of a user's devices, oldest first.
+fn user_device_ids(conn: &Connection, user: &UserName) -> StoreResult<Vec<DeviceId>> {
+    let mut stmt =
+        conn.prepare_cached("SELECT id FROM devices WHERE user_name = ?1 ORDER BY created_at, id")?;
+    let ids = stmt
+        .query_map([user.as_str()], |r| r.get::<_, String>(0))?
+        .collect::<Result<Vec<_>, _>>()?;
+    ids.iter().map(|d| parse_device(d)).collect()
+}
+
 /// The group's epoch and members, or `NotFound("group")`.
-async fn group_state(
-    conn: &mut SqliteConnection,
-    group: &GroupId,
-) -> StoreResult<(u64, Vec<DeviceId>)> {
-    let epoch: Option<i64> = sqlx::query_scalar("SELECT epoch FROM mls_groups WHERE id = ?1")
-        .bind(group.as_bytes())
-        .fetch_optional(&mut *conn)
-        .await?;
-    let epoch = epoch.ok_or(StoreError::NotFound("group"))?;
-    let members: Vec<String> = sqlx::query_scalar(
+fn group_state(conn: &Connection, group: &GroupId) -> StoreResult<(u64, Vec<DeviceId>)> {
+    let epoch: i64 = conn
+        .prepare_cached("SELECT epoch FROM mls_groups WHERE id = ?1")?
+        .query_row([group.as_bytes()], |r| r.get(0))
+        .optional()?
+        .ok_or(StoreError::NotFound("group"))?;
+    let mut stmt = conn.prepare_cached(
         "SELECT device_id FROM group_members WHERE group_id = ?1 ORDER BY device_id",
-    )
-    .bind(group.as_bytes())
-    .fetch_all(&mut *conn)
-    .await?;
+    )?;
+    let members = stmt
+        .query_map([group.as_bytes()], |r| r.get::<_, String>(0))?
+        .collect::<Result<Vec<_>, _>>()?;
     let members = members
         .iter()
         .map(|m| parse_device(m))
@@ -201,21 +509,17 @@ async fn group_state(
 }
 
 /// `Limit` if any of `devices` already holds `max` queue entries.
-async fn check_depth(
-    conn: &mut SqliteConnection,
-    devices: &[DeviceId],
-    max: u64,
-) -> StoreResult<()> {
+fn check_depth(conn: &Connection, devices: &[DeviceId], max: u64) -> StoreResult<()> {
     if devices.is_empty() {
         return Ok(());
     }
-    let full: i64 = sqlx::query_scalar(
-        "SELECT count(*) FROM devices WHERE id IN (SELECT value FROM json_each(?1)) AND queue_depth >= ?2",
-    )
-    .bind(json_devices(devices)?)
-    .bind(limit_to_db(max))
-    .fetch_one(&mut *conn)
-    .await?;
+    let full: i64 = conn
+        .prepare_cached(
+            "SELECT count(*) FROM devices WHERE id IN (SELECT value FROM json_each(?1)) AND queue_depth >= ?2",
+        )?
+        .query_row(params![json_devices(devices)?, limit_to_db(max)], |r| {
+            r.get(0)
+        })?;
     if full > 0 {
         return Err(StoreError::Limit {
             what: "queue depth",
@@ -227,107 +531,130 @@ async fn check_depth(
 
 /// Stores `message` once and queues it to each of `recipients` (distinct, existing devices;
 /// depth already checked by the caller). Returns the number of recipients.
-async fn enqueue(
-    conn: &mut SqliteConnection,
-    recipients: &[DeviceId],
-    message: &NewMessage,
-) -> StoreResult<u32> {
+fn enqueue(conn: &Connection, recipients: &[DeviceId], message: &NewMessage) -> StoreResult<u32> {
     if recipients.is_empty() {
         return Ok(0);
     }
     let sender_user: Option<String> = match &message.sender {
         Some(sender) => Some(
-            sqlx::query_scalar("SELECT user_name FROM devices WHERE id = ?1")
-                .bind(sender.as_str())
-                .fetch_optional(&mut *conn)
-                .await?
+            conn.prepare_cached("SELECT user_name FROM devices WHERE id = ?1")?
+                .query_row([sender.as_str()], |r| r.get(0))
+                .optional()?
                 .ok_or(StoreError::NotFound("device"))?,
         ),
         None => None,
     };
     let (commitment, server_tag) = frank_columns(message);
-    let message_id: i64 = sqlx::query_scalar(
-        "INSERT INTO messages (kind, group_id, sender_user, sender_device, payload, commitment, server_tag,
-                               received_at, expires_at)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9) RETURNING id",
-    )
-    .bind(message.kind.as_str())
-    .bind(message.group_id.as_ref().map(GroupId::as_bytes))
-    .bind(sender_user)
-    .bind(message.sender.as_ref().map(DeviceId::as_str))
-    .bind(&message.payload)
-    .bind(commitment)
-    .bind(server_tag)
-    .bind(message.received_at)
-    .bind(message.expires_at)
-    .fetch_one(&mut *conn)
-    .await?;
+    let message_id: i64 = conn
+        .prepare_cached(
+            "INSERT INTO messages (kind, group_id, sender_user, sender_device, payload, commitment, server_tag,
+                                   received_at, expires_at)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9) RETURNING id",
+        )?
+        .query_row(
+            params![
+                message.kind.as_str(),
+                message.group_id.as_ref().map(GroupId::as_bytes),
+                sender_user,
+                message.sender.as_ref().map(DeviceId::as_str),
+                message.payload,
+                commitment,
+                server_tag,
+                message.received_at,
+                message.expires_at
+            ],
+            |r| r.get(0),
+        )?;
     let ids = json_devices(recipients)?;
-    sqlx::query(
+    exec(
+        conn,
         "INSERT INTO queue (device_id, message_id) SELECT value, ?2 FROM json_each(?1) ORDER BY key",
-    )
-    .bind(&ids)
-    .bind(message_id)
-    .execute(&mut *conn)
-    .await?;
-    sqlx::query("UPDATE devices SET queue_depth = queue_depth + 1 WHERE id IN (SELECT value FROM json_each(?1))")
-        .bind(&ids)
-        .execute(&mut *conn)
-        .await?;
+        params![ids, message_id],
+    )?;
+    exec(
+        conn,
+        "UPDATE devices SET queue_depth = queue_depth + 1 WHERE id IN (SELECT value FROM json_each(?1))",
+        [&ids],
+    )?;
     count_u32(recipients.len())
+}
+
+fn device_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<DeviceRow> {
+    Ok(DeviceRow {
+        id: r.get(0)?,
+        user_name: r.get(1)?,
+        name: r.get(2)?,
+        auth_key: r.get(3)?,
+        created_at: r.get(4)?,
+    })
+}
+
+fn queue_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<QueueRow> {
+    Ok(QueueRow {
+        id: r.get(0)?,
+        kind: r.get(1)?,
+        group_id: r.get(2)?,
+        sender_user: r.get(3)?,
+        sender_device: r.get(4)?,
+        payload: r.get(5)?,
+        commitment: r.get(6)?,
+        server_tag: r.get(7)?,
+        received_at: r.get(8)?,
+    })
 }
 
 #[async_trait]
 impl Store for SqliteStore {
     async fn create_user(&self, user: &UserName, device: &NewDevice) -> StoreResult<()> {
-        let mut tx = self.write().await?;
-        let done = sqlx::query(
-            "INSERT INTO users (name, created_at) VALUES (?1, ?2) ON CONFLICT DO NOTHING",
-        )
-        .bind(user.as_str())
-        .bind(device.created_at)
-        .execute(&mut *tx)
-        .await?;
-        if done.rows_affected() == 0 {
-            return Err(StoreError::AlreadyExists("user"));
-        }
-        insert_device(&mut tx, user, device).await?;
-        tx.commit().await?;
-        Ok(())
+        let (user, device) = (user.clone(), device.clone());
+        self.write(move |c| {
+            let done = exec(
+                c,
+                "INSERT INTO users (name, created_at) VALUES (?1, ?2) ON CONFLICT DO NOTHING",
+                params![user.as_str(), device.created_at],
+            )?;
+            if done == 0 {
+                return Err(StoreError::AlreadyExists("user"));
+            }
+            insert_device(c, &user, &device)
+        })
+        .await
     }
 
     async fn device(&self, device: &DeviceId) -> StoreResult<Option<DeviceRecord>> {
-        let row: Option<DeviceRow> = sqlx::query_as(
-            "SELECT id, user_name, name, auth_key, created_at FROM devices WHERE id = ?1",
-        )
-        .bind(device.as_str())
-        .fetch_optional(&self.reader)
-        .await?;
-        row.map(DeviceRow::into_record).transpose()
+        let device = device.clone();
+        self.read(move |c| {
+            let row = c
+                .prepare_cached(
+                    "SELECT id, user_name, name, auth_key, created_at FROM devices WHERE id = ?1",
+                )?
+                .query_row([device.as_str()], device_row)
+                .optional()?;
+            row.map(DeviceRow::into_record).transpose()
+        })
+        .await
     }
 
     async fn user_devices(&self, user: &UserName) -> StoreResult<Option<Vec<DeviceRecord>>> {
+        let user = user.clone();
         // One read transaction, so the user check and the device list see the same snapshot.
-        let mut tx = self.reader.begin().await?;
-        let exists: Option<i64> = sqlx::query_scalar("SELECT 1 FROM users WHERE name = ?1")
-            .bind(user.as_str())
-            .fetch_optional(&mut *tx)
-            .await?;
-        if exists.is_none() {
-            return Ok(None);
-        }
-        let rows: Vec<DeviceRow> = sqlx::query_as(
-            "SELECT id, user_name, name, auth_key, created_at FROM devices WHERE user_name = ?1
-             ORDER BY created_at, id",
-        )
-        .bind(user.as_str())
-        .fetch_all(&mut *tx)
-        .await?;
-        tx.commit().await?;
-        rows.into_iter()
-            .map(DeviceRow::into_record)
-            .collect::<StoreResult<Vec<_>>>()
-            .map(Some)
+        self.read(move |c| {
+            if !user_exists(c, &user)? {
+                return Ok(None);
+            }
+            let mut stmt = c.prepare_cached(
+                "SELECT id, user_name, name, auth_key, created_at FROM devices WHERE user_name = ?1
+                 ORDER BY created_at, id",
+            )?;
+            let rows = stmt
+                .query_map([user.as_str()], device_row)?
+                .collect::<Result<Vec<_>, _>>()?;
+            rows.into_iter()
+                .map(DeviceRow::into_record)
+                .collect::<StoreResult<Vec<_>>>()
+                .map(Some)
+        })
+        .await
     }
 
     async fn put_challenge(
@@ -336,21 +663,21 @@ impl Store for SqliteStore {
         device: &DeviceId,
         expires_at: Millis,
     ) -> StoreResult<()> {
-        let mut tx = self.write().await?;
-        if !device_exists(&mut tx, device).await? {
-            return Err(StoreError::NotFound("device"));
-        }
-        insert_expiring(
-            &mut tx,
-            "INSERT INTO challenges (nonce, device_id, expires_at) VALUES (?1, ?2, ?3) ON CONFLICT DO NOTHING",
-            nonce,
-            device.as_str(),
-            expires_at,
-            "challenge",
-        )
-        .await?;
-        tx.commit().await?;
-        Ok(())
+        let (nonce, device) = (nonce.to_vec(), device.clone());
+        self.write(move |c| {
+            if !device_exists(c, &device)? {
+                return Err(StoreError::NotFound("device"));
+            }
+            insert_expiring(
+                c,
+                "INSERT INTO challenges (nonce, device_id, expires_at) VALUES (?1, ?2, ?3) ON CONFLICT DO NOTHING",
+                &nonce,
+                device.as_str(),
+                expires_at,
+                "challenge",
+            )
+        })
+        .await
     }
 
     async fn take_challenge(
@@ -359,16 +686,17 @@ impl Store for SqliteStore {
         device: &DeviceId,
         now: Millis,
     ) -> StoreResult<bool> {
-        let mut tx = self.write().await?;
-        let expires_at: Option<i64> = sqlx::query_scalar(
-            "DELETE FROM challenges WHERE nonce = ?1 AND device_id = ?2 RETURNING expires_at",
-        )
-        .bind(nonce)
-        .bind(device.as_str())
-        .fetch_optional(&mut *tx)
-        .await?;
-        tx.commit().await?;
-        Ok(expires_at.is_some_and(|e| now < e))
+        let (nonce, device) = (nonce.to_vec(), device.clone());
+        self.write(move |c| {
+            let expires_at: Option<i64> = c
+                .prepare_cached(
+                    "DELETE FROM challenges WHERE nonce = ?1 AND device_id = ?2 RETURNING expires_at",
+                )?
+                .query_row(params![nonce, device.as_str()], |r| r.get(0))
+                .optional()?;
+            Ok(expires_at.is_some_and(|e| now < e))
+        })
+        .await
     }
 
     async fn put_session(
@@ -377,21 +705,21 @@ impl Store for SqliteStore {
         device: &DeviceId,
         expires_at: Millis,
     ) -> StoreResult<()> {
-        let mut tx = self.write().await?;
-        if !device_exists(&mut tx, device).await? {
-            return Err(StoreError::NotFound("device"));
-        }
-        insert_expiring(
-            &mut tx,
-            "INSERT INTO sessions (token_hash, device_id, expires_at) VALUES (?1, ?2, ?3) ON CONFLICT DO NOTHING",
-            token_hash,
-            device.as_str(),
-            expires_at,
-            "session",
-        )
-        .await?;
-        tx.commit().await?;
-        Ok(())
+        let (token_hash, device) = (token_hash.to_vec(), device.clone());
+        self.write(move |c| {
+            if !device_exists(c, &device)? {
+                return Err(StoreError::NotFound("device"));
+            }
+            insert_expiring(
+                c,
+                "INSERT INTO sessions (token_hash, device_id, expires_at) VALUES (?1, ?2, ?3) ON CONFLICT DO NOTHING",
+                &token_hash,
+                device.as_str(),
+                expires_at,
+                "session",
+            )
+        })
+        .await
     }
 
     async fn session_device(
@@ -399,14 +727,17 @@ impl Store for SqliteStore {
         token_hash: &[u8],
         now: Millis,
     ) -> StoreResult<Option<DeviceId>> {
-        let device: Option<String> = sqlx::query_scalar(
-            "SELECT device_id FROM sessions WHERE token_hash = ?1 AND expires_at > ?2",
-        )
-        .bind(token_hash)
-        .bind(now)
-        .fetch_optional(&self.reader)
-        .await?;
-        device.as_deref().map(parse_device).transpose()
+        let token_hash = token_hash.to_vec();
+        self.read(move |c| {
+            let device: Option<String> = c
+                .prepare_cached(
+                    "SELECT device_id FROM sessions WHERE token_hash = ?1 AND expires_at > ?2",
+                )?
+                .query_row(params![token_hash, now], |r| r.get(0))
+                .optional()?;
+            device.as_deref().map(parse_device).transpose()
+        })
+        .await
     }
 
     async fn put_link_code(
@@ -415,25 +746,21 @@ impl Store for SqliteStore {
         user: &UserName,
         expires_at: Millis,
     ) -> StoreResult<()> {
-        let mut tx = self.write().await?;
-        let exists: Option<i64> = sqlx::query_scalar("SELECT 1 FROM users WHERE name = ?1")
-            .bind(user.as_str())
-            .fetch_optional(&mut *tx)
-            .await?;
-        if exists.is_none() {
-            return Err(StoreError::NotFound("user"));
-        }
-        insert_expiring(
-            &mut tx,
-            "INSERT INTO link_codes (code_hash, user_name, expires_at) VALUES (?1, ?2, ?3) ON CONFLICT DO NOTHING",
-            code_hash,
-            user.as_str(),
-            expires_at,
-            "link code",
-        )
-        .await?;
-        tx.commit().await?;
-        Ok(())
+        let (code_hash, user) = (code_hash.to_vec(), user.clone());
+        self.write(move |c| {
+            if !user_exists(c, &user)? {
+                return Err(StoreError::NotFound("user"));
+            }
+            insert_expiring(
+                c,
+                "INSERT INTO link_codes (code_hash, user_name, expires_at) VALUES (?1, ?2, ?3) ON CONFLICT DO NOTHING",
+                &code_hash,
+                user.as_str(),
+                expires_at,
+                "link code",
+            )
+        })
+        .await
     }
 
     async fn link_device(
@@ -443,34 +770,27 @@ impl Store for SqliteStore {
         device: &NewDevice,
         event: &NewMessage,
     ) -> StoreResult<UserName> {
-        let mut tx = self.write().await?;
-        let code: Option<(String, i64)> = sqlx::query_as(
-            "DELETE FROM link_codes WHERE code_hash = ?1 RETURNING user_name, expires_at",
-        )
-        .bind(code_hash)
-        .fetch_optional(&mut *tx)
-        .await?;
-        // An expired code is refused; the rollback keeps it for purge_expired to drop.
-        let user = match code {
-            Some((user, expires_at)) if now < expires_at => super::parse_user(&user)?,
-            _ => return Err(StoreError::NotFound("link code")),
-        };
-        let others: Vec<String> = sqlx::query_scalar(
-            "SELECT id FROM devices WHERE user_name = ?1 ORDER BY created_at, id",
-        )
-        .bind(user.as_str())
-        .fetch_all(&mut *tx)
-        .await?;
-        let others = others
-            .iter()
-            .map(|d| parse_device(d))
-            .collect::<StoreResult<Vec<_>>>()?;
-        insert_device(&mut tx, &user, device).await?;
-        // The notice that a device was added is queued whatever the queue depth: it is what lets
-        // the user's other devices notice an unwanted device.
-        enqueue(&mut tx, &others, event).await?;
-        tx.commit().await?;
-        Ok(user)
+        let (code_hash, device, event) = (code_hash.to_vec(), device.clone(), event.clone());
+        self.write(move |c| {
+            let code: Option<(String, i64)> = c
+                .prepare_cached(
+                    "DELETE FROM link_codes WHERE code_hash = ?1 RETURNING user_name, expires_at",
+                )?
+                .query_row([&code_hash], |r| Ok((r.get(0)?, r.get(1)?)))
+                .optional()?;
+            // An expired code is refused; the rollback keeps it for purge_expired to drop.
+            let user = match code {
+                Some((user, expires_at)) if now < expires_at => super::parse_user(&user)?,
+                _ => return Err(StoreError::NotFound("link code")),
+            };
+            let others = user_device_ids(c, &user)?;
+            insert_device(c, &user, &device)?;
+            // The notice that a device was added is queued whatever the queue depth: it is what
+            // lets the user's other devices notice an unwanted device.
+            enqueue(c, &others, &event)?;
+            Ok(user)
+        })
+        .await
     }
 
     async fn add_key_packages(
@@ -480,101 +800,94 @@ impl Store for SqliteStore {
         last_resort: Option<&[u8]>,
         limits: &Limits,
     ) -> StoreResult<u32> {
-        let mut tx = self.write().await?;
-        if !device_exists(&mut tx, device).await? {
-            return Err(StoreError::NotFound("device"));
-        }
-        let stored: i64 =
-            sqlx::query_scalar("SELECT count(*) FROM key_packages WHERE device_id = ?1")
-                .bind(device.as_str())
-                .fetch_one(&mut *tx)
-                .await?;
-        let total = u64::try_from(stored)
-            .unwrap_or(u64::MAX)
-            .saturating_add(u64::try_from(packages.len()).unwrap_or(u64::MAX));
-        if total > limits.max_key_packages {
-            return Err(StoreError::Limit {
-                what: "key packages",
-                max: limits.max_key_packages,
-            });
-        }
-        for package in packages {
-            sqlx::query("INSERT INTO key_packages (device_id, bytes) VALUES (?1, ?2)")
-                .bind(device.as_str())
-                .bind(package)
-                .execute(&mut *tx)
-                .await?;
-        }
-        if let Some(last_resort) = last_resort {
-            sqlx::query(
-                "INSERT INTO last_resort_key_packages (device_id, bytes) VALUES (?1, ?2)
-                 ON CONFLICT (device_id) DO UPDATE SET bytes = excluded.bytes",
-            )
-            .bind(device.as_str())
-            .bind(last_resort)
-            .execute(&mut *tx)
-            .await?;
-        }
-        tx.commit().await?;
-        count_u32(total)
+        let (device, packages) = (device.clone(), packages.to_vec());
+        let (last_resort, max) = (last_resort.map(<[u8]>::to_vec), limits.max_key_packages);
+        self.write(move |c| {
+            if !device_exists(c, &device)? {
+                return Err(StoreError::NotFound("device"));
+            }
+            let stored: i64 = c
+                .prepare_cached("SELECT count(*) FROM key_packages WHERE device_id = ?1")?
+                .query_row([device.as_str()], |r| r.get(0))?;
+            let total = u64::try_from(stored)
+                .unwrap_or(u64::MAX)
+                .saturating_add(u64::try_from(packages.len()).unwrap_or(u64::MAX));
+            if total > max {
+                return Err(StoreError::Limit {
+                    what: "key packages",
+                    max,
+                });
+            }
+            for package in &packages {
+                exec(
+                    c,
+                    "INSERT INTO key_packages (device_id, bytes) VALUES (?1, ?2)",
+                    params![device.as_str(), package],
+                )?;
+            }
+            if let Some(last_resort) = &last_resort {
+                exec(
+                    c,
+                    "INSERT INTO last_resort_key_packages (device_id, bytes) VALUES (?1, ?2)
+                     ON CONFLICT (device_id) DO UPDATE SET bytes = excluded.bytes",
+                    params![device.as_str(), last_resort],
+                )?;
+            }
+            count_u32(total)
+        })
+        .await
     }
 
     async fn key_package_count(&self, device: &DeviceId) -> StoreResult<(u32, bool)> {
-        let (count, last_resort): (i64, i64) = sqlx::query_as(
-            "SELECT (SELECT count(*) FROM key_packages WHERE device_id = ?1),
-                    (SELECT count(*) FROM last_resort_key_packages WHERE device_id = ?1)",
-        )
-        .bind(device.as_str())
-        .fetch_one(&self.reader)
-        .await?;
-        Ok((count_u32(count)?, last_resort > 0))
+        let device = device.clone();
+        self.read(move |c| {
+            let (count, last_resort): (i64, i64) = c
+                .prepare_cached(
+                    "SELECT (SELECT count(*) FROM key_packages WHERE device_id = ?1),
+                            (SELECT count(*) FROM last_resort_key_packages WHERE device_id = ?1)",
+                )?
+                .query_row([device.as_str()], |r| Ok((r.get(0)?, r.get(1)?)))?;
+            Ok((count_u32(count)?, last_resort > 0))
+        })
+        .await
     }
 
     async fn claim_key_packages(
         &self,
         user: &UserName,
     ) -> StoreResult<Option<Vec<(DeviceId, Vec<u8>)>>> {
-        let mut tx = self.write().await?;
-        let exists: Option<i64> = sqlx::query_scalar("SELECT 1 FROM users WHERE name = ?1")
-            .bind(user.as_str())
-            .fetch_optional(&mut *tx)
-            .await?;
-        if exists.is_none() {
-            return Ok(None);
-        }
-        let devices: Vec<String> = sqlx::query_scalar(
-            "SELECT id FROM devices WHERE user_name = ?1 ORDER BY created_at, id",
-        )
-        .bind(user.as_str())
-        .fetch_all(&mut *tx)
-        .await?;
-        let mut claimed = Vec::with_capacity(devices.len());
-        for device in devices {
-            let one_time: Option<Vec<u8>> = sqlx::query_scalar(
-                "DELETE FROM key_packages
-                 WHERE id = (SELECT id FROM key_packages WHERE device_id = ?1 ORDER BY id LIMIT 1)
-                 RETURNING bytes",
-            )
-            .bind(&device)
-            .fetch_optional(&mut *tx)
-            .await?;
-            let package = match one_time {
-                Some(p) => Some(p),
-                None => {
-                    sqlx::query_scalar(
-                        "SELECT bytes FROM last_resort_key_packages WHERE device_id = ?1",
-                    )
-                    .bind(&device)
-                    .fetch_optional(&mut *tx)
-                    .await?
-                }
-            };
-            if let Some(package) = package {
-                claimed.push((parse_device(&device)?, package));
+        let user = user.clone();
+        self.write(move |c| {
+            if !user_exists(c, &user)? {
+                return Ok(None);
             }
-        }
-        tx.commit().await?;
-        Ok(Some(claimed))
+            let devices = user_device_ids(c, &user)?;
+            let mut claimed = Vec::with_capacity(devices.len());
+            for device in devices {
+                let one_time: Option<Vec<u8>> = c
+                    .prepare_cached(
+                        "DELETE FROM key_packages
+                         WHERE id = (SELECT id FROM key_packages WHERE device_id = ?1 ORDER BY id LIMIT 1)
+                         RETURNING bytes",
+                    )?
+                    .query_row([device.as_str()], |r| r.get(0))
+                    .optional()?;
+                let package = match one_time {
+                    Some(p) => Some(p),
+                    None => c
+                        .prepare_cached(
+                            "SELECT bytes FROM last_resort_key_packages WHERE device_id = ?1",
+                        )?
+                        .query_row([device.as_str()], |r| r.get(0))
+                        .optional()?,
+                };
+                if let Some(package) = package {
+                    claimed.push((device, package));
+                }
+            }
+            Ok(Some(claimed))
+        })
+        .await
     }
 
     async fn create_group(
@@ -583,42 +896,41 @@ impl Store for SqliteStore {
         creator: &DeviceId,
         now: Millis,
     ) -> StoreResult<()> {
-        let mut tx = self.write().await?;
-        if !device_exists(&mut tx, creator).await? {
-            return Err(StoreError::NotFound("device"));
-        }
-        let done =
-            sqlx::query("INSERT INTO mls_groups (id, epoch, created_at) VALUES (?1, 0, ?2) ON CONFLICT DO NOTHING")
-                .bind(group.as_bytes())
-                .bind(now)
-                .execute(&mut *tx)
-                .await?;
-        if done.rows_affected() == 0 {
-            return Err(StoreError::AlreadyExists("group"));
-        }
-        sqlx::query("INSERT INTO group_members (group_id, device_id) VALUES (?1, ?2)")
-            .bind(group.as_bytes())
-            .bind(creator.as_str())
-            .execute(&mut *tx)
-            .await?;
-        tx.commit().await?;
-        Ok(())
+        let (group, creator) = (group.clone(), creator.clone());
+        self.write(move |c| {
+            if !device_exists(c, &creator)? {
+                return Err(StoreError::NotFound("device"));
+            }
+            let done = exec(
+                c,
+                "INSERT INTO mls_groups (id, epoch, created_at) VALUES (?1, 0, ?2) ON CONFLICT DO NOTHING",
+                params![group.as_bytes(), now],
+            )?;
+            if done == 0 {
+                return Err(StoreError::AlreadyExists("group"));
+            }
+            exec(
+                c,
+                "INSERT INTO group_members (group_id, device_id) VALUES (?1, ?2)",
+                params![group.as_bytes(), creator.as_str()],
+            )?;
+            Ok(())
+        })
+        .await
     }
 
     async fn group(&self, group: &GroupId) -> StoreResult<Option<GroupRecord>> {
-        let mut tx = self.reader.begin().await?;
-        let state = match group_state(&mut tx, group).await {
-            Ok(state) => state,
-            Err(StoreError::NotFound(_)) => return Ok(None),
-            Err(e) => return Err(e),
-        };
-        tx.commit().await?;
-        let (epoch, members) = state;
-        Ok(Some(GroupRecord {
-            group_id: group.clone(),
-            epoch,
-            members,
-        }))
+        let group = group.clone();
+        self.read(move |c| match group_state(c, &group) {
+            Ok((epoch, members)) => Ok(Some(GroupRecord {
+                group_id: group,
+                epoch,
+                members,
+            })),
+            Err(StoreError::NotFound(_)) => Ok(None),
+            Err(e) => Err(e),
+        })
+        .await
     }
 
     async fn apply_commit(
@@ -626,73 +938,8 @@ impl Store for SqliteStore {
         commit: &CommitApply,
         limits: &Limits,
     ) -> StoreResult<GroupRecord> {
-        let mut tx = self.write().await?;
-        let (epoch, members) = group_state(&mut tx, &commit.group_id).await?;
-        let gid = commit.group_id.as_bytes();
-        if commit.epoch < epoch {
-            let recorded: Option<(Vec<u8>, String)> = sqlx::query_as(
-                "SELECT commit_sha256, committer FROM group_commits WHERE group_id = ?1 AND epoch = ?2",
-            )
-            .bind(gid)
-            .bind(epoch_to_db(commit.epoch)?)
-            .fetch_optional(&mut *tx)
-            .await?;
-            if is_resubmission(commit, recorded) {
-                return Ok(GroupRecord {
-                    group_id: commit.group_id.clone(),
-                    epoch,
-                    members,
-                });
-            }
-        }
-        let plan = plan_commit(commit, epoch, &members, limits)?;
-        for added in &commit.added {
-            if !device_exists(&mut tx, added).await? {
-                return Err(StoreError::NotFound("device"));
-            }
-        }
-        check_depth(&mut tx, &plan.recipients, limits.max_queue_depth).await?;
-        enqueue(&mut tx, &plan.commit_to, &commit.commit).await?;
-        if let Some(welcome) = &commit.welcome {
-            enqueue(&mut tx, &plan.welcome_to, welcome).await?;
-        }
-        sqlx::query(
-            "INSERT INTO group_commits (group_id, epoch, commit_sha256, committer, accepted_at, expires_at)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-        )
-        .bind(gid)
-        .bind(epoch_to_db(commit.epoch)?)
-        .bind(commit.commit_sha256.as_slice())
-        .bind(commit.sender.as_str())
-        .bind(commit.commit.received_at)
-        .bind(commit.commit.expires_at)
-        .execute(&mut *tx)
-        .await?;
-        let removed = json_devices(&commit.removed)?;
-        sqlx::query("DELETE FROM group_members WHERE group_id = ?1 AND device_id IN (SELECT value FROM json_each(?2))")
-            .bind(gid)
-            .bind(&removed)
-            .execute(&mut *tx)
-            .await?;
-        let added = json_devices(&commit.added)?;
-        sqlx::query(
-            "INSERT INTO group_members (group_id, device_id) SELECT ?1, value FROM json_each(?2)",
-        )
-        .bind(gid)
-        .bind(&added)
-        .execute(&mut *tx)
-        .await?;
-        sqlx::query("UPDATE mls_groups SET epoch = ?2 WHERE id = ?1")
-            .bind(gid)
-            .bind(epoch_to_db(plan.new_epoch)?)
-            .execute(&mut *tx)
-            .await?;
-        tx.commit().await?;
-        Ok(GroupRecord {
-            group_id: commit.group_id.clone(),
-            epoch: plan.new_epoch,
-            members: plan.members_after,
-        })
+        let (commit, limits) = (commit.clone(), *limits);
+        self.write(move |c| apply_commit(c, &commit, &limits)).await
     }
 
     async fn leave_group(
@@ -702,21 +949,24 @@ impl Store for SqliteStore {
         proposal: &NewMessage,
         limits: &Limits,
     ) -> StoreResult<u32> {
-        let mut tx = self.write().await?;
-        let (_, members) = group_state(&mut tx, group).await?;
-        if !members.contains(device) {
-            return Err(StoreError::NotMember);
-        }
-        let remaining: Vec<DeviceId> = members.into_iter().filter(|m| m != device).collect();
-        check_depth(&mut tx, &remaining, limits.max_queue_depth).await?;
-        let sent = enqueue(&mut tx, &remaining, proposal).await?;
-        sqlx::query("DELETE FROM group_members WHERE group_id = ?1 AND device_id = ?2")
-            .bind(group.as_bytes())
-            .bind(device.as_str())
-            .execute(&mut *tx)
-            .await?;
-        tx.commit().await?;
-        Ok(sent)
+        let (group, device, proposal) = (group.clone(), device.clone(), proposal.clone());
+        let max = limits.max_queue_depth;
+        self.write(move |c| {
+            let (_, members) = group_state(c, &group)?;
+            if !members.contains(&device) {
+                return Err(StoreError::NotMember);
+            }
+            let remaining: Vec<DeviceId> = members.into_iter().filter(|m| *m != device).collect();
+            check_depth(c, &remaining, max)?;
+            let sent = enqueue(c, &remaining, &proposal)?;
+            exec(
+                c,
+                "DELETE FROM group_members WHERE group_id = ?1 AND device_id = ?2",
+                params![group.as_bytes(), device.as_str()],
+            )?;
+            Ok(sent)
+        })
+        .await
     }
 
     async fn enqueue_group(
@@ -726,16 +976,18 @@ impl Store for SqliteStore {
         message: &NewMessage,
         limits: &Limits,
     ) -> StoreResult<u32> {
-        let mut tx = self.write().await?;
-        let (_, members) = group_state(&mut tx, group).await?;
-        if !members.contains(sender) {
-            return Err(StoreError::NotMember);
-        }
-        let recipients: Vec<DeviceId> = members.into_iter().filter(|m| m != sender).collect();
-        check_depth(&mut tx, &recipients, limits.max_queue_depth).await?;
-        let sent = enqueue(&mut tx, &recipients, message).await?;
-        tx.commit().await?;
-        Ok(sent)
+        let (group, sender, message) = (group.clone(), sender.clone(), message.clone());
+        let max = limits.max_queue_depth;
+        self.write(move |c| {
+            let (_, members) = group_state(c, &group)?;
+            if !members.contains(&sender) {
+                return Err(StoreError::NotMember);
+            }
+            let recipients: Vec<DeviceId> = members.into_iter().filter(|m| *m != sender).collect();
+            check_depth(c, &recipients, max)?;
+            enqueue(c, &recipients, &message)
+        })
+        .await
     }
 
     async fn fetch_queue(
@@ -745,116 +997,319 @@ impl Store for SqliteStore {
         limit: u32,
         now: Millis,
     ) -> StoreResult<Vec<QueuedMessage>> {
-        let rows: Vec<QueueRow> = sqlx::query_as(
-            "SELECT q.id, m.kind, m.group_id, m.sender_user, m.sender_device, m.payload, m.commitment,
-                    m.server_tag, m.received_at
-             FROM queue q JOIN messages m ON m.id = q.message_id
-             WHERE q.device_id = ?1 AND q.id > ?2 AND m.expires_at > ?3
-             ORDER BY q.id LIMIT ?4",
-        )
-        .bind(device.as_str())
-        .bind(after)
-        .bind(now)
-        .bind(i64::from(limit))
-        .fetch_all(&self.reader)
-        .await?;
-        rows.into_iter().map(QueueRow::into_queued).collect()
+        let device = device.clone();
+        self.read(move |c| {
+            let mut stmt = c.prepare_cached(
+                "SELECT q.id, m.kind, m.group_id, m.sender_user, m.sender_device, m.payload, m.commitment,
+                        m.server_tag, m.received_at
+                 FROM queue q JOIN messages m ON m.id = q.message_id
+                 WHERE q.device_id = ?1 AND q.id > ?2 AND m.expires_at > ?3
+                 ORDER BY q.id LIMIT ?4",
+            )?;
+            let rows = stmt
+                .query_map(
+                    params![device.as_str(), after, now, i64::from(limit)],
+                    queue_row,
+                )?
+                .collect::<Result<Vec<_>, _>>()?;
+            rows.into_iter().map(QueueRow::into_queued).collect()
+        })
+        .await
     }
 
     async fn ack(&self, device: &DeviceId, ids: &[i64]) -> StoreResult<u32> {
         if ids.is_empty() {
             return Ok(0);
         }
-        let ids = serde_json::to_string(ids).map_err(|e| StoreError::Backend(e.to_string()))?;
-        let mut tx = self.write().await?;
-        let messages: Vec<i64> = sqlx::query_scalar(
-            "DELETE FROM queue WHERE device_id = ?1 AND id IN (SELECT value FROM json_each(?2))
-             RETURNING message_id",
-        )
-        .bind(device.as_str())
-        .bind(&ids)
-        .fetch_all(&mut *tx)
-        .await?;
-        if messages.is_empty() {
-            return Ok(0);
-        }
-        sqlx::query("UPDATE devices SET queue_depth = max(queue_depth - ?2, 0) WHERE id = ?1")
-            .bind(device.as_str())
-            .bind(i64::try_from(messages.len()).unwrap_or(i64::MAX))
-            .execute(&mut *tx)
-            .await?;
-        let messages_json =
-            serde_json::to_string(&messages).map_err(|e| StoreError::Backend(e.to_string()))?;
-        sqlx::query(
-            "DELETE FROM messages WHERE id IN (SELECT value FROM json_each(?1))
-             AND NOT EXISTS (SELECT 1 FROM queue WHERE queue.message_id = messages.id)",
-        )
-        .bind(&messages_json)
-        .execute(&mut *tx)
-        .await?;
-        tx.commit().await?;
-        count_u32(messages.len())
+        let (device, ids) = (device.clone(), json_ids(ids)?);
+        self.write(move |c| {
+            let mut stmt = c.prepare_cached(
+                "DELETE FROM queue WHERE device_id = ?1 AND id IN (SELECT value FROM json_each(?2))
+                 RETURNING message_id",
+            )?;
+            let messages = stmt
+                .query_map(params![device.as_str(), ids], |r| r.get::<_, i64>(0))?
+                .collect::<Result<Vec<_>, _>>()?;
+            drop(stmt);
+            if messages.is_empty() {
+                return Ok(0);
+            }
+            exec(
+                c,
+                "UPDATE devices SET queue_depth = max(queue_depth - ?2, 0) WHERE id = ?1",
+                params![
+                    device.as_str(),
+                    i64::try_from(messages.len()).unwrap_or(i64::MAX)
+                ],
+            )?;
+            exec(
+                c,
+                "DELETE FROM messages WHERE id IN (SELECT value FROM json_each(?1))
+                 AND NOT EXISTS (SELECT 1 FROM queue WHERE queue.message_id = messages.id)",
+                [json_ids(&messages)?],
+            )?;
+            count_u32(messages.len())
+        })
+        .await
     }
 
     async fn purge_expired(&self, now: Millis) -> StoreResult<u64> {
-        let mut tx = self.write().await?;
-        let devices: Vec<String> = sqlx::query_scalar(
-            "DELETE FROM queue WHERE message_id IN (SELECT id FROM messages WHERE expires_at <= ?1)
-             RETURNING device_id",
-        )
-        .bind(now)
-        .fetch_all(&mut *tx)
-        .await?;
-        let mut per_device: BTreeMap<&str, i64> = BTreeMap::new();
-        for d in &devices {
-            *per_device.entry(d.as_str()).or_default() += 1;
-        }
-        for (device, n) in per_device {
-            sqlx::query("UPDATE devices SET queue_depth = max(queue_depth - ?2, 0) WHERE id = ?1")
-                .bind(device)
-                .bind(n)
-                .execute(&mut *tx)
-                .await?;
-        }
-        sqlx::query("DELETE FROM messages WHERE expires_at <= ?1")
-            .bind(now)
-            .execute(&mut *tx)
-            .await?;
-        sqlx::query("DELETE FROM sessions WHERE expires_at <= ?1")
-            .bind(now)
-            .execute(&mut *tx)
-            .await?;
-        sqlx::query("DELETE FROM challenges WHERE expires_at <= ?1")
-            .bind(now)
-            .execute(&mut *tx)
-            .await?;
-        sqlx::query("DELETE FROM link_codes WHERE expires_at <= ?1")
-            .bind(now)
-            .execute(&mut *tx)
-            .await?;
-        sqlx::query("DELETE FROM group_commits WHERE expires_at <= ?1")
-            .bind(now)
-            .execute(&mut *tx)
-            .await?;
-        tx.commit().await?;
-        Ok(u64::try_from(devices.len()).unwrap_or(u64::MAX))
+        self.write(move |c| {
+            let mut stmt = c.prepare_cached(
+                "DELETE FROM queue WHERE message_id IN (SELECT id FROM messages WHERE expires_at <= ?1)
+                 RETURNING device_id",
+            )?;
+            let devices = stmt
+                .query_map([now], |r| r.get::<_, String>(0))?
+                .collect::<Result<Vec<_>, _>>()?;
+            drop(stmt);
+            let mut per_device: BTreeMap<&str, i64> = BTreeMap::new();
+            for d in &devices {
+                *per_device.entry(d.as_str()).or_default() += 1;
+            }
+            for (device, n) in per_device {
+                exec(
+                    c,
+                    "UPDATE devices SET queue_depth = max(queue_depth - ?2, 0) WHERE id = ?1",
+                    params![device, n],
+                )?;
+            }
+            for sql in [
+                "DELETE FROM messages WHERE expires_at <= ?1",
+                "DELETE FROM sessions WHERE expires_at <= ?1",
+                "DELETE FROM challenges WHERE expires_at <= ?1",
+                "DELETE FROM link_codes WHERE expires_at <= ?1",
+                "DELETE FROM group_commits WHERE expires_at <= ?1",
+            ] {
+                exec(c, sql, [now])?;
+            }
+            Ok(u64::try_from(devices.len()).unwrap_or(u64::MAX))
+        })
+        .await
     }
 
     async fn server_secret(&self, name: &str, fresh: &[u8]) -> StoreResult<Vec<u8>> {
-        let mut tx = self.write().await?;
-        sqlx::query(
-            "INSERT INTO server_secrets (name, secret) VALUES (?1, ?2) ON CONFLICT DO NOTHING",
-        )
-        .bind(name)
-        .bind(fresh)
-        .execute(&mut *tx)
-        .await?;
-        let secret: Vec<u8> =
-            sqlx::query_scalar("SELECT secret FROM server_secrets WHERE name = ?1")
-                .bind(name)
-                .fetch_one(&mut *tx)
-                .await?;
-        tx.commit().await?;
-        Ok(secret)
+        let (name, fresh) = (name.to_owned(), fresh.to_vec());
+        self.write(move |c| {
+            exec(
+                c,
+                "INSERT INTO server_secrets (name, secret) VALUES (?1, ?2) ON CONFLICT DO NOTHING",
+                params![name, fresh],
+            )?;
+            Ok(
+                c.prepare_cached("SELECT secret FROM server_secrets WHERE name = ?1")?
+                    .query_row([&name], |r| r.get(0))?,
+            )
+        })
+        .await
+    }
+}
+
+/// [`Store::apply_commit`] inside the writer's transaction.
+fn apply_commit(c: &Connection, commit: &CommitApply, limits: &Limits) -> StoreResult<GroupRecord> {
+    let (epoch, members) = group_state(c, &commit.group_id)?;
+    let gid = commit.group_id.as_bytes();
+    if commit.epoch < epoch {
+        let recorded: Option<(Vec<u8>, String)> = c
+            .prepare_cached(
+                "SELECT commit_sha256, committer FROM group_commits WHERE group_id = ?1 AND epoch = ?2",
+            )?
+            .query_row(params![gid, epoch_to_db(commit.epoch)?], |r| {
+                Ok((r.get(0)?, r.get(1)?))
+            })
+            .optional()?;
+        if is_resubmission(commit, recorded) {
+            return Ok(GroupRecord {
+                group_id: commit.group_id.clone(),
+                epoch,
+                members,
+            });
+        }
+    }
+    let plan = plan_commit(commit, epoch, &members, limits)?;
+    for added in &commit.added {
+        if !device_exists(c, added)? {
+            return Err(StoreError::NotFound("device"));
+        }
+    }
+    check_depth(c, &plan.recipients, limits.max_queue_depth)?;
+    enqueue(c, &plan.commit_to, &commit.commit)?;
+    if let Some(welcome) = &commit.welcome {
+        enqueue(c, &plan.welcome_to, welcome)?;
+    }
+    exec(
+        c,
+        "INSERT INTO group_commits (group_id, epoch, commit_sha256, committer, accepted_at, expires_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+        params![
+            gid,
+            epoch_to_db(commit.epoch)?,
+            commit.commit_sha256.as_slice(),
+            commit.sender.as_str(),
+            commit.commit.received_at,
+            commit.commit.expires_at
+        ],
+    )?;
+    exec(
+        c,
+        "DELETE FROM group_members WHERE group_id = ?1 AND device_id IN (SELECT value FROM json_each(?2))",
+        params![gid, json_devices(&commit.removed)?],
+    )?;
+    exec(
+        c,
+        "INSERT INTO group_members (group_id, device_id) SELECT ?1, value FROM json_each(?2)",
+        params![gid, json_devices(&commit.added)?],
+    )?;
+    exec(
+        c,
+        "UPDATE mls_groups SET epoch = ?2 WHERE id = ?1",
+        params![gid, epoch_to_db(plan.new_epoch)?],
+    )?;
+    Ok(GroupRecord {
+        group_id: commit.group_id.clone(),
+        epoch: plan.new_epoch,
+        members: plan.members_after,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    type Answer = oneshot::Receiver<StoreResult<()>>;
+
+    fn job(
+        f: impl FnOnce(&Connection) -> StoreResult<()> + Send + 'static,
+    ) -> (Box<dyn Job>, Answer) {
+        let (reply, answer) = oneshot::channel();
+        let op = Op {
+            work: Some(f),
+            result: None,
+            reply,
+        };
+        (Box::new(op), answer)
+    }
+
+    fn insert(v: i64) -> impl FnOnce(&Connection) -> StoreResult<()> + Send + 'static {
+        move |c| {
+            exec(c, "INSERT INTO t (v) VALUES (?1)", [v])?;
+            Ok(())
+        }
+    }
+
+    fn table() -> Connection {
+        let c = Connection::open_in_memory().unwrap();
+        c.execute_batch("CREATE TABLE t (v INTEGER PRIMARY KEY)")
+            .unwrap();
+        c
+    }
+
+    fn values(c: &Connection) -> Vec<i64> {
+        let mut s = c.prepare("SELECT v FROM t ORDER BY v").unwrap();
+        s.query_map([], |r| r.get(0))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap()
+    }
+
+    /// A failing job in the middle of a batch is rolled back to its savepoint; the jobs around
+    /// it commit, and every caller gets its own answer.
+    #[test]
+    fn failing_job_changes_nothing_and_spares_the_batch() {
+        let c = table();
+        let (a, ra) = job(insert(1));
+        let (b, rb) = job(|c| {
+            exec(c, "INSERT INTO t (v) VALUES (2)", [])?;
+            Err(StoreError::NotMember)
+        });
+        // A constraint error from SQLite itself, after a write of the same job.
+        let (d, rd) = job(|c| {
+            exec(c, "INSERT INTO t (v) VALUES (4)", [])?;
+            exec(c, "INSERT INTO t (v) VALUES (1)", [])?;
+            Ok(())
+        });
+        let (e, re) = job(insert(5));
+        run_batch(&c, vec![a, b, d, e]);
+        assert!(matches!(ra.blocking_recv().unwrap(), Ok(())));
+        assert!(matches!(
+            rb.blocking_recv().unwrap(),
+            Err(StoreError::NotMember)
+        ));
+        assert!(matches!(
+            rd.blocking_recv().unwrap(),
+            Err(StoreError::AlreadyExists(_))
+        ));
+        assert!(matches!(re.blocking_recv().unwrap(), Ok(())));
+        assert_eq!(values(&c), vec![1, 5]);
+        assert!(c.is_autocommit(), "the batch's transaction is finished");
+    }
+
+    /// When SQLite abandons the transaction (simulated by a job that rolls it back), the jobs
+    /// before it in the batch are told they failed — their writes are gone — and the jobs after
+    /// it run in a fresh transaction.
+    #[test]
+    fn abandoned_transaction_fails_the_earlier_jobs_and_the_rest_go_on() {
+        let c = table();
+        let (a, ra) = job(insert(1));
+        let (b, rb) = job(|c| {
+            c.execute_batch("ROLLBACK")?;
+            Ok(())
+        });
+        let (d, rd) = job(insert(3));
+        run_batch(&c, vec![a, b, d]);
+        assert!(matches!(
+            ra.blocking_recv().unwrap(),
+            Err(StoreError::Backend(_))
+        ));
+        assert!(matches!(
+            rb.blocking_recv().unwrap(),
+            Err(StoreError::Backend(_))
+        ));
+        assert!(matches!(rd.blocking_recv().unwrap(), Ok(())));
+        assert_eq!(values(&c), vec![3]);
+    }
+
+    /// A caller that went away (cancelled request) does not disturb the batch.
+    #[test]
+    fn dropped_caller_is_harmless() {
+        let c = table();
+        let (a, ra) = job(insert(1));
+        let (b, rb) = job(insert(2));
+        drop(ra);
+        run_batch(&c, vec![a, b]);
+        assert!(matches!(rb.blocking_recv().unwrap(), Ok(())));
+        assert_eq!(values(&c), vec![1, 2]);
+    }
+
+    /// Many concurrent writers through the store: every success is counted once, every failure
+    /// writes nothing, whatever batches the writer formed.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn concurrent_writes_through_the_writer_thread() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = Arc::new(SqliteStore::open(&dir.path().join("w.db")).await.unwrap());
+        let mut tasks = Vec::new();
+        for i in 0..200u32 {
+            let s = s.clone();
+            tasks.push(tokio::spawn(async move {
+                let fresh = i.to_be_bytes();
+                // Two calls per name, racing: the second keeps the first one's secret.
+                let name = format!("k{}", i / 2);
+                (name.clone(), s.server_secret(&name, &fresh).await.unwrap())
+            }));
+        }
+        for t in tasks {
+            let (name, secret) = t.await.unwrap();
+            let i: u32 = name.trim_start_matches('k').parse().unwrap();
+            assert!(
+                secret == (2 * i).to_be_bytes() || secret == (2 * i + 1).to_be_bytes(),
+                "{name}: {secret:?}"
+            );
+        }
+        s.close().await;
+        let again = SqliteStore::open(&dir.path().join("w.db")).await.unwrap();
+        for i in 0..100u32 {
+            let kept = again.server_secret(&format!("k{i}"), &[0]).await.unwrap();
+            assert!(kept == (2 * i).to_be_bytes() || kept == (2 * i + 1).to_be_bytes());
+        }
     }
 }
