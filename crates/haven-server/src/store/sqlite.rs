@@ -130,11 +130,16 @@ enum ToWriter {
     Close(oneshot::Sender<()>),
 }
 
+/// Runs a fixed control statement (transaction, savepoint) from the statement cache.
+fn sql(conn: &Connection, statement: &str) -> rusqlite::Result<()> {
+    conn.prepare_cached(statement)?.execute([]).map(|_| ())
+}
+
 /// Runs `jobs` in one transaction on `conn` (see the module docs), and answers each.
 fn run_batch(conn: &Connection, jobs: Vec<Box<dyn Job>>) {
     let mut jobs = jobs.into_iter().peekable();
     while jobs.peek().is_some() {
-        if let Err(e) = conn.execute_batch("BEGIN IMMEDIATE") {
+        if let Err(e) = sql(conn, "BEGIN IMMEDIATE") {
             let failed = Err(e.to_string());
             for job in jobs {
                 job.answer(&failed);
@@ -144,10 +149,7 @@ fn run_batch(conn: &Connection, jobs: Vec<Box<dyn Job>>) {
         let mut done: Vec<Box<dyn Job>> = Vec::new();
         let mut aborted = None;
         for mut job in jobs.by_ref() {
-            let step = conn
-                .prepare_cached("SAVEPOINT haven_job")
-                .and_then(|mut s| s.execute([]));
-            if let Err(e) = step {
+            if let Err(e) = sql(conn, "SAVEPOINT haven_job") {
                 aborted = Some(e.to_string());
                 done.push(job);
                 break;
@@ -160,12 +162,12 @@ fn run_batch(conn: &Connection, jobs: Vec<Box<dyn Job>>) {
                 aborted = Some("SQLite rolled back the transaction".into());
                 break;
             }
-            let sql = if ok {
-                "RELEASE haven_job"
+            let end = if ok {
+                sql(conn, "RELEASE haven_job")
             } else {
-                "ROLLBACK TO haven_job; RELEASE haven_job"
+                sql(conn, "ROLLBACK TO haven_job").and_then(|()| sql(conn, "RELEASE haven_job"))
             };
-            if let Err(e) = conn.execute_batch(sql) {
+            if let Err(e) = end {
                 aborted = Some(e.to_string());
                 break;
             }
@@ -173,13 +175,13 @@ fn run_batch(conn: &Connection, jobs: Vec<Box<dyn Job>>) {
         let committed = match aborted {
             Some(e) => {
                 if !conn.is_autocommit() {
-                    let _ = conn.execute_batch("ROLLBACK");
+                    let _ = sql(conn, "ROLLBACK");
                 }
                 Err(e)
             }
-            None => conn.execute_batch("COMMIT").map_err(|e| {
+            None => sql(conn, "COMMIT").map_err(|e| {
                 if !conn.is_autocommit() {
-                    let _ = conn.execute_batch("ROLLBACK");
+                    let _ = sql(conn, "ROLLBACK");
                 }
                 e.to_string()
             }),
@@ -357,9 +359,9 @@ impl SqliteStore {
                 Some(c) => c,
                 None => connect(path)?,
             };
-            conn.execute_batch("BEGIN")?;
+            sql(&conn, "BEGIN")?;
             let result = work(&conn);
-            let end = conn.execute_batch("COMMIT");
+            let end = sql(&conn, "COMMIT");
             if end.is_ok() {
                 let mut idle = idle.lock().unwrap_or_else(|p| p.into_inner());
                 if idle.len() < READERS {
