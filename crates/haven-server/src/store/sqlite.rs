@@ -226,6 +226,10 @@ enum Readers {
     Pool {
         path: PathBuf,
         idle: Mutex<Vec<Connection>>,
+        /// One permit per connection: at most [`READERS`] reads run at once, so the pool never
+        /// opens more connections than that (a fresh connection re-reads the schema and starts
+        /// with a cold page cache).
+        permits: Arc<tokio::sync::Semaphore>,
     },
     /// An in-memory database: the writer's connection is the only one.
     Writer,
@@ -274,6 +278,7 @@ impl SqliteStore {
             Readers::Pool {
                 path,
                 idle: Mutex::new(Vec::new()),
+                permits: Arc::new(tokio::sync::Semaphore::new(READERS)),
             },
         ))
     }
@@ -346,12 +351,18 @@ impl SqliteStore {
         R: Send + 'static,
         F: FnOnce(&Connection) -> StoreResult<R> + Send + 'static,
     {
-        let readers = match &*self.readers {
+        let permit = match &*self.readers {
             Readers::Writer => return self.write(work).await,
-            Readers::Pool { .. } => self.readers.clone(),
+            Readers::Pool { permits, .. } => permits
+                .clone()
+                .acquire_owned()
+                .await
+                .map_err(|_| StoreError::Backend("the store is closed".into()))?,
         };
+        let readers = self.readers.clone();
         blocking(move || {
-            let Readers::Pool { path, idle } = &*readers else {
+            let _permit = permit;
+            let Readers::Pool { path, idle, .. } = &*readers else {
                 return Err(StoreError::Backend("no read connections".into()));
             };
             let pooled = idle.lock().unwrap_or_else(|p| p.into_inner()).pop();
