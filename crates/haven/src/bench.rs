@@ -6,7 +6,10 @@
 //!   N·M·R deliveries. Recipients receive over WebSocket push and process what arrived together
 //!   (waiting `--linger-ms` for more) in one local transaction, then acknowledge it in one frame.
 //!   Latency is from the sender's clock before encryption (`sent_at` inside the content) to the
-//!   recipient's stored copy.
+//!   recipient's stored copy. By default senders send as fast as the server answers, which
+//!   measures saturation: the backlog then builds at the slowest stage and latency grows with the
+//!   run. `--rate` paces the senders instead (an open-loop schedule; the JSON's
+//!   `max_send_lag_ms` says how far they fell behind it, which latency does not include).
 //! - `idle`: the resident memory of a `haven server` process holding `--connections` idle
 //!   authenticated WebSocket connections, one per device.
 
@@ -40,6 +43,11 @@ pub enum BenchCmd {
         /// transaction (milliseconds; 0 = only what has already arrived).
         #[arg(long, default_value_t = 2)]
         linger_ms: u64,
+        /// Offered load in deliveries per second: each sender sends on a fixed schedule (its
+        /// share of the rate) instead of as fast as it can, so latency is measured below
+        /// saturation. How far senders fell behind that schedule is reported.
+        #[arg(long)]
+        rate: Option<f64>,
         /// Use this server instead of an in-process one on loopback.
         #[arg(long)]
         server: Option<String>,
@@ -82,11 +90,18 @@ async fn run(cmd: BenchCmd) -> anyhow::Result<ExitCode> {
             recipients,
             messages,
             linger_ms,
+            rate,
             server,
             json,
         } => {
-            let linger = Duration::from_millis(linger_ms);
-            deliver(clients, recipients, messages, linger, server, json).await
+            let shape = Shape {
+                senders: clients,
+                recipients,
+                messages,
+                linger: Duration::from_millis(linger_ms),
+                rate,
+            };
+            deliver(shape, server, json).await
         }
         BenchCmd::Idle { connections, json } => idle(connections, json).await,
     }
@@ -119,17 +134,44 @@ fn now_ms() -> u64 {
         .unwrap_or(0)
 }
 
-async fn deliver(
-    n: usize,
-    r: usize,
-    m: usize,
+/// What `bench deliver` runs.
+struct Shape {
+    senders: usize,
+    recipients: usize,
+    messages: usize,
     linger: Duration,
-    server: Option<String>,
-    as_json: bool,
-) -> anyhow::Result<ExitCode> {
+    /// Offered deliveries per second, if paced.
+    rate: Option<f64>,
+}
+
+impl Shape {
+    /// The time between one sender's messages when paced: the senders share the offered rate,
+    /// and each message makes `recipients` deliveries.
+    fn send_interval(&self) -> anyhow::Result<Option<Duration>> {
+        let Some(rate) = self.rate else {
+            return Ok(None);
+        };
+        if !(rate.is_finite() && rate > 0.0) {
+            bail!("--rate must be a positive number of deliveries per second");
+        }
+        let secs = (self.senders * self.recipients) as f64 / rate;
+        Ok(Some(
+            Duration::try_from_secs_f64(secs).context("--rate is out of range")?,
+        ))
+    }
+}
+
+async fn deliver(shape: Shape, server: Option<String>, as_json: bool) -> anyhow::Result<ExitCode> {
+    let (n, r, m, linger) = (
+        shape.senders,
+        shape.recipients,
+        shape.messages,
+        shape.linger,
+    );
     if n == 0 || r == 0 || m == 0 {
         bail!("--clients, --recipients and --messages must be at least 1");
     }
+    let interval = shape.send_interval()?;
     let dir = tempfile::tempdir()?;
     let (url, running) = match server {
         Some(u) => (u, None),
@@ -196,17 +238,26 @@ async fn deliver(
         }));
     }
     let mut send_tasks = Vec::new();
+    let t0 = tokio::time::Instant::now();
     for (i, mut c) in senders.into_iter().enumerate() {
         send_tasks.push(tokio::spawn(async move {
             let to = Target::Group(format!("g{i}"));
+            let mut lag = Duration::ZERO;
             for k in 0..m {
+                if let Some(every) = interval {
+                    // Senders are staggered across one interval so that their sends interleave.
+                    let due = t0 + every.mul_f64(k as f64 + i as f64 / n as f64);
+                    lag = lag.max(tokio::time::Instant::now().saturating_duration_since(due));
+                    tokio::time::sleep_until(due).await;
+                }
                 c.send_text(&to, &format!("bench message {k}")).await?;
             }
-            anyhow::Ok(())
+            anyhow::Ok(lag)
         }));
     }
+    let mut max_lag = Duration::ZERO;
     for t in send_tasks {
-        t.await??;
+        max_lag = max_lag.max(t.await??);
     }
     for t in tasks {
         t.await??;
@@ -229,10 +280,17 @@ async fn deliver(
             "{}",
             json!({"deliveries": deliveries, "seconds": elapsed, "deliveries_per_sec": rate, "p50_ms": p50, "p99_ms": p99,
                    "cpu_seconds": cpu, "cpu_us_per_delivery": cpu_us_per_delivery,
-                   "clients": n, "recipients": r, "messages": m, "linger_ms": linger.as_millis()})
+                   "clients": n, "recipients": r, "messages": m, "linger_ms": linger.as_millis(),
+                   "offered_per_sec": shape.rate, "max_send_lag_ms": max_lag.as_secs_f64() * 1e3})
         );
     } else {
         println!("{deliveries} deliveries in {elapsed:.2} s: {rate:.0} deliveries/s; latency p50 {p50:.1} ms, p99 {p99:.1} ms; {cpu_us_per_delivery:.0} µs of CPU per delivery");
+        if let Some(offered) = shape.rate {
+            println!(
+                "offered {offered:.0} deliveries/s; senders fell behind their schedule by at most {:.1} ms",
+                max_lag.as_secs_f64() * 1e3
+            );
+        }
     }
     if let Some(s) = running {
         s.shutdown().await;
