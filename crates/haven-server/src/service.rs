@@ -78,6 +78,9 @@ impl From<StoreError> for ServiceError {
             StoreError::AlreadyExists(w) => ServiceError::AlreadyExists(w),
             StoreError::EpochConflict { current } => ServiceError::EpochConflict(current),
             StoreError::NotMember => ServiceError::Forbidden("not a member of this group"),
+            StoreError::FutureEpoch { current } => ServiceError::BadRequest(format!(
+                "the message is for a future epoch: the group is at epoch {current}"
+            )),
             StoreError::InvalidMembership(w) => {
                 ServiceError::BadRequest(format!("invalid membership change: {w}"))
             }
@@ -766,17 +769,6 @@ impl Service {
             )
         })?;
         let epoch = h.epoch;
-        let g = self
-            .store
-            .group(group)
-            .await?
-            .ok_or(ServiceError::NotFound("group"))?;
-        if epoch > g.epoch {
-            return Err(ServiceError::BadRequest(format!(
-                "message is for future epoch {epoch}; the group is at {}",
-                g.epoch
-            )));
-        }
         let now = now_ms();
         let tag = haven_frank::server_tag(
             &self.frank_key,
@@ -792,16 +784,22 @@ impl Service {
             commitment: commitment.as_bytes().to_vec(),
             server_tag: tag.as_bytes().to_vec(),
         });
-        let deliveries = self
+        let recipients = self
             .store
-            .enqueue_group(group, &who.device, &msg, &self.store_limits())
-            .await?;
-        for d in g.members.iter().filter(|d| *d != &who.device) {
+            .enqueue_application(group, &who.device, epoch, &msg, &self.store_limits())
+            .await
+            .map_err(|e| match e {
+                StoreError::FutureEpoch { current } => ServiceError::BadRequest(format!(
+                    "message is for future epoch {epoch}; the group is at {current}"
+                )),
+                e => e.into(),
+            })?;
+        for d in &recipients {
             self.hub.wake(d);
         }
         Ok(api::SendResponse {
             received_at: now as u64,
-            deliveries,
+            deliveries: u32::try_from(recipients.len()).unwrap_or(u32::MAX),
         })
     }
 

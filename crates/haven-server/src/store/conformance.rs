@@ -1052,6 +1052,58 @@ async fn enqueue_group_to_members_but_sender<S: Store>(s: Arc<S>) {
     );
 }
 
+async fn enqueue_application_checks_epoch_and_names_recipients<S: Store>(s: Arc<S>) {
+    people(&*s).await;
+    let g = group_with(&*s, &[&dev(3), &dev(2)]).await;
+    let epoch = s.group(&g).await.unwrap().unwrap().epoch;
+    // A message for an epoch the group has not reached is refused and queued to nobody.
+    let e = s
+        .enqueue_application(&g, &dev(1), epoch + 1, &app(&g, &dev(1), b"ahead"), &LIMITS)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(e, StoreError::FutureEpoch { current } if current == epoch),
+        "{e:?}"
+    );
+    for n in 1..=4 {
+        assert!(queue(&*s, &dev(n)).await.is_empty());
+    }
+    // The current epoch and an earlier one are accepted; the recipients come back sorted.
+    for at in [epoch, 0] {
+        let to = s
+            .enqueue_application(&g, &dev(1), at, &app(&g, &dev(1), b"now"), &LIMITS)
+            .await
+            .unwrap();
+        assert_eq!(to, vec![dev(2), dev(3)]);
+    }
+    for n in [2, 3] {
+        assert_eq!(queue(&*s, &dev(n)).await.len(), 2);
+    }
+    let e = s
+        .enqueue_application(&g, &dev(4), epoch, &app(&g, &dev(4), b"intruder"), &LIMITS)
+        .await
+        .unwrap_err();
+    assert!(matches!(e, StoreError::NotMember), "{e:?}");
+    let e = s
+        .enqueue_application(&gid(9), &dev(1), 0, &app(&gid(9), &dev(1), b"x"), &LIMITS)
+        .await
+        .unwrap_err();
+    assert!(matches!(e, StoreError::NotFound("group")), "{e:?}");
+    let full = Limits {
+        max_queue_depth: 2,
+        ..LIMITS
+    };
+    let e = s
+        .enqueue_application(&g, &dev(1), epoch, &app(&g, &dev(1), b"full"), &full)
+        .await
+        .unwrap_err();
+    assert!(matches!(e, StoreError::Limit { .. }), "{e:?}");
+    assert!(queue(&*s, &dev(4)).await.is_empty());
+    for n in [2, 3] {
+        assert_eq!(queue(&*s, &dev(n)).await.len(), 2);
+    }
+}
+
 async fn enqueue_group_depth_limit_writes_nothing<S: Store>(s: Arc<S>) {
     people(&*s).await;
     let g = group_with(&*s, &[&dev(2), &dev(3)]).await;
@@ -1434,6 +1486,7 @@ conformance_suite!(
     leave_group_removes_and_notifies,
     enqueue_group_to_members_but_sender,
     enqueue_group_depth_limit_writes_nothing,
+    enqueue_application_checks_epoch_and_names_recipients,
     enqueue_depth_race,
     fetch_queue_order_after_limit_expiry,
     ack_own_rows_only_and_idempotent,

@@ -50,6 +50,12 @@ pub enum StoreError {
         /// The group's current epoch.
         current: u64,
     },
+    /// A message claims an epoch the group has not reached.
+    #[error("the message is for a future epoch: the group is at epoch {current}")]
+    FutureEpoch {
+        /// The group's current epoch.
+        current: u64,
+    },
     /// The caller is not a member of the group (or a named device is not).
     #[error("not a member of this group")]
     NotMember,
@@ -391,6 +397,18 @@ pub trait Store: Send + Sync + 'static {
         message: &NewMessage,
         limits: &Limits,
     ) -> StoreResult<u32>;
+    /// [`Store::enqueue_group`] for an application message encrypted in `epoch`: refuses with
+    /// `FutureEpoch { current }` (writing nothing) if `epoch` is ahead of the group's, checked in
+    /// the same transaction, and returns the recipient devices (sorted by id) instead of their
+    /// number, so that the caller can wake them without reading the group again.
+    async fn enqueue_application(
+        &self,
+        group: &GroupId,
+        sender: &DeviceId,
+        epoch: u64,
+        message: &NewMessage,
+        limits: &Limits,
+    ) -> StoreResult<Vec<DeviceId>>;
     /// A device's unexpired entries with id > `after`, in id order, at most `limit`.
     async fn fetch_queue(
         &self,

@@ -524,26 +524,32 @@ async fn apply_commit_tx(
 
 /// Queues `message` to the members of `group` but `sender` (which must be one); with `leave`,
 /// also removes `sender` from the group.
+/// Queues `message` from member `sender` to the group's other members (no further than
+/// `max_epoch`, if given), and with `leave` removes the sender; the recipients.
 async fn group_send_tx(
     conn: &mut PgConnection,
     group: &GroupId,
     sender: &DeviceId,
+    max_epoch: Option<u64>,
     message: &NewMessage,
     limits: &Limits,
     leave: bool,
-) -> TxResult<u32> {
+) -> TxResult<Vec<DeviceId>> {
     let lock = if leave {
         GroupLock::Update
     } else {
         GroupLock::Share
     };
-    let (_, members) = group_state(conn, group, lock).await?;
+    let (current, members) = group_state(conn, group, lock).await?;
+    if max_epoch.is_some_and(|e| e > current) {
+        return Err(StoreError::FutureEpoch { current }.into());
+    }
     if !members.contains(sender) {
         return Err(StoreError::NotMember.into());
     }
     let recipients: Vec<DeviceId> = members.into_iter().filter(|m| m != sender).collect();
     lock_recipients(conn, &recipients, Some(limits.max_queue_depth)).await?;
-    let sent = enqueue(conn, &recipients, message).await?;
+    enqueue(conn, &recipients, message).await?;
     if leave {
         sqlx::query("DELETE FROM group_members WHERE group_id = $1 AND device_id = $2")
             .bind(group.as_bytes())
@@ -551,7 +557,7 @@ async fn group_send_tx(
             .execute(&mut *conn)
             .await?;
     }
-    Ok(sent)
+    Ok(recipients)
 }
 
 async fn ack_tx(conn: &mut PgConnection, device: &DeviceId, ids: &[i64]) -> TxResult<u32> {
@@ -879,9 +885,10 @@ impl Store for PgStore {
         proposal: &NewMessage,
         limits: &Limits,
     ) -> StoreResult<u32> {
-        transaction!(self, |conn| group_send_tx(
-            conn, group, device, proposal, limits, true
-        ))
+        transaction!(self, |conn| async {
+            let to = group_send_tx(conn, group, device, None, proposal, limits, true).await?;
+            Ok(count_u32(to.len())?)
+        })
     }
 
     async fn enqueue_group(
@@ -891,8 +898,28 @@ impl Store for PgStore {
         message: &NewMessage,
         limits: &Limits,
     ) -> StoreResult<u32> {
+        transaction!(self, |conn| async {
+            let to = group_send_tx(conn, group, sender, None, message, limits, false).await?;
+            Ok(count_u32(to.len())?)
+        })
+    }
+
+    async fn enqueue_application(
+        &self,
+        group: &GroupId,
+        sender: &DeviceId,
+        epoch: u64,
+        message: &NewMessage,
+        limits: &Limits,
+    ) -> StoreResult<Vec<DeviceId>> {
         transaction!(self, |conn| group_send_tx(
-            conn, group, sender, message, limits, false
+            conn,
+            group,
+            sender,
+            Some(epoch),
+            message,
+            limits,
+            false
         ))
     }
 

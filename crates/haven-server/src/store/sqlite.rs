@@ -10,15 +10,17 @@
 //!   transaction), every job of the batch that had succeeded is told it failed: nothing of the
 //!   batch was written. Jobs run strictly one after another, so a check-then-write job sees
 //!   every earlier job's writes and no one else's, exactly as with one transaction per job.
-//!   This is the "group commit" of database engines (Gray & Reuter, *Transaction Processing*,
-//!   §9.4.7; DeWitt et al., *Implementation Techniques for Main Memory Database Systems*, 1984):
-//!   the fixed cost of a transaction — the write lock, the WAL frames of the pages every job
-//!   touches (the `devices` row of a busy recipient, the queue index), the commit — is paid once
-//!   per batch, and a request costs one thread hand-off instead of two per statement.
+//!   This is the "group commit" of database engines (DeWitt et al., *Implementation
+//!   Techniques for Main Memory Database Systems*, SIGMOD 1984; Gray & Reuter, *Transaction
+//!   Processing*, 1993): the fixed cost of a transaction — the write lock, the WAL frames of the
+//!   pages every job touches (the `devices` row of a busy recipient, the queue index), the
+//!   commit — is paid once per batch, and a request costs one thread hand-off instead of two per
+//!   statement.
 //! - **Readers in parallel.** Pure reads run on the blocking thread pool, each on a connection
 //!   taken from a small pool; in WAL mode they see the last committed state and never block the
-//!   writer. (An in-memory database has only the writer's connection; reads go to the writer
-//!   thread there.)
+//!   writer. A read takes a permit first (one per pooled connection), so a burst of reads waits
+//!   for a connection instead of opening new ones (each would re-read the schema, start cold).
+//!   An in-memory database has only the writer's connection; reads go to the writer thread.
 //! - **Durability.** `journal_mode=WAL` with `synchronous=NORMAL`: a transaction is committed once
 //!   its frames are in the WAL file, so a commit that returned survives the server process being
 //!   killed (even with SIGKILL): the operating system holds the written pages. What NORMAL gives up
@@ -992,15 +994,24 @@ impl Store for SqliteStore {
         let (group, sender, message) = (group.clone(), sender.clone(), message.clone());
         let max = limits.max_queue_depth;
         self.write(move |c| {
-            let (_, members) = group_state(c, &group)?;
-            if !members.contains(&sender) {
-                return Err(StoreError::NotMember);
-            }
-            let recipients: Vec<DeviceId> = members.into_iter().filter(|m| *m != sender).collect();
-            check_depth(c, &recipients, max)?;
-            enqueue(c, &recipients, &message)
+            let to = group_send(c, &group, &sender, None, &message, max)?;
+            count_u32(to.len())
         })
         .await
+    }
+
+    async fn enqueue_application(
+        &self,
+        group: &GroupId,
+        sender: &DeviceId,
+        epoch: u64,
+        message: &NewMessage,
+        limits: &Limits,
+    ) -> StoreResult<Vec<DeviceId>> {
+        let (group, sender, message) = (group.clone(), sender.clone(), message.clone());
+        let max = limits.max_queue_depth;
+        self.write(move |c| group_send(c, &group, &sender, Some(epoch), &message, max))
+            .await
     }
 
     async fn fetch_queue(
@@ -1116,6 +1127,29 @@ impl Store for SqliteStore {
         })
         .await
     }
+}
+
+/// Queues `message` from member `sender` to the group's other members (no further than
+/// `max_epoch`, if given); the recipients.
+fn group_send(
+    c: &Connection,
+    group: &GroupId,
+    sender: &DeviceId,
+    max_epoch: Option<u64>,
+    message: &NewMessage,
+    max_depth: u64,
+) -> StoreResult<Vec<DeviceId>> {
+    let (current, members) = group_state(c, group)?;
+    if max_epoch.is_some_and(|e| e > current) {
+        return Err(StoreError::FutureEpoch { current });
+    }
+    if !members.contains(sender) {
+        return Err(StoreError::NotMember);
+    }
+    let recipients: Vec<DeviceId> = members.into_iter().filter(|m| m != sender).collect();
+    check_depth(c, &recipients, max_depth)?;
+    enqueue(c, &recipients, message)?;
+    Ok(recipients)
 }
 
 /// [`Store::apply_commit`] inside the writer's transaction.
