@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use haven_client::{Body, Client, Event, Processed, Target};
 use haven_proto::api::ErrorCode;
-use haven_proto::UserName;
+use haven_proto::{GroupId, UserName};
 use haven_server::{RunningServer, ServerConfig};
 
 fn u(s: &str) -> UserName {
@@ -72,6 +72,19 @@ fn texts(events: &[Event]) -> Vec<(String, String, String)> {
             _ => None,
         })
         .collect()
+}
+
+/// The user names of a group's member devices as `c` sees them, sorted.
+fn member_names(c: &Client, g: &GroupId) -> Vec<String> {
+    let mut names: Vec<String> = c
+        .engine()
+        .members(g)
+        .unwrap()
+        .into_iter()
+        .map(|(u, _)| u.to_string())
+        .collect();
+    names.sort();
+    names
 }
 
 fn history_texts(c: &Client, conv: &str) -> Vec<String> {
@@ -373,15 +386,7 @@ async fn commit_whose_answer_was_lost_is_settled_after_restart() {
     alice.sync().await.unwrap();
     assert!(alice.engine().pending_commits().unwrap().is_empty());
     assert_eq!(alice.engine().epoch(&g).unwrap(), lost.epoch + 1);
-    let mut members: Vec<String> = alice
-        .engine()
-        .members(&g)
-        .unwrap()
-        .into_iter()
-        .map(|(u, _)| u.to_string())
-        .collect();
-    members.sort();
-    assert_eq!(members, vec!["alice", "bob", "carol"]);
+    assert_eq!(member_names(&alice, &g), vec!["alice", "bob", "carol"]);
     alice.send_text(&to, "still here").await.unwrap();
     let got = texts(&bob.sync().await.unwrap());
     assert_eq!(got.last().unwrap().2, "still here");
@@ -423,15 +428,10 @@ async fn concurrent_membership_changes_both_land() {
         c.sync().await.unwrap();
     }
     let g = alice.resolve("#busy").unwrap();
-    let mut members: Vec<String> = alice
-        .engine()
-        .members(&g)
-        .unwrap()
-        .into_iter()
-        .map(|(u, _)| u.to_string())
-        .collect();
-    members.sort();
-    assert_eq!(members, vec!["alice", "bob", "carol", "dave"]);
+    assert_eq!(
+        member_names(&alice, &g),
+        vec!["alice", "bob", "carol", "dave"]
+    );
     dave.send_text(&Target::Group("busy".into()), "dave here")
         .await
         .unwrap();

@@ -175,19 +175,12 @@ fn run_batch(conn: &Connection, jobs: Vec<Box<dyn Job>>) {
             }
         }
         let committed = match aborted {
-            Some(e) => {
-                if !conn.is_autocommit() {
-                    let _ = sql(conn, "ROLLBACK");
-                }
-                Err(e)
-            }
-            None => sql(conn, "COMMIT").map_err(|e| {
-                if !conn.is_autocommit() {
-                    let _ = sql(conn, "ROLLBACK");
-                }
-                e.to_string()
-            }),
+            Some(e) => Err(e),
+            None => sql(conn, "COMMIT").map_err(|e| e.to_string()),
         };
+        if committed.is_err() && !conn.is_autocommit() {
+            let _ = sql(conn, "ROLLBACK");
+        }
         for job in done {
             job.answer(&committed);
         }
@@ -221,27 +214,55 @@ fn writer_loop(conn: Connection, rx: mpsc::Receiver<ToWriter>) {
     }
 }
 
-/// Where reads run.
+/// Read connections to the database file, reused.
 #[derive(Debug)]
-enum Readers {
-    /// Connections to the database file, reused.
-    Pool {
-        path: PathBuf,
-        idle: Mutex<Vec<Connection>>,
-        /// One permit per connection: at most [`READERS`] reads run at once, so the pool never
-        /// opens more connections than that (a fresh connection re-reads the schema and starts
-        /// with a cold page cache).
-        permits: Arc<tokio::sync::Semaphore>,
-    },
-    /// An in-memory database: the writer's connection is the only one.
-    Writer,
+struct ReadPool {
+    path: PathBuf,
+    idle: Mutex<Vec<Connection>>,
+    /// One permit per connection: at most [`READERS`] reads run at once, so the pool never
+    /// opens more connections than that (a fresh connection re-reads the schema and starts
+    /// with a cold page cache).
+    permits: Arc<tokio::sync::Semaphore>,
+}
+
+impl ReadPool {
+    fn new(path: PathBuf) -> Self {
+        ReadPool {
+            path,
+            idle: Mutex::new(Vec::new()),
+            permits: Arc::new(tokio::sync::Semaphore::new(READERS)),
+        }
+    }
+
+    /// Runs `work` in one read transaction on a pooled connection (the caller holds a permit).
+    fn run<R>(&self, work: impl FnOnce(&Connection) -> StoreResult<R>) -> StoreResult<R> {
+        let pooled = self.idle.lock().unwrap_or_else(|p| p.into_inner()).pop();
+        let conn = match pooled {
+            Some(c) => c,
+            None => connect(&self.path)?,
+        };
+        sql(&conn, "BEGIN")?;
+        let result = work(&conn);
+        let end = sql(&conn, "COMMIT");
+        if end.is_ok() {
+            self.idle
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .push(conn);
+        }
+        let r = result?;
+        end?;
+        Ok(r)
+    }
 }
 
 /// The SQLite store. Cloning shares the same writer and readers.
 #[derive(Debug, Clone)]
 pub struct SqliteStore {
     writer: mpsc::Sender<ToWriter>,
-    readers: Arc<Readers>,
+    /// `None` for an in-memory database: the writer's connection is the only one, and reads go
+    /// to the writer thread.
+    readers: Option<Arc<ReadPool>>,
 }
 
 /// Opens a connection with the store's settings.
@@ -275,14 +296,7 @@ impl SqliteStore {
             let path = path.clone();
             blocking(move || connect(&path)).await?
         };
-        Ok(Self::start(
-            conn,
-            Readers::Pool {
-                path,
-                idle: Mutex::new(Vec::new()),
-                permits: Arc::new(tokio::sync::Semaphore::new(READERS)),
-            },
-        ))
+        Self::start(conn, Some(Arc::new(ReadPool::new(path))))
     }
 
     /// A private in-memory database (for tests): one connection, kept open for the life of the
@@ -297,23 +311,19 @@ impl SqliteStore {
             Ok(conn)
         })
         .await?;
-        Ok(Self::start(conn, Readers::Writer))
+        Self::start(conn, None)
     }
 
-    fn start(conn: Connection, readers: Readers) -> Self {
+    fn start(conn: Connection, readers: Option<Arc<ReadPool>>) -> StoreResult<Self> {
         let (tx, rx) = mpsc::channel();
         std::thread::Builder::new()
             .name("haven-sqlite-writer".into())
             .spawn(move || writer_loop(conn, rx))
-            .map(|_| ())
-            .unwrap_or_else(|e| {
-                // Without a writer thread every write fails with "the writer has stopped".
-                tracing::error!("cannot start the SQLite writer thread: {e}");
-            });
-        SqliteStore {
+            .map_err(|e| StoreError::Backend(format!("cannot start the SQLite writer: {e}")))?;
+        Ok(SqliteStore {
             writer: tx,
-            readers: Arc::new(readers),
-        }
+            readers,
+        })
     }
 
     /// Finishes the writes already submitted and closes the connections. Later calls fail.
@@ -322,8 +332,8 @@ impl SqliteStore {
         if self.writer.send(ToWriter::Close(done)).is_ok() {
             let _ = wait.await;
         }
-        if let Readers::Pool { idle, .. } = &*self.readers {
-            idle.lock().unwrap_or_else(|p| p.into_inner()).clear();
+        if let Some(pool) = &self.readers {
+            pool.idle.lock().unwrap_or_else(|p| p.into_inner()).clear();
         }
     }
 
@@ -353,37 +363,18 @@ impl SqliteStore {
         R: Send + 'static,
         F: FnOnce(&Connection) -> StoreResult<R> + Send + 'static,
     {
-        let permit = match &*self.readers {
-            Readers::Writer => return self.write(work).await,
-            Readers::Pool { permits, .. } => permits
-                .clone()
-                .acquire_owned()
-                .await
-                .map_err(|_| StoreError::Backend("the store is closed".into()))?,
+        let Some(pool) = self.readers.clone() else {
+            return self.write(work).await;
         };
-        let readers = self.readers.clone();
+        let permit = pool
+            .permits
+            .clone()
+            .acquire_owned()
+            .await
+            .map_err(|_| StoreError::Backend("the store is closed".into()))?;
         blocking(move || {
             let _permit = permit;
-            let Readers::Pool { path, idle, .. } = &*readers else {
-                return Err(StoreError::Backend("no read connections".into()));
-            };
-            let pooled = idle.lock().unwrap_or_else(|p| p.into_inner()).pop();
-            let conn = match pooled {
-                Some(c) => c,
-                None => connect(path)?,
-            };
-            sql(&conn, "BEGIN")?;
-            let result = work(&conn);
-            let end = sql(&conn, "COMMIT");
-            if end.is_ok() {
-                let mut idle = idle.lock().unwrap_or_else(|p| p.into_inner());
-                if idle.len() < READERS {
-                    idle.push(conn);
-                }
-            }
-            let r = result?;
-            end?;
-            Ok(r)
+            pool.run(work)
         })
         .await
     }
