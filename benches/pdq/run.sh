@@ -10,7 +10,7 @@ set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 repo=$(cd "$here/../.." && pwd)
 work=${1:-/tmp/haven-pdq-bench}
-vectors=${VECTORS:-$repo/../shared/vectors/pdq/images}
+vectors=${VECTORS:-$repo/vectors/pdq/images}
 runs=${RUNS:-5}
 mkdir -p "$work"
 py=${PYTHON:-$work/venv/bin/python}

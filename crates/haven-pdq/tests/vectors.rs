@@ -1,5 +1,5 @@
-//! Meta's reference values for the PDQ test images (`../shared/vectors/pdq/`, see its README),
-//! plus decoder robustness: tiny images, corrupt and truncated files, oversize headers.
+//! Meta's reference values for the PDQ test images (`vectors/pdq/` at the repository root, see
+//! its README), plus decoder robustness: tiny images, corrupt and truncated files, oversize headers.
 
 // Test helpers outside #[test] functions panic on bad vector files by design.
 #![allow(clippy::unwrap_used, clippy::indexing_slicing, clippy::panic)]
@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use haven_pdq::decode::{decode_bytes, decode_file, DecodeError, Format, Limits};
 use haven_pdq::{hash_file, hash_file_dihedral, hash_rgb, Dihedral, PdqHash, RgbView};
 
-const VECTORS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../../shared/vectors/pdq");
+const VECTORS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../vectors/pdq");
 
 fn vectors() -> PathBuf {
     PathBuf::from(VECTORS)

@@ -6,7 +6,7 @@ use std::process::Command;
 
 const IMAGES: &str = concat!(
     env!("CARGO_MANIFEST_DIR"),
-    "/../../../shared/vectors/pdq/images"
+    "/../../vectors/pdq/images"
 );
 
 fn haven(args: &[&str]) -> (i32, String, String) {
