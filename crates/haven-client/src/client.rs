@@ -25,7 +25,9 @@ use haven_proto::{DeviceId, GroupId, UserName};
 
 use crate::attachment::{self, AttachmentError};
 use crate::content::{AttachmentRef, Body, MessageId};
-use crate::engine::{AuthSecret, Engine, Identity, OutgoingCommit, Processed, SessionToken};
+use crate::engine::{
+    new_signer, AuthSecret, Engine, Identity, OutgoingCommit, Processed, SessionToken,
+};
 use crate::error::EngineError;
 use crate::net::{Api, NetError, PushStream};
 use crate::store::{Conversation, ConversationKind, ConversationState, StoredMessage};
@@ -124,6 +126,14 @@ pub enum Event {
     },
 }
 
+/// The keys a new device makes before it registers or links.
+struct NewDeviceKeys {
+    auth: AuthSecret,
+    auth_key: Vec<u8>,
+    signer: openmls_basic_credential::SignatureKeyPair,
+    mls_key_signature: Vec<u8>,
+}
+
 /// A device's client.
 pub struct Client {
     engine: Engine,
@@ -138,14 +148,16 @@ impl Client {
         user: &UserName,
         device_name: &str,
     ) -> Result<Client, ClientError> {
-        let (api, auth, auth_key) = Self::new_device(home, server)?;
+        let (api, keys) = Self::new_device(home, server)?;
         let req = api::RegisterRequest {
             user: user.clone(),
             device_name: device_name.to_owned(),
-            auth_key,
+            auth_key: keys.auth_key.clone(),
+            mls_key: keys.signer.public().to_vec(),
+            mls_key_signature: keys.mls_key_signature.clone(),
         };
         let reg = api.register(&req).await?;
-        Self::finish_enrolment(home, api, reg, auth).await
+        Self::finish_enrolment(home, api, reg, keys).await
     }
 
     /// Links this new device to an existing account with a one-time code from `haven device link`.
@@ -155,26 +167,41 @@ impl Client {
         code: &str,
         device_name: &str,
     ) -> Result<Client, ClientError> {
-        let (api, auth, auth_key) = Self::new_device(home, server)?;
+        let (api, keys) = Self::new_device(home, server)?;
         let req = api::LinkRequest {
             code: code.to_owned(),
             device_name: device_name.to_owned(),
-            auth_key,
+            auth_key: keys.auth_key.clone(),
+            mls_key: keys.signer.public().to_vec(),
+            mls_key_signature: keys.mls_key_signature.clone(),
         };
         let reg = api.link(&req).await?;
-        Self::finish_enrolment(home, api, reg, auth).await
+        Self::finish_enrolment(home, api, reg, keys).await
     }
 
-    /// Checks the profile directory is free and makes this device's authentication key.
-    fn new_device(home: &Path, server: &str) -> Result<(Api, AuthSecret, Vec<u8>), ClientError> {
+    /// Checks the profile directory is free and makes this device's keys: the authentication
+    /// key, and the MLS signature key with the authentication key's signature binding it to the
+    /// device ([`api::mls_key_message`]).
+    fn new_device(home: &Path, server: &str) -> Result<(Api, NewDeviceKeys), ClientError> {
         Self::check_new_home(home)?;
         let api = Api::new(server)?;
         let auth = AuthSecret::random();
-        let auth_key = SigningKey::from_bytes(auth.as_bytes())
-            .verifying_key()
+        let signing = SigningKey::from_bytes(auth.as_bytes());
+        let auth_key = signing.verifying_key().to_bytes().to_vec();
+        let signer = new_signer()?;
+        let mls_key_signature = signing
+            .sign(&api::mls_key_message(signer.public()))
             .to_bytes()
             .to_vec();
-        Ok((api, auth, auth_key))
+        Ok((
+            api,
+            NewDeviceKeys {
+                auth,
+                auth_key,
+                signer,
+                mls_key_signature,
+            },
+        ))
     }
 
     fn check_new_home(home: &Path) -> Result<(), ClientError> {
@@ -192,15 +219,15 @@ impl Client {
         home: &Path,
         api: Api,
         reg: api::DeviceRegistered,
-        auth: AuthSecret,
+        keys: NewDeviceKeys,
     ) -> Result<Client, ClientError> {
         let identity = Identity {
             user: reg.user,
             device_id: reg.device_id,
             server_url: api.base().to_owned(),
-            auth_secret: auth,
+            auth_secret: keys.auth,
         };
-        let engine = Engine::create(home, identity)?;
+        let engine = Engine::create_with_signer(home, identity, keys.signer)?;
         let mut client = Client { engine, api };
         client.login().await?;
         client.replenish_key_packages().await?;
@@ -364,15 +391,37 @@ impl Client {
         }
     }
 
-    /// Claims key packages for every device of `users`, and for this user's other devices.
+    /// Looks `user` up in the directory and pins the MLS keys of their devices, so the key
+    /// packages claimed next must carry them (see [`crate::pins`]).
+    async fn pin_directory_keys(&mut self, user: &UserName) -> Result<(), ClientError> {
+        let listed = match self.api.user(user).await {
+            Ok(l) => l,
+            Err(e) if e.code() == Some(ErrorCode::NotFound) => {
+                return Err(usage(format!("unknown user {user}")))
+            }
+            Err(e) => return Err(e.into()),
+        };
+        let keys: Vec<(DeviceId, Vec<u8>)> = listed
+            .devices
+            .into_iter()
+            .filter_map(|d| d.mls_key.map(|k| (d.device_id, k)))
+            .collect();
+        self.engine.pin_device_keys(user, &keys)?;
+        Ok(())
+    }
+
+    /// Claims key packages for every device of `users`, and for this user's other devices, to
+    /// add them to `group` (the server records the claim for that group).
     async fn claim(
         &mut self,
+        group: &GroupId,
         users: &[UserName],
         include_own_devices: bool,
     ) -> Result<Vec<ClaimedKeyPackages>, ClientError> {
         let mut out = Vec::new();
         for u in users {
-            let c = self.api.claim_key_packages(u).await?;
+            self.pin_directory_keys(u).await?;
+            let c = self.api.claim_key_packages(u, group).await?;
             if c.key_packages.is_empty() {
                 return Err(usage(format!(
                     "{u} has no device that can be added right now (no key packages)"
@@ -382,7 +431,8 @@ impl Client {
         }
         if include_own_devices {
             let me = self.user().clone();
-            let mut mine = self.api.claim_key_packages(&me).await?;
+            self.pin_directory_keys(&me).await?;
+            let mut mine = self.api.claim_key_packages(&me, group).await?;
             mine.key_packages
                 .retain(|k| &k.device_id != self.device_id());
             if !mine.key_packages.is_empty() {
@@ -423,8 +473,6 @@ impl Client {
         let req = api::CommitRequest {
             commit: out.commit,
             welcome: out.welcome,
-            added: out.added,
-            removed: out.removed,
         };
         match self.api.commit(&group, &req).await {
             Ok(state) => {
@@ -478,14 +526,28 @@ impl Client {
             }
         }
         self.check_user(peer).await?;
-        let claimed = self.claim(std::slice::from_ref(peer), true).await?;
         let g = self
             .engine
             .create_conversation(ConversationKind::Direct { peer: peer.clone() })?;
-        self.api.create_group(&g).await?;
+        self.announce_group(&g).await?;
+        let claimed = match self.claim(&g, std::slice::from_ref(peer), true).await {
+            Ok(c) => c,
+            Err(e) => {
+                // Nobody to add: the new conversation must not become the direct chat.
+                self.engine.abandon_conversation(&g)?;
+                return Err(e);
+            }
+        };
         self.commit_with_retry(|e| Ok(Some(e.add_members(&g, &claimed)?)))
             .await?;
         Ok(g)
+    }
+
+    /// Announces a conversation just created by the engine, with its signed GroupInfo.
+    async fn announce_group(&mut self, g: &GroupId) -> Result<(), ClientError> {
+        let info = self.engine.group_info(g)?;
+        self.api.create_group(g, info).await?;
+        Ok(())
     }
 
     /// Creates a group named `name` with `members` (and this user's other devices).
@@ -517,11 +579,17 @@ impl Client {
         for u in &others {
             self.check_user(u).await?;
         }
-        let claimed = self.claim(&others, true).await?;
         let g = self.engine.create_conversation(ConversationKind::Group {
             name: name.to_owned(),
         })?;
-        self.api.create_group(&g).await?;
+        self.announce_group(&g).await?;
+        let claimed = match self.claim(&g, &others, true).await {
+            Ok(c) => c,
+            Err(e) => {
+                self.engine.abandon_conversation(&g)?;
+                return Err(e);
+            }
+        };
         if !claimed.is_empty() {
             self.commit_with_retry(|e| Ok(Some(e.add_members(&g, &claimed)?)))
                 .await?;
@@ -538,7 +606,7 @@ impl Client {
             return Err(usage(format!("{user} is already a member of #{group}")));
         }
         self.check_user(user).await?;
-        let claimed = self.claim(std::slice::from_ref(user), false).await?;
+        let claimed = self.claim(&g, std::slice::from_ref(user), false).await?;
         self.commit_with_retry(|e| Ok(Some(e.add_members(&g, &claimed)?)))
             .await?;
         self.send_body(
@@ -578,13 +646,7 @@ impl Client {
         let g = self.resolve_group(group)?;
         let proposal = self.engine.leave(&g)?;
         self.api
-            .proposal(
-                &g,
-                &api::ProposalRequest {
-                    proposal,
-                    leave: true,
-                },
-            )
+            .proposal(&g, &api::ProposalRequest { proposal })
             .await?;
         Ok(())
     }
@@ -847,6 +909,7 @@ impl Client {
 
     async fn add_linked_device(&mut self, device: &DeviceId) -> Result<(), ClientError> {
         let me = self.user().clone();
+        self.pin_directory_keys(&me).await?;
         for c in self.engine.conversations()? {
             if c.state != ConversationState::Active {
                 continue;
@@ -855,7 +918,7 @@ impl Client {
             if self.engine.members(&g)?.iter().any(|(_, d)| d == device) {
                 continue;
             }
-            let mut claimed = self.api.claim_key_packages(&me).await?;
+            let mut claimed = self.api.claim_key_packages(&me, &g).await?;
             claimed.key_packages.retain(|k| &k.device_id == device);
             if claimed.key_packages.is_empty() {
                 continue;

@@ -21,7 +21,7 @@ use openmls::prelude::{
     BasicCredential, Capabilities, Ciphersuite, Credential, CredentialWithKey, ExtensionType,
     KeyPackage, MlsGroup, MlsGroupCreateConfig, MlsGroupJoinConfig, MlsMessageBodyIn, MlsMessageIn,
     MlsMessageOut, ProcessedMessageContent, ProtocolVersion, StagedWelcome,
-    PURE_CIPHERTEXT_WIRE_FORMAT_POLICY,
+    PURE_PLAINTEXT_WIRE_FORMAT_POLICY,
 };
 use openmls_basic_credential::SignatureKeyPair;
 use openmls_rust_crypto::RustCrypto;
@@ -33,6 +33,7 @@ use zeroize::{Zeroize, ZeroizeOnDrop};
 
 use crate::content::{open_envelope, seal_envelope, Body, Content, MessageId};
 use crate::error::{EngineError, KeyPackageProblem};
+use crate::pins::{self, KeyCheck};
 use crate::provider::{run_openmls_migrations, Provider};
 use crate::store::{
     self, Conversation, ConversationKind, ConversationState, FrankRecord, NewMessage, StoredMessage,
@@ -334,16 +335,10 @@ fn haven_gid(g: &mls::GroupId) -> Option<GroupId> {
     GroupId::from_bytes(g.as_slice()).ok()
 }
 
-fn identity_bytes(user: &UserName, device: &DeviceId) -> Vec<u8> {
-    format!("{user}/{device}").into_bytes()
-}
-
 /// Reads `"<user>/<device>"` from a basic credential.
 fn parse_identity(cred: &Credential) -> Option<(UserName, DeviceId)> {
     let basic = BasicCredential::try_from(cred.clone()).ok()?;
-    let s = std::str::from_utf8(basic.identity()).ok()?;
-    let (u, d) = s.split_once('/')?;
-    Some((UserName::new(u).ok()?, DeviceId::new(d).ok()?))
+    haven_proto::parse_mls_identity(basic.identity())
 }
 
 fn capabilities() -> Capabilities {
@@ -353,11 +348,16 @@ fn capabilities() -> Capabilities {
         .build()
 }
 
+/// Handshake messages (commits, proposals) are `PublicMessage`s, so the server can verify every
+/// group change against its public view of the group; application messages are always
+/// `PrivateMessage`s (openmls encrypts them whatever the policy).
+const WIRE_FORMAT_POLICY: mls::WireFormatPolicy = PURE_PLAINTEXT_WIRE_FORMAT_POLICY;
+
 fn create_config() -> MlsGroupCreateConfig {
     MlsGroupCreateConfig::builder()
         .ciphersuite(CIPHERSUITE)
         .use_ratchet_tree_extension(true)
-        .wire_format_policy(PURE_CIPHERTEXT_WIRE_FORMAT_POLICY)
+        .wire_format_policy(WIRE_FORMAT_POLICY)
         .max_past_epochs(MAX_PAST_EPOCHS)
         .capabilities(capabilities())
         .build()
@@ -366,7 +366,7 @@ fn create_config() -> MlsGroupCreateConfig {
 fn join_config() -> MlsGroupJoinConfig {
     MlsGroupJoinConfig::builder()
         .use_ratchet_tree_extension(true)
-        .wire_format_policy(PURE_CIPHERTEXT_WIRE_FORMAT_POLICY)
+        .wire_format_policy(WIRE_FORMAT_POLICY)
         .max_past_epochs(MAX_PAST_EPOCHS)
         .build()
 }
@@ -402,7 +402,13 @@ fn prepare_db(home: &Path) -> Result<Connection, EngineError> {
     let mut conn = open_db(&home.join(DB_FILE))?;
     run_openmls_migrations(&mut conn).map_err(EngineError::Migration)?;
     store::migrate(&conn)?;
+    pins::migrate(&conn)?;
     Ok(conn)
+}
+
+/// A fresh MLS signature key pair for a new device (Ed25519, Haven's ciphersuite).
+pub fn new_signer() -> Result<SignatureKeyPair, EngineError> {
+    SignatureKeyPair::new(SIGNATURE_SCHEME).map_err(EngineError::mls)
 }
 
 mod keys {
@@ -416,9 +422,20 @@ mod keys {
 }
 
 impl Engine {
-    /// Creates a profile in `home` (created if missing): the database, the MLS signature key
-    /// pair, and the identity. Fails with [`EngineError::ProfileExists`] if one is there.
+    /// Creates a profile in `home` (created if missing): the database, a fresh MLS signature
+    /// key pair, and the identity. Fails with [`EngineError::ProfileExists`] if one is there.
     pub fn create(home: &Path, identity: Identity) -> Result<Engine, EngineError> {
+        let signer = new_signer()?;
+        Self::create_with_signer(home, identity, signer)
+    }
+
+    /// [`Engine::create`] with an MLS signature key pair made earlier ([`new_signer`]): a new
+    /// device registers its public half with the server before the profile exists.
+    pub fn create_with_signer(
+        home: &Path,
+        identity: Identity,
+        signer: SignatureKeyPair,
+    ) -> Result<Engine, EngineError> {
         std::fs::create_dir_all(home)?;
         #[cfg(unix)]
         {
@@ -430,7 +447,6 @@ impl Engine {
             return Err(EngineError::ProfileExists);
         }
         let crypto = RustCrypto::default();
-        let signer = SignatureKeyPair::new(SIGNATURE_SCHEME).map_err(EngineError::mls)?;
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
         {
             let p = Provider::new(&crypto, &tx);
@@ -503,6 +519,39 @@ impl Engine {
     /// Who this device is.
     pub fn identity(&self) -> &Identity {
         &self.identity
+    }
+
+    /// This device's MLS signature public key (registered with the server).
+    pub fn mls_public_key(&self) -> &[u8] {
+        self.signer.public()
+    }
+
+    /// The group's signed `GroupInfo` with its ratchet tree (`MLSMessage`), for `CreateGroup`:
+    /// the server builds its public view of the group from it.
+    pub fn group_info(&mut self, group_id: &GroupId) -> Result<Vec<u8>, EngineError> {
+        self.with_tx(|c| {
+            let group = c.group(group_id)?;
+            let info = group
+                .export_group_info(c.p.crypto(), c.signer, true)
+                .map_err(EngineError::mls)?;
+            c.keep_group(group_id.clone(), group);
+            serialize(&info)
+        })
+    }
+
+    /// Records the MLS keys a directory lookup gave for `user`'s devices: a leaf that later
+    /// names one of these devices with another key is refused ([`crate::pins`]).
+    pub fn pin_device_keys(
+        &mut self,
+        user: &UserName,
+        devices: &[(DeviceId, Vec<u8>)],
+    ) -> Result<(), EngineError> {
+        self.with_tx(|c| {
+            for (device, key) in devices {
+                pins::check_or_pin(c.db, user, device, key)?;
+            }
+            Ok(())
+        })
     }
 
     /// Stores the session token (replacing any earlier one).
@@ -639,6 +688,12 @@ impl Engine {
             )
         })?;
         Ok(group_id)
+    }
+
+    /// Marks a conversation we just created, and could not add anyone to, as left: it must
+    /// never be taken for the conversation it was meant to be.
+    pub fn abandon_conversation(&mut self, group_id: &GroupId) -> Result<(), EngineError> {
+        self.with_tx(|c| store::conversation_set_state(c.db, group_id, ConversationState::Left))
     }
 
     /// All conversations, oldest first.
@@ -1017,8 +1072,11 @@ impl Ctx<'_> {
 
     fn credential(&self) -> CredentialWithKey {
         CredentialWithKey {
-            credential: BasicCredential::new(identity_bytes(&self.me.user, &self.me.device_id))
-                .into(),
+            credential: BasicCredential::new(haven_proto::mls_identity(
+                &self.me.user,
+                &self.me.device_id,
+            ))
+            .into(),
             signature_key: self.signer.public().into(),
         }
     }
@@ -1095,8 +1153,17 @@ impl Ctx<'_> {
             return Err(bad(KeyPackageProblem::Ciphersuite));
         }
         match parse_identity(kp.leaf_node().credential()) {
-            Some((u, d)) if u == *user && d == *device_id => Ok(kp),
-            _ => Err(bad(KeyPackageProblem::WrongIdentity)),
+            Some((u, d)) if u == *user && d == *device_id => {}
+            _ => return Err(bad(KeyPackageProblem::WrongIdentity)),
+        }
+        match pins::check_or_pin(
+            self.db,
+            user,
+            device_id,
+            kp.leaf_node().signature_key().as_slice(),
+        )? {
+            KeyCheck::Known | KeyCheck::Pinned => Ok(kp),
+            KeyCheck::Mismatch => Err(bad(KeyPackageProblem::WrongKey)),
         }
     }
 
@@ -1330,11 +1397,24 @@ impl Ctx<'_> {
             Err(mls::WelcomeError::StorageError(e)) => return Err(EngineError::Db(e)),
             Err(_) => return Ok(Step::Reject(DropReason::Rejected)),
         };
-        if staged
-            .members()
-            .any(|m| parse_identity(&m.credential).is_none())
-        {
-            return Ok(Step::Reject(DropReason::InvalidMember));
+        // The adder is the member whose leaf signed the GroupInfo: it must be the device the
+        // server authenticated as the Welcome's sender, so nobody can add us under another name.
+        let adder = staged
+            .welcome_sender()
+            .ok()
+            .and_then(|leaf| parse_identity(leaf.credential()));
+        match (&adder, &entry.sender) {
+            (Some((u, d)), Some(s)) if *u == s.user && *d == s.device_id => {}
+            _ => return Ok(Step::Reject(DropReason::SenderMismatch)),
+        }
+        // Every member must be a Haven identity whose key is the one known for its device.
+        for m in staged.members() {
+            let Some((u, d)) = parse_identity(&m.credential) else {
+                return Ok(Step::Reject(DropReason::InvalidMember));
+            };
+            if pins::check_or_pin(self.db, &u, &d, &m.signature_key)? == KeyCheck::Mismatch {
+                return Ok(Step::Reject(DropReason::InvalidMember));
+            }
         }
         let group = match staged.into_group(&self.p) {
             Ok(g) => g,
@@ -1534,13 +1614,25 @@ impl Ctx<'_> {
             if leaf.credential() != sender_cred {
                 return Ok(Step::Reject(DropReason::InvalidMember));
             }
+            let Some((u, d)) = parse_identity(leaf.credential()) else {
+                return Ok(Step::Reject(DropReason::InvalidMember));
+            };
+            let key = leaf.signature_key().as_slice();
+            if pins::check_or_pin(self.db, &u, &d, key)? == KeyCheck::Mismatch {
+                return Ok(Step::Reject(DropReason::InvalidMember));
+            }
         }
         let mut added = Vec::new();
         for a in staged.add_proposals() {
-            match parse_identity(a.add_proposal().key_package().leaf_node().credential()) {
-                Some(m) => added.push(m),
-                None => return Ok(Step::Reject(DropReason::InvalidMember)),
+            let leaf = a.add_proposal().key_package().leaf_node();
+            let Some((u, d)) = parse_identity(leaf.credential()) else {
+                return Ok(Step::Reject(DropReason::InvalidMember));
+            };
+            let key = leaf.signature_key().as_slice();
+            if pins::check_or_pin(self.db, &u, &d, key)? == KeyCheck::Mismatch {
+                return Ok(Step::Reject(DropReason::InvalidMember));
             }
+            added.push((u, d));
         }
         let removed: Vec<(UserName, DeviceId)> = staged
             .remove_proposals()

@@ -38,6 +38,10 @@ pub enum KeyPackageProblem {
     /// device.
     #[error("key package credential does not match the claimed user and device")]
     WrongIdentity,
+    /// Its signature key is not the key this profile knows for that device (from the
+    /// directory or seen before).
+    #[error("key package carries a different key than the one known for this device")]
+    WrongKey,
     /// The device is already a member of the group.
     #[error("device is already a member")]
     AlreadyMember,

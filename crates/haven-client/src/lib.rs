@@ -20,6 +20,9 @@
 //! - Every application message is franked ([`content`], `haven-frank`): a commitment to the
 //!   content rides in MLS `authenticated_data`; receivers drop messages whose commitment does not
 //!   open or differs from the server's envelope, and keep what a report needs.
+//! - Every MLS leaf's identity is checked against the key known for its device ([`pins`]):
+//!   the key the directory gave, or the first one seen; a leaf that names a known device with
+//!   another key is refused, and the adder of a Welcome must be its server-authenticated sender.
 //! - Attachments are sealed with a fresh ChaCha20-Poly1305 key per file ([`attachment`]).
 //! - Untrusted input never panics and never wedges the queue: bad entries are recorded as
 //!   dropped and acknowledged; only storage failures are errors (and are retried).
@@ -34,6 +37,7 @@ pub mod content;
 pub mod engine;
 pub mod error;
 pub mod net;
+pub mod pins;
 mod provider;
 pub mod store;
 

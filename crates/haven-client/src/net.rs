@@ -214,24 +214,33 @@ impl Api {
         self.get("/v1/key-packages").await
     }
 
-    /// `POST /v1/users/{name}/key-packages/claim`.
+    /// `POST /v1/users/{name}/key-packages/claim`: one key package per device of `user`, to
+    /// add them to `group`.
     pub async fn claim_key_packages(
         &self,
         user: &UserName,
+        group: &GroupId,
     ) -> Result<api::ClaimedKeyPackages, NetError> {
         self.post(
             &format!("/v1/users/{user}/key-packages/claim"),
-            &serde_json::json!({}),
+            &api::ClaimRequest {
+                group_id: group.clone(),
+            },
         )
         .await
     }
 
-    /// `POST /v1/groups`.
-    pub async fn create_group(&self, group: &GroupId) -> Result<api::GroupState, NetError> {
+    /// `POST /v1/groups`, with the group's signed GroupInfo at epoch 0.
+    pub async fn create_group(
+        &self,
+        group: &GroupId,
+        group_info: Vec<u8>,
+    ) -> Result<api::GroupState, NetError> {
         self.post(
             "/v1/groups",
             &api::CreateGroup {
                 group_id: group.clone(),
+                group_info,
             },
         )
         .await

@@ -14,7 +14,7 @@
 //! | GET | `/v1/users/{name}` | device | → [`UserDevices`] |
 //! | POST | `/v1/key-packages` | device | [`UploadKeyPackages`] → [`KeyPackageCount`] |
 //! | GET | `/v1/key-packages` | device | → [`KeyPackageCount`] |
-//! | POST | `/v1/users/{name}/key-packages/claim` | device | → [`ClaimedKeyPackages`] |
+//! | POST | `/v1/users/{name}/key-packages/claim` | device | [`ClaimRequest`] → [`ClaimedKeyPackages`] |
 //! | POST | `/v1/groups` | device | [`CreateGroup`] → [`GroupState`] |
 //! | GET | `/v1/groups/{id}` | member | → [`GroupState`] |
 //! | POST | `/v1/groups/{id}/commits` | member | [`CommitRequest`] → [`GroupState`] (409 `epoch_conflict`) |
@@ -127,6 +127,23 @@ pub struct RegisterRequest {
     /// The device's Ed25519 authentication public key (32 bytes).
     #[serde(with = "b64")]
     pub auth_key: Vec<u8>,
+    /// The device's MLS signature public key (Ed25519, 32 bytes): every MLS leaf naming this
+    /// device must carry exactly this key.
+    #[serde(with = "b64")]
+    pub mls_key: Vec<u8>,
+    /// The authentication key's Ed25519 signature over [`mls_key_message`] of `mls_key`.
+    #[serde(with = "b64")]
+    pub mls_key_signature: Vec<u8>,
+}
+
+/// The bytes a device's authentication key signs to bind its MLS signature key to the device: a
+/// domain-separation label, then the length-prefixed key. The server checks it at registration
+/// and link, keeps the key, and refuses any MLS leaf that names the device with another key.
+pub fn mls_key_message(mls_key: &[u8]) -> Vec<u8> {
+    let mut m = b"haven/mls-key/v1\0".to_vec();
+    m.extend_from_slice(&(mls_key.len() as u32).to_be_bytes());
+    m.extend_from_slice(mls_key);
+    m
 }
 
 /// A device was created.
@@ -210,6 +227,12 @@ pub struct LinkRequest {
     /// The new device's Ed25519 authentication key.
     #[serde(with = "b64")]
     pub auth_key: Vec<u8>,
+    /// The new device's MLS signature key (see [`RegisterRequest::mls_key`]).
+    #[serde(with = "b64")]
+    pub mls_key: Vec<u8>,
+    /// The authentication key's signature over [`mls_key_message`] of `mls_key`.
+    #[serde(with = "b64")]
+    pub mls_key_signature: Vec<u8>,
 }
 
 /// A device as others see it.
@@ -222,6 +245,10 @@ pub struct DeviceInfo {
     /// Its Ed25519 authentication key.
     #[serde(with = "b64")]
     pub auth_key: Vec<u8>,
+    /// Its registered MLS signature key (absent for devices registered before keys were bound:
+    /// such a device cannot be added to a conversation).
+    #[serde(default, with = "b64::option", skip_serializing_if = "Option::is_none")]
+    pub mls_key: Option<Vec<u8>>,
     /// When it was added.
     pub created_at: Millis,
 }
@@ -257,6 +284,16 @@ pub struct KeyPackageCount {
     pub has_last_resort: bool,
 }
 
+/// Claim key packages of a user's devices in order to add them to one group. The claim is
+/// recorded: a commit may add a device only with a key package its committer claimed for that
+/// group.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClaimRequest {
+    /// The group the devices are to be added to (the caller must be a member).
+    pub group_id: GroupId,
+}
+
 /// A claimed key package.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ClaimedKeyPackage {
@@ -282,6 +319,11 @@ pub struct ClaimedKeyPackages {
 pub struct CreateGroup {
     /// The MLS group id (random, chosen by the client).
     pub group_id: GroupId,
+    /// The group's signed `GroupInfo` at epoch 0 (`MLSMessage`) with the `ratchet_tree`
+    /// extension: the server builds its public view of the group from it and verifies every
+    /// later commit against that view.
+    #[serde(with = "b64")]
+    pub group_info: Vec<u8>,
 }
 
 /// What the server knows of a group.
@@ -299,30 +341,24 @@ pub struct GroupState {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct CommitRequest {
-    /// The commit (`MLSMessage`, public or private message of content type commit).
+    /// The commit (`MLSMessage`: a `PublicMessage` of content type commit, which the server
+    /// verifies against its public view of the group; who is added and removed is read from it).
     #[serde(with = "b64")]
     pub commit: Vec<u8>,
-    /// The Welcome for added devices, released only once the commit is accepted.
+    /// The Welcome for the devices the commit adds, released to exactly those devices once the
+    /// commit is accepted.
     #[serde(default, with = "b64::option", skip_serializing_if = "Option::is_none")]
     pub welcome: Option<Vec<u8>>,
-    /// Devices the commit adds (routing only; members verify the MLS content themselves).
-    #[serde(default)]
-    pub added: Vec<DeviceId>,
-    /// Devices the commit removes.
-    #[serde(default)]
-    pub removed: Vec<DeviceId>,
 }
 
-/// Send a proposal (a member leaving sends its own Remove proposal with `leave: true`).
+/// Send a proposal. The one proposal Haven uses is a member's Remove of itself (leaving): the
+/// server verifies it and stops routing to the leaver at once.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ProposalRequest {
-    /// The proposal (`MLSMessage`).
+    /// The proposal (`MLSMessage`: a `PublicMessage` of content type proposal).
     #[serde(with = "b64")]
     pub proposal: Vec<u8>,
-    /// The sender is leaving: the server stops routing to it at once.
-    #[serde(default)]
-    pub leave: bool,
 }
 
 /// Send an application message.

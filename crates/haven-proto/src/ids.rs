@@ -202,9 +202,43 @@ impl BlobId {
 }
 string_id_serde!(BlobId);
 
+/// The identity an MLS leaf carries in its basic credential: `"<user>/<device id>"`. The server
+/// and every client check that the leaf's signature key is the one registered for that device.
+pub fn mls_identity(user: &UserName, device: &DeviceId) -> Vec<u8> {
+    format!("{user}/{device}").into_bytes()
+}
+
+/// Reads [`mls_identity`] back; `None` unless it is exactly a valid user name, `/` and a valid
+/// device id.
+pub fn parse_mls_identity(bytes: &[u8]) -> Option<(UserName, DeviceId)> {
+    let s = std::str::from_utf8(bytes).ok()?;
+    let (u, d) = s.split_once('/')?;
+    Some((UserName::new(u).ok()?, DeviceId::new(d).ok()?))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn mls_identities_round_trip_and_reject_junk() {
+        let u = UserName::new("alice").unwrap();
+        let d = DeviceId::from_bytes([9; 16]);
+        assert_eq!(
+            parse_mls_identity(&mls_identity(&u, &d)),
+            Some((u, d.clone()))
+        );
+        let bad = [
+            b"alice".to_vec(),
+            format!("Alice/{d}").into_bytes(),
+            format!("alice/{d}/x").into_bytes(),
+            format!("alice/{d}x").into_bytes(),
+            vec![0xff, b'/', b'a'],
+        ];
+        for b in bad {
+            assert_eq!(parse_mls_identity(&b), None, "{b:?} accepted");
+        }
+    }
 
     #[test]
     fn user_names() {

@@ -241,8 +241,9 @@ async fn claim_kps(
     State(s): State<AppState>,
     Device(d): Device,
     Id(name): Id<UserName>,
+    ApiJson(req): ApiJson<api::ClaimRequest>,
 ) -> Reply<api::ClaimedKeyPackages> {
-    s.claim_key_packages(&d, &name).await.into()
+    s.claim_key_packages(&d, &name, req).await.into()
 }
 
 async fn create_group(

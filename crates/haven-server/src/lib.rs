@@ -14,6 +14,7 @@
 
 pub mod blobs;
 pub mod config;
+pub mod groups;
 pub mod http;
 pub mod service;
 pub mod store;

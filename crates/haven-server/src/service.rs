@@ -11,10 +11,12 @@
 //!    stores the message once and a queue row for each other member device;
 //! 6. online recipients are woken ([`Hub`]); their WebSocket task pushes from the queue.
 //!
-//! Trust assumptions: the server routes by the membership that members declare in their commits
-//! (it cannot read MLS handshake contents); members verify the MLS content themselves, so a lying
-//! member can only misroute ciphertext, never read or forge it. Exactly one commit is accepted per
-//! epoch, and a Welcome is released only with its accepted commit.
+//! Group changes (create, commit, leave) are verified against the server's public view of each
+//! group before anything is routed ([`crate::groups`] gives the data flow and what the server
+//! learns): the server derives membership from verified commits, never from a client's word, and
+//! every MLS leaf must carry the signature key its device registered. Exactly one commit is
+//! accepted per epoch, and a Welcome is released only with its accepted commit, to exactly the
+//! devices that commit adds.
 
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -32,8 +34,10 @@ use tokio::sync::watch;
 
 use crate::blobs::{BlobError, BlobStore};
 use crate::config::ServerLimits;
+use crate::groups::{self, GroupView, Leaf, VerifyError};
 use crate::store::{
-    CommitApply, Limits, Millis, NewDevice, NewMessage, Store, StoreError, StoredFrank,
+    CommitApply, KeyPackageClaim, Limits, Millis, NewDevice, NewKeyPackage, NewMessage, Store,
+    StoreError, StoredFrank,
 };
 
 /// Why a request was refused. Mapped to HTTP in one place (`http::error_response`).
@@ -88,6 +92,16 @@ impl From<StoreError> for ServiceError {
                 ServiceError::Limit(format!("{what} limit of {max} reached"))
             }
             StoreError::Backend(m) => ServiceError::Internal(m),
+        }
+    }
+}
+
+impl From<VerifyError> for ServiceError {
+    fn from(e: VerifyError) -> Self {
+        match e {
+            VerifyError::Epoch { group, .. } => ServiceError::EpochConflict(group),
+            VerifyError::State(_) => ServiceError::Internal(e.to_string()),
+            _ => ServiceError::BadRequest(e.to_string()),
         }
     }
 }
@@ -176,6 +190,13 @@ fn sha256(b: &[u8]) -> Vec<u8> {
     Sha256::digest(b).to_vec()
 }
 
+/// Runs CPU-bound verification off the async workers.
+async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> ServiceResult<T> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| ServiceError::Internal(format!("verification task failed: {e}")))
+}
+
 /// An authenticated device (only [`Service::authenticate`] makes one).
 #[derive(Debug, Clone)]
 pub struct Authed {
@@ -196,6 +217,8 @@ pub struct Service {
 
 const FRANK_KEY_NAME: &str = "frank-key-v1";
 const LINK_CODE_TTL_MS: Millis = 10 * 60 * 1000;
+/// How long a key-package claim lets its claimer add the device to the group it named.
+const CLAIM_TTL_MS: Millis = 60 * 60 * 1000;
 const CHALLENGE_TTL_MS: Millis = 2 * 60 * 1000;
 
 impl Service {
@@ -259,7 +282,15 @@ impl Service {
 
     // --- accounts ---
 
-    fn check_device_fields(name: &str, auth_key: &[u8]) -> ServiceResult<()> {
+    /// Checks a new device's label and keys: the auth key is an Ed25519 key, and it signed
+    /// the MLS signature key ([`api::mls_key_message`]), itself an Ed25519 key (Haven's one
+    /// ciphersuite signs with Ed25519).
+    fn check_device_fields(
+        name: &str,
+        auth_key: &[u8],
+        mls_key: &[u8],
+        mls_key_signature: &[u8],
+    ) -> ServiceResult<()> {
         if name.is_empty() || name.chars().count() > 64 || name.chars().any(char::is_control) {
             return Err(ServiceError::BadRequest(
                 "device name must be 1 to 64 printable characters".into(),
@@ -268,9 +299,22 @@ impl Service {
         let key: [u8; 32] = auth_key.try_into().map_err(|_| {
             ServiceError::BadRequest("auth_key must be a 32-byte Ed25519 public key".into())
         })?;
-        VerifyingKey::from_bytes(&key).map_err(|_| {
+        let key = VerifyingKey::from_bytes(&key).map_err(|_| {
             ServiceError::BadRequest("auth_key is not a valid Ed25519 public key".into())
         })?;
+        let mls: [u8; 32] = mls_key.try_into().map_err(|_| {
+            ServiceError::BadRequest("mls_key must be a 32-byte Ed25519 public key".into())
+        })?;
+        VerifyingKey::from_bytes(&mls).map_err(|_| {
+            ServiceError::BadRequest("mls_key is not a valid Ed25519 public key".into())
+        })?;
+        let sig = Signature::from_slice(mls_key_signature).map_err(|_| {
+            ServiceError::BadRequest("mls_key_signature is not an Ed25519 signature".into())
+        })?;
+        key.verify_strict(&api::mls_key_message(mls_key), &sig)
+            .map_err(|_| {
+                ServiceError::BadRequest("mls_key_signature does not verify with auth_key".into())
+            })?;
         Ok(())
     }
 
@@ -279,11 +323,17 @@ impl Service {
         &self,
         req: api::RegisterRequest,
     ) -> ServiceResult<api::DeviceRegistered> {
-        Self::check_device_fields(&req.device_name, &req.auth_key)?;
+        Self::check_device_fields(
+            &req.device_name,
+            &req.auth_key,
+            &req.mls_key,
+            &req.mls_key_signature,
+        )?;
         let device = NewDevice {
             device_id: DeviceId::from_bytes(random()),
             name: req.device_name,
             auth_key: req.auth_key,
+            mls_key: req.mls_key,
             created_at: now_ms(),
         };
         self.store.create_user(&req.user, &device).await?;
@@ -416,12 +466,18 @@ impl Service {
 
     /// Completes a device link.
     pub async fn link(&self, req: api::LinkRequest) -> ServiceResult<api::DeviceRegistered> {
-        Self::check_device_fields(&req.device_name, &req.auth_key)?;
+        Self::check_device_fields(
+            &req.device_name,
+            &req.auth_key,
+            &req.mls_key,
+            &req.mls_key_signature,
+        )?;
         let now = now_ms();
         let device = NewDevice {
             device_id: DeviceId::from_bytes(random()),
             name: req.device_name,
             auth_key: req.auth_key,
+            mls_key: req.mls_key,
             created_at: now,
         };
         let code_hash = sha256(req.code.trim().to_ascii_uppercase().as_bytes());
@@ -474,6 +530,7 @@ impl Service {
                     device_id: d.device_id,
                     name: d.name,
                     auth_key: d.auth_key,
+                    mls_key: d.mls_key,
                     created_at: d.created_at as u64,
                 })
                 .collect(),
@@ -501,21 +558,48 @@ impl Service {
                     self.limits.max_key_package
                 )));
             }
-            match mls_frame::wire_format(kp) {
-                Ok(WireFormat::KeyPackage) => {}
-                _ => {
-                    return Err(ServiceError::BadRequest(
-                        "not an MLS key package message".into(),
-                    ))
-                }
-            }
         }
+        let me = self.device_record(&who.device).await?;
+        let check = |bytes: &Vec<u8>, last_resort: bool| -> ServiceResult<NewKeyPackage> {
+            let kp = groups::verify_key_package(bytes)?;
+            if (&kp.leaf.user, &kp.leaf.device) != (&me.user, &me.device_id) {
+                return Err(ServiceError::BadRequest(
+                    "a key package must name the uploading device".into(),
+                ));
+            }
+            if me.mls_key.as_deref() != Some(kp.leaf.signature_key.as_slice()) {
+                return Err(ServiceError::BadRequest(
+                    "a key package must carry the device's registered MLS key".into(),
+                ));
+            }
+            if kp.last_resort != last_resort {
+                return Err(ServiceError::BadRequest(if last_resort {
+                    "the last-resort key package lacks the last_resort extension".into()
+                } else {
+                    "a one-time key package carries the last_resort extension".into()
+                }));
+            }
+            Ok(NewKeyPackage {
+                bytes: bytes.clone(),
+                kp_ref: kp.key_package_ref,
+            })
+        };
+        let packages = req
+            .key_packages
+            .iter()
+            .map(|kp| check(kp, false))
+            .collect::<ServiceResult<Vec<_>>>()?;
+        let last_resort = req
+            .last_resort
+            .as_ref()
+            .map(|kp| check(kp, true))
+            .transpose()?;
         let available = self
             .store
             .add_key_packages(
                 &who.device,
-                &req.key_packages,
-                req.last_resort.as_deref(),
+                &packages,
+                last_resort.as_ref(),
                 &self.store_limits(),
             )
             .await?;
@@ -535,15 +619,30 @@ impl Service {
         })
     }
 
-    /// Claims one key package per device of a user.
+    /// Claims one key package per device of a user, for adding them to a group the caller is a
+    /// member of; the claim is recorded so that only the caller can add them with it.
     pub async fn claim_key_packages(
         &self,
-        _who: &Authed,
+        who: &Authed,
         user: &UserName,
+        req: api::ClaimRequest,
     ) -> ServiceResult<api::ClaimedKeyPackages> {
+        let group = self
+            .store
+            .group(&req.group_id)
+            .await?
+            .ok_or(ServiceError::NotFound("group"))?;
+        if !group.members.contains(&who.device) {
+            return Err(ServiceError::Forbidden("not a member of this group"));
+        }
+        let claim = KeyPackageClaim {
+            claimer: who.device.clone(),
+            group: req.group_id,
+            expires_at: now_ms().saturating_add(CLAIM_TTL_MS),
+        };
         let claimed = self
             .store
-            .claim_key_packages(user)
+            .claim_key_packages(user, &claim)
             .await?
             .ok_or(ServiceError::NotFound("user"))?;
         Ok(api::ClaimedKeyPackages {
@@ -560,14 +659,56 @@ impl Service {
 
     // --- groups ---
 
-    /// Creates a group with the caller as its only member.
+    /// The caller's device record.
+    async fn device_record(&self, device: &DeviceId) -> ServiceResult<crate::store::DeviceRecord> {
+        self.store
+            .device(device)
+            .await?
+            .ok_or(ServiceError::Unauthorized("device no longer exists"))
+    }
+
+    /// Checks that each leaf names a registered device of the user it names, with exactly the
+    /// MLS key that device registered.
+    async fn check_leaves(&self, leaves: &[&Leaf]) -> ServiceResult<()> {
+        for leaf in leaves {
+            let bad = || {
+                ServiceError::BadRequest(format!(
+                    "the MLS leaf for {}/{} does not carry that device's registered key",
+                    leaf.user, leaf.device
+                ))
+            };
+            let d = self.store.device(&leaf.device).await?.ok_or_else(bad)?;
+            if d.user != leaf.user || d.mls_key.as_deref() != Some(leaf.signature_key.as_slice()) {
+                return Err(bad());
+            }
+        }
+        Ok(())
+    }
+
+    /// Checks that `leaf` is the authenticated device (with its registered key).
+    async fn check_is_caller(&self, who: &Authed, leaf: &Leaf) -> ServiceResult<()> {
+        if leaf.device != who.device {
+            return Err(ServiceError::BadRequest(
+                "the MLS sender is not the authenticated device".into(),
+            ));
+        }
+        self.check_leaves(&[leaf]).await
+    }
+
+    /// Creates a group with the caller as its only member, from the group's signed GroupInfo
+    /// (see [`crate::groups`]).
     pub async fn create_group(
         &self,
         who: &Authed,
         req: api::CreateGroup,
     ) -> ServiceResult<api::GroupState> {
+        self.check_mls_size(&req.group_info)?;
+        let (group_id, info) = (req.group_id.clone(), req.group_info);
+        let created =
+            blocking(move || GroupView::create(&group_id, &info).map(|(_, c)| c)).await??;
+        self.check_is_caller(who, &created.creator).await?;
         self.store
-            .create_group(&req.group_id, &who.device, now_ms())
+            .create_group(&req.group_id, &who.device, now_ms(), &created.state)
             .await?;
         Ok(api::GroupState {
             group_id: req.group_id,
@@ -645,67 +786,116 @@ impl Service {
         }
     }
 
-    /// Accepts a commit for the current epoch (exactly one per epoch) and releases its Welcome.
+    /// The group with its public view, for a member: `Forbidden` for anyone else, checked before
+    /// anything about the group (its epoch) is revealed.
+    async fn member_view(
+        &self,
+        who: &Authed,
+        group: &GroupId,
+    ) -> ServiceResult<(crate::store::GroupRecord, Vec<u8>)> {
+        let (record, state) = self
+            .store
+            .group_view(group)
+            .await?
+            .ok_or(ServiceError::NotFound("group"))?;
+        if !record.members.contains(&who.device) {
+            return Err(ServiceError::Forbidden("not a member of this group"));
+        }
+        let state = state.ok_or_else(|| {
+            ServiceError::BadRequest(
+                "this group predates verified group changes; create a new group".into(),
+            )
+        })?;
+        Ok((record, state))
+    }
+
+    /// Accepts a commit for the current epoch (exactly one per epoch) and releases its Welcome
+    /// to the devices it adds. The commit is verified against the group's public view; who is
+    /// added and removed is read from it (see [`crate::groups`]).
     pub async fn commit(
         &self,
         who: &Authed,
         group: &GroupId,
         req: api::CommitRequest,
     ) -> ServiceResult<api::GroupState> {
-        let h = self.header(&req.commit, group, ContentType::Commit)?;
-        let epoch = h.epoch;
-        match (&req.welcome, req.added.is_empty()) {
-            (Some(w), false) => {
-                self.check_mls_size(w)?;
-                if mls_frame::wire_format(w) != Ok(WireFormat::Welcome) {
-                    return Err(ServiceError::BadRequest(
-                        "welcome is not an MLS Welcome message".into(),
-                    ));
-                }
-            }
-            (None, true) => {}
-            (Some(_), true) => {
-                return Err(ServiceError::BadRequest(
-                    "a welcome needs added devices".into(),
-                ))
-            }
-            (None, false) => {
-                return Err(ServiceError::BadRequest(
-                    "added devices need a welcome".into(),
-                ))
-            }
+        self.check_mls_size(&req.commit)?;
+        if let Some(w) = &req.welcome {
+            self.check_mls_size(w)?;
         }
+        let h = mls_frame::parse_header(&req.commit)
+            .map_err(|e| ServiceError::BadRequest(format!("malformed MLS message: {e}")))?;
+        if h.group_id != group.as_bytes() {
+            return Err(ServiceError::BadRequest(
+                "MLS message is for another group".into(),
+            ));
+        }
+        let commit_sha256: [u8; 32] = Sha256::digest(&req.commit).into();
+        let (old, state) = self.member_view(who, group).await?;
+        if h.epoch != old.epoch {
+            // A commit whose answer was lost comes back for the epoch it was accepted in.
+            if h.epoch < old.epoch
+                && self
+                    .store
+                    .accepted_commit(group, h.epoch, &commit_sha256, &who.device)
+                    .await?
+            {
+                return Ok(api::GroupState {
+                    group_id: old.group_id,
+                    epoch: old.epoch,
+                    members: old.members,
+                });
+            }
+            return Err(ServiceError::EpochConflict(old.epoch));
+        }
+        let (gid, commit, welcome) = (group.clone(), req.commit, req.welcome);
+        let (verified, commit, welcome) = blocking(move || {
+            let view = GroupView::load(&gid, &state)?;
+            let v = view.verify_commit(&commit, welcome.as_deref())?;
+            Ok::<_, VerifyError>((v, commit, welcome))
+        })
+        .await??;
+        self.check_is_caller(who, &verified.committer).await?;
+        let introduced: Vec<&Leaf> = verified
+            .updated
+            .iter()
+            .chain(verified.added.iter().map(|a| &a.leaf))
+            .collect();
+        self.check_leaves(&introduced).await?;
         let now = now_ms();
-        let old = self
-            .store
-            .group(group)
-            .await?
-            .ok_or(ServiceError::NotFound("group"))?;
+        let added: Vec<DeviceId> = verified
+            .added
+            .iter()
+            .map(|a| a.leaf.device.clone())
+            .collect();
         // A member who left was already taken out of routing when its leave proposal arrived;
-        // the commit that applies the proposal still names it, which is not an error.
-        let removed: Vec<DeviceId> = req
+        // the commit that applies the proposal still removes its leaf, which is not an error.
+        let removed: Vec<DeviceId> = verified
             .removed
             .iter()
+            .map(|l| l.device.clone())
             .filter(|d| old.members.contains(d))
-            .cloned()
             .collect();
         let apply = CommitApply {
             group_id: group.clone(),
-            epoch,
+            epoch: verified.epoch,
             sender: who.device.clone(),
-            commit_sha256: Sha256::digest(&req.commit).into(),
-            added: req.added.clone(),
+            commit_sha256,
+            added: added.clone(),
             removed,
-            commit: self.message(EntryKind::Commit, group, &who.device, req.commit, now),
-            welcome: req
-                .welcome
-                .map(|w| self.message(EntryKind::Welcome, group, &who.device, w, now)),
+            claimed: verified
+                .added
+                .iter()
+                .map(|a| a.key_package_ref.clone())
+                .collect(),
+            public_state: verified.state_after,
+            commit: self.message(EntryKind::Commit, group, &who.device, commit, now),
+            welcome: welcome.map(|w| self.message(EntryKind::Welcome, group, &who.device, w, now)),
         };
         let new = self
             .store
             .apply_commit(&apply, &self.store_limits())
             .await?;
-        for d in old.members.iter().chain(req.added.iter()) {
+        for d in old.members.iter().chain(added.iter()) {
             if d != &who.device {
                 self.hub.wake(d);
             }
@@ -717,25 +907,37 @@ impl Service {
         })
     }
 
-    /// Forwards a proposal; a leaving member is removed from routing at once.
+    /// Accepts a member's verified proposal to remove itself (leaving): routing to it stops at
+    /// once, and the proposal is queued in the group's view for the commit that applies it.
     pub async fn proposal(
         &self,
         who: &Authed,
         group: &GroupId,
         req: api::ProposalRequest,
     ) -> ServiceResult<api::Accepted> {
-        self.header(&req.proposal, group, ContentType::Proposal)?;
+        self.check_mls_size(&req.proposal)?;
+        let (_, state) = self.member_view(who, group).await?;
+        let (gid, proposal) = (group.clone(), req.proposal);
+        let (leave, proposal) = blocking(move || {
+            let view = GroupView::load(&gid, &state)?;
+            let v = view.verify_leave(&proposal)?;
+            Ok::<_, VerifyError>((v, proposal))
+        })
+        .await??;
+        self.check_is_caller(who, &leave.leaver).await?;
         let now = now_ms();
-        let msg = self.message(EntryKind::Proposal, group, &who.device, req.proposal, now);
-        let count = if req.leave {
-            self.store
-                .leave_group(group, &who.device, &msg, &self.store_limits())
-                .await?
-        } else {
-            self.store
-                .enqueue_group(group, &who.device, &msg, &self.store_limits())
-                .await?
-        };
+        let msg = self.message(EntryKind::Proposal, group, &who.device, proposal, now);
+        let count = self
+            .store
+            .leave_group(
+                group,
+                &who.device,
+                leave.epoch,
+                &msg,
+                &leave.state_after,
+                &self.store_limits(),
+            )
+            .await?;
         self.wake_group(group, &who.device).await?;
         Ok(api::Accepted { count })
     }

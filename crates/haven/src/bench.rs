@@ -363,11 +363,21 @@ async fn idle(connections: usize, as_json: bool) -> anyhow::Result<ExitCode> {
         let mut api = Api::new(&url)?;
         let key = SigningKey::from_bytes(&rand::random::<[u8; 32]>());
         let user = UserName::new(&format!("i{tag:x}x{i}"))?;
+        // An idle device never joins a group: any Ed25519 key serves as its MLS key.
+        let mls_key = SigningKey::from_bytes(&rand::random::<[u8; 32]>())
+            .verifying_key()
+            .to_bytes()
+            .to_vec();
         let reg = api
             .register(&api::RegisterRequest {
                 user,
                 device_name: "idle".into(),
                 auth_key: key.verifying_key().to_bytes().to_vec(),
+                mls_key_signature: key
+                    .sign(&api::mls_key_message(&mls_key))
+                    .to_bytes()
+                    .to_vec(),
+                mls_key,
             })
             .await?;
         let ch = api

@@ -263,16 +263,18 @@ async fn commit_race_one_wins_and_the_loser_recovers() {
     let g = alice.resolve("#race").unwrap();
 
     // Both stage a commit for the same epoch.
-    let kc = alice.api().claim_key_packages(&u("carol")).await.unwrap();
-    let kd = bob.api().claim_key_packages(&u("dave")).await.unwrap();
+    let kc = alice
+        .api()
+        .claim_key_packages(&u("carol"), &g)
+        .await
+        .unwrap();
+    let kd = bob.api().claim_key_packages(&u("dave"), &g).await.unwrap();
     let ca = alice.engine_mut().add_members(&g, &[kc]).unwrap();
     let cb = bob.engine_mut().add_members(&g, &[kd]).unwrap();
     assert_eq!(ca.epoch, cb.epoch);
     let req = |c: haven_client::engine::OutgoingCommit| haven_proto::api::CommitRequest {
         commit: c.commit,
         welcome: c.welcome,
-        added: c.added,
-        removed: c.removed,
     };
     let (qa, qb) = (req(ca), req(cb));
     let (ra, rb) = tokio::join!(alice.api().commit(&g, &qa), bob.api().commit(&g, &qb));
@@ -335,14 +337,16 @@ async fn commit_whose_answer_was_lost_is_settled_after_restart() {
     let to = Target::Group("lost".into());
 
     // 1. Accepted, answer lost: alice stages "add carol", the server applies it, alice crashes.
-    let kc = alice.api().claim_key_packages(&u("carol")).await.unwrap();
+    let kc = alice
+        .api()
+        .claim_key_packages(&u("carol"), &g)
+        .await
+        .unwrap();
     let staged = alice.engine_mut().add_members(&g, &[kc]).unwrap();
     let epoch = staged.epoch;
     let req = haven_proto::api::CommitRequest {
         commit: staged.commit,
         welcome: staged.welcome,
-        added: staged.added,
-        removed: staged.removed,
     };
     assert_eq!(alice.api().commit(&g, &req).await.unwrap().epoch, epoch + 1);
     drop(alice);
@@ -378,7 +382,11 @@ async fn commit_whose_answer_was_lost_is_settled_after_restart() {
     assert_eq!(got.last().unwrap().2, "after the removal");
 
     // 3. Staged, but another commit won the epoch: cleared, and the winner is processed.
-    let kd = alice.api().claim_key_packages(&u("dave")).await.unwrap();
+    let kd = alice
+        .api()
+        .claim_key_packages(&u("dave"), &g)
+        .await
+        .unwrap();
     let lost = alice.engine_mut().add_members(&g, &[kd]).unwrap();
     drop(alice);
     bob.add_member("lost", &u("carol")).await.unwrap();
@@ -393,7 +401,11 @@ async fn commit_whose_answer_was_lost_is_settled_after_restart() {
 
     // 4. Staged, and meanwhile we were removed: refused, cleared, and the sync goes on to
     //    process our removal instead of failing on the stale commit forever.
-    let kd = alice.api().claim_key_packages(&u("dave")).await.unwrap();
+    let kd = alice
+        .api()
+        .claim_key_packages(&u("dave"), &g)
+        .await
+        .unwrap();
     alice.engine_mut().add_members(&g, &[kd]).unwrap();
     drop(alice);
     bob.remove_member("lost", &u("alice")).await.unwrap();

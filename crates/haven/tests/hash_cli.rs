@@ -4,10 +4,7 @@
 use std::path::PathBuf;
 use std::process::Command;
 
-const IMAGES: &str = concat!(
-    env!("CARGO_MANIFEST_DIR"),
-    "/../../vectors/pdq/images"
-);
+const IMAGES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../vectors/pdq/images");
 
 fn haven(args: &[&str]) -> (i32, String, String) {
     let out = Command::new(env!("CARGO_BIN_EXE_haven"))

@@ -53,7 +53,32 @@ fn new_device(id: &DeviceId, created_at: Millis) -> NewDevice {
         device_id: id.clone(),
         name: format!("device {id}"),
         auth_key: vec![7; 32],
+        mls_key: vec![9; 32],
         created_at,
+    }
+}
+
+/// A stored key package whose reference is its SHA-256 (the store treats both as opaque).
+fn kp(bytes: &[u8]) -> NewKeyPackage {
+    NewKeyPackage {
+        bytes: bytes.to_vec(),
+        kp_ref: sha2::Sha256::digest(bytes).to_vec(),
+    }
+}
+
+fn kps(list: &[&[u8]]) -> Vec<NewKeyPackage> {
+    list.iter().map(|b| kp(b)).collect()
+}
+
+/// Group state bytes (opaque to the store).
+const STATE0: &[u8] = b"public state at epoch 0";
+
+/// A claim by `claimer` for `group`, live for a minute.
+fn claim_by(claimer: &DeviceId, group: &GroupId) -> KeyPackageClaim {
+    KeyPackageClaim {
+        claimer: claimer.clone(),
+        group: group.clone(),
+        expires_at: NOW + 60_000,
     }
 }
 
@@ -103,6 +128,8 @@ fn commit(
         commit_sha256,
         added: added.iter().map(|d| (*d).clone()).collect(),
         removed: removed.iter().map(|d| (*d).clone()).collect(),
+        claimed: Vec::new(),
+        public_state: format!("public state after {payload} #{serial}").into_bytes(),
         commit: message(
             EntryKind::Commit,
             Some(group),
@@ -146,7 +173,7 @@ async fn people<S: Store>(s: &S) {
 /// drained.
 async fn group_with<S: Store>(s: &S, others: &[&DeviceId]) -> GroupId {
     let g = gid(1);
-    s.create_group(&g, &dev(1), NOW).await.unwrap();
+    s.create_group(&g, &dev(1), NOW, STATE0).await.unwrap();
     if !others.is_empty() {
         s.apply_commit(&commit(&g, 0, &dev(1), others, &[]), &LIMITS)
             .await
@@ -183,6 +210,7 @@ async fn create_user_and_lookup<S: Store>(s: Arc<S>) {
             user: alice.clone(),
             name: format!("device {}", dev(1)),
             auth_key: vec![7; 32],
+            mls_key: Some(vec![9; 32]),
             created_at: NOW
         }
     );
@@ -447,7 +475,7 @@ async fn key_package_limits<S: Store>(s: Arc<S>) {
     };
     assert_eq!(s.key_package_count(&dev(1)).await.unwrap(), (0, false));
     assert_eq!(
-        s.add_key_packages(&dev(1), &[b"p1".to_vec(), b"p2".to_vec()], None, &limits)
+        s.add_key_packages(&dev(1), &kps(&[b"p1", b"p2"]), None, &limits)
             .await
             .unwrap(),
         2
@@ -455,12 +483,7 @@ async fn key_package_limits<S: Store>(s: Arc<S>) {
     assert_eq!(s.key_package_count(&dev(1)).await.unwrap(), (2, false));
     // Over the limit: nothing written, not even the last-resort package.
     let e = s
-        .add_key_packages(
-            &dev(1),
-            &[b"p3".to_vec(), b"p4".to_vec()],
-            Some(b"lr"),
-            &limits,
-        )
+        .add_key_packages(&dev(1), &kps(&[b"p3", b"p4"]), Some(&kp(b"lr")), &limits)
         .await
         .unwrap_err();
     assert!(
@@ -475,7 +498,7 @@ async fn key_package_limits<S: Store>(s: Arc<S>) {
     );
     assert_eq!(s.key_package_count(&dev(1)).await.unwrap(), (2, false));
     assert_eq!(
-        s.add_key_packages(&dev(1), &[b"p3".to_vec()], Some(b"lr"), &limits)
+        s.add_key_packages(&dev(1), &kps(&[b"p3"]), Some(&kp(b"lr")), &limits)
             .await
             .unwrap(),
         3
@@ -483,13 +506,13 @@ async fn key_package_limits<S: Store>(s: Arc<S>) {
     assert_eq!(s.key_package_count(&dev(1)).await.unwrap(), (3, true));
     // Replacing only the last-resort package is always allowed.
     assert_eq!(
-        s.add_key_packages(&dev(1), &[], Some(b"lr2"), &limits)
+        s.add_key_packages(&dev(1), &[], Some(&kp(b"lr2")), &limits)
             .await
             .unwrap(),
         3
     );
     let e = s
-        .add_key_packages(&dev(99), &[b"p".to_vec()], None, &limits)
+        .add_key_packages(&dev(99), &kps(&[b"p"]), None, &limits)
         .await
         .unwrap_err();
     assert!(matches!(e, StoreError::NotFound("device")), "{e:?}");
@@ -509,26 +532,31 @@ async fn claim_key_packages_order_and_last_resort<S: Store>(s: Arc<S>) {
     s.link_device(b"code-6", NOW, &new_device(&dev(6), NOW + 200), &event)
         .await
         .unwrap();
+    s.create_group(&gid(1), &dev(2), NOW, STATE0).await.unwrap();
     // a1: two one-time packages and a last-resort one; dev 5: nothing; dev 6: last resort only.
     s.add_key_packages(
         &dev(1),
-        &[b"a1-p1".to_vec(), b"a1-p2".to_vec()],
-        Some(b"a1-lr"),
+        &kps(&[b"a1-p1", b"a1-p2"]),
+        Some(&kp(b"a1-lr")),
         &LIMITS,
     )
     .await
     .unwrap();
-    s.add_key_packages(&dev(6), &[], Some(b"d6-lr"), &LIMITS)
+    s.add_key_packages(&dev(6), &[], Some(&kp(b"d6-lr")), &LIMITS)
         .await
         .unwrap();
-    s.add_key_packages(&dev(2), &[b"bob".to_vec()], None, &LIMITS)
+    s.add_key_packages(&dev(2), &kps(&[b"bob"]), None, &LIMITS)
         .await
         .unwrap();
     let claim = |expect_a1: &'static [u8]| {
         let s = s.clone();
         let alice = alice.clone();
         async move {
-            let got = s.claim_key_packages(&alice).await.unwrap().unwrap();
+            let got = s
+                .claim_key_packages(&alice, &claim_by(&dev(2), &gid(1)))
+                .await
+                .unwrap()
+                .unwrap();
             assert_eq!(
                 got,
                 vec![(dev(1), expect_a1.to_vec()), (dev(6), b"d6-lr".to_vec())]
@@ -542,23 +570,35 @@ async fn claim_key_packages_order_and_last_resort<S: Store>(s: Arc<S>) {
     assert_eq!(s.key_package_count(&dev(1)).await.unwrap(), (0, true));
     assert_eq!(s.key_package_count(&dev(2)).await.unwrap(), (1, false));
     assert_eq!(
-        s.claim_key_packages(&user("carol")).await.unwrap(),
+        s.claim_key_packages(&user("carol"), &claim_by(&dev(2), &gid(1)))
+            .await
+            .unwrap(),
         Some(vec![])
     );
-    assert_eq!(s.claim_key_packages(&user("nobody")).await.unwrap(), None);
+    assert_eq!(
+        s.claim_key_packages(&user("nobody"), &claim_by(&dev(2), &gid(1)))
+            .await
+            .unwrap(),
+        None
+    );
 }
 
 async fn claim_key_packages_race_distinct<S: Store>(s: Arc<S>) {
     people(&*s).await;
     let packages: Vec<Vec<u8>> = (0..6u8).map(|i| vec![i; 8]).collect();
-    s.add_key_packages(&dev(2), &packages, Some(b"lr"), &LIMITS)
+    let stored: Vec<NewKeyPackage> = packages.iter().map(|p| kp(p)).collect();
+    s.create_group(&gid(1), &dev(1), NOW, STATE0).await.unwrap();
+    s.add_key_packages(&dev(2), &stored, Some(&kp(b"lr")), &LIMITS)
         .await
         .unwrap();
     let mut tasks = Vec::new();
     for _ in 0..6 {
         let s = s.clone();
         tasks.push(tokio::spawn(async move {
-            s.claim_key_packages(&user("bob")).await.unwrap().unwrap()
+            s.claim_key_packages(&user("bob"), &claim_by(&dev(1), &gid(1)))
+                .await
+                .unwrap()
+                .unwrap()
         }));
     }
     let mut got = BTreeSet::new();
@@ -579,7 +619,7 @@ async fn claim_key_packages_race_distinct<S: Store>(s: Arc<S>) {
 async fn create_group_and_duplicate<S: Store>(s: Arc<S>) {
     people(&*s).await;
     let g = gid(1);
-    s.create_group(&g, &dev(1), NOW).await.unwrap();
+    s.create_group(&g, &dev(1), NOW, STATE0).await.unwrap();
     assert_eq!(
         s.group(&g).await.unwrap(),
         Some(GroupRecord {
@@ -588,22 +628,25 @@ async fn create_group_and_duplicate<S: Store>(s: Arc<S>) {
             members: vec![dev(1)]
         })
     );
-    let e = s.create_group(&g, &dev(2), NOW).await.unwrap_err();
+    let e = s.create_group(&g, &dev(2), NOW, STATE0).await.unwrap_err();
     assert!(matches!(e, StoreError::AlreadyExists("group")), "{e:?}");
     assert_eq!(s.group(&g).await.unwrap().unwrap().members, vec![dev(1)]);
-    let e = s.create_group(&gid(2), &dev(99), NOW).await.unwrap_err();
+    let e = s
+        .create_group(&gid(2), &dev(99), NOW, STATE0)
+        .await
+        .unwrap_err();
     assert!(matches!(e, StoreError::NotFound("device")), "{e:?}");
     assert_eq!(s.group(&gid(2)).await.unwrap(), None);
     // Group ids are compared as bytes, at every length.
     let long = GroupId::from_bytes(&[1; 64]).unwrap();
-    s.create_group(&long, &dev(1), NOW).await.unwrap();
+    s.create_group(&long, &dev(1), NOW, STATE0).await.unwrap();
     assert_eq!(s.group(&long).await.unwrap().unwrap().epoch, 0);
 }
 
 async fn apply_commit_routes_commit_and_welcome<S: Store>(s: Arc<S>) {
     people(&*s).await;
     let g = gid(1);
-    s.create_group(&g, &dev(1), NOW).await.unwrap();
+    s.create_group(&g, &dev(1), NOW, STATE0).await.unwrap();
     // a1 adds b1 and c1: the commit goes to nobody (a1 was alone), the Welcome to b1 and c1.
     let c = commit(&g, 0, &dev(1), &[&dev(2), &dev(3)], &[]);
     let after = s.apply_commit(&c, &LIMITS).await.unwrap();
@@ -666,7 +709,7 @@ async fn apply_commit_routes_commit_and_welcome<S: Store>(s: Arc<S>) {
 async fn apply_commit_resubmission_is_recognised<S: Store>(s: Arc<S>) {
     people(&*s).await;
     let g = gid(1);
-    s.create_group(&g, &dev(1), NOW).await.unwrap();
+    s.create_group(&g, &dev(1), NOW, STATE0).await.unwrap();
     let first = commit(&g, 0, &dev(1), &[&dev(2)], &[]);
     assert_eq!(s.apply_commit(&first, &LIMITS).await.unwrap().epoch, 1);
     let second = commit(&g, 1, &dev(2), &[&dev(3)], &[]);
@@ -822,7 +865,7 @@ async fn apply_commit_rejections_write_nothing<S: Store>(s: Arc<S>) {
     s.ack(&dev(2), &ids).await.unwrap();
     let ids: Vec<i64> = queue(&*s, &dev(1)).await.iter().map(|m| m.id).collect();
     s.ack(&dev(1), &ids).await.unwrap();
-    s.create_group(&gid(2), &dev(3), NOW).await.unwrap();
+    s.create_group(&gid(2), &dev(3), NOW, STATE0).await.unwrap();
     let g2 = gid(2);
     s.apply_commit(&commit(&g2, 0, &dev(3), &[&dev(4)], &[]), &LIMITS)
         .await
@@ -935,7 +978,7 @@ async fn leave_group_removes_and_notifies<S: Store>(s: Arc<S>) {
         ..LIMITS
     };
     let e = s
-        .leave_group(&g, &dev(2), &proposal, &one)
+        .leave_group(&g, &dev(2), 1, &proposal, b"state with leave", &one)
         .await
         .unwrap_err();
     assert!(
@@ -955,7 +998,7 @@ async fn leave_group_removes_and_notifies<S: Store>(s: Arc<S>) {
     assert!(payloads(&*s, &dev(1)).await.is_empty());
 
     assert_eq!(
-        s.leave_group(&g, &dev(2), &proposal, &LIMITS)
+        s.leave_group(&g, &dev(2), 1, &proposal, b"state with leave", &LIMITS)
             .await
             .unwrap(),
         2
@@ -976,7 +1019,7 @@ async fn leave_group_removes_and_notifies<S: Store>(s: Arc<S>) {
         .iter()
         .any(|(k, _)| *k == EntryKind::Proposal));
     let e = s
-        .leave_group(&g, &dev(2), &proposal, &LIMITS)
+        .leave_group(&g, &dev(2), 1, &proposal, b"state with leave", &LIMITS)
         .await
         .unwrap_err();
     assert!(matches!(e, StoreError::NotMember), "{e:?}");
@@ -986,24 +1029,175 @@ async fn leave_group_removes_and_notifies<S: Store>(s: Arc<S>) {
         .unwrap_err();
     assert!(matches!(e, StoreError::NotMember), "{e:?}");
     let e = s
-        .leave_group(&gid(9), &dev(1), &proposal, &LIMITS)
+        .leave_group(&gid(9), &dev(1), 1, &proposal, b"state", &LIMITS)
         .await
         .unwrap_err();
     assert!(matches!(e, StoreError::NotFound("group")), "{e:?}");
     // The last member can leave.
     assert_eq!(
-        s.leave_group(&g, &dev(3), &proposal, &LIMITS)
+        s.leave_group(&g, &dev(3), 1, &proposal, b"state with leave", &LIMITS)
             .await
             .unwrap(),
         1
     );
     assert_eq!(
-        s.leave_group(&g, &dev(1), &proposal, &LIMITS)
+        s.leave_group(&g, &dev(1), 1, &proposal, b"state with leave", &LIMITS)
             .await
             .unwrap(),
         0
     );
     assert!(s.group(&g).await.unwrap().unwrap().members.is_empty());
+}
+
+/// A commit may add a device only with a key package its committer claimed for this group,
+/// unexpired; the claim is consumed, and a refused commit consumes nothing.
+async fn key_package_claims_gate_adds<S: Store>(s: Arc<S>) {
+    people(&*s).await;
+    let g = group_with(&*s, &[]).await;
+    s.create_group(&gid(2), &dev(3), NOW, STATE0).await.unwrap();
+    s.add_key_packages(&dev(2), &kps(&[b"b1", b"b2"]), Some(&kp(b"b-lr")), &LIMITS)
+        .await
+        .unwrap();
+    let with_claim = |kp_ref: Vec<u8>| {
+        let mut c = commit(&g, 0, &dev(1), &[&dev(2)], &[]);
+        c.claimed = vec![kp_ref];
+        c
+    };
+    let refused =
+        |e: StoreError| matches!(e, StoreError::InvalidMembership(w) if w.contains("claim"));
+    // Never claimed.
+    let before = snapshot(&*s, &g).await;
+    let e = s
+        .apply_commit(&with_claim(kp(b"b1").kp_ref), &LIMITS)
+        .await
+        .unwrap_err();
+    assert!(refused(e));
+    assert_eq!(snapshot(&*s, &g).await, before);
+    // Claimed by c1 for its own group, or by a1 for another group: still not ours here.
+    s.claim_key_packages(&user("bob"), &claim_by(&dev(3), &g))
+        .await
+        .unwrap();
+    s.claim_key_packages(&user("bob"), &claim_by(&dev(1), &gid(2)))
+        .await
+        .unwrap();
+    let e = s
+        .apply_commit(&with_claim(kp(b"b1").kp_ref), &LIMITS)
+        .await
+        .unwrap_err();
+    assert!(refused(e));
+    // Expired.
+    let expired = KeyPackageClaim {
+        expires_at: NOW,
+        ..claim_by(&dev(1), &g)
+    };
+    let got = s
+        .claim_key_packages(&user("bob"), &expired)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        got,
+        vec![(dev(2), b"b-lr".to_vec())],
+        "one-time packages are gone"
+    );
+    let e = s
+        .apply_commit(&with_claim(kp(b"b-lr").kp_ref), &LIMITS)
+        .await
+        .unwrap_err();
+    assert!(refused(e));
+    assert_eq!(snapshot(&*s, &g).await, before);
+    // Renewed by a live claim: accepted, and the claim is consumed.
+    s.claim_key_packages(&user("bob"), &claim_by(&dev(1), &g))
+        .await
+        .unwrap();
+    let ok = with_claim(kp(b"b-lr").kp_ref);
+    let after = s.apply_commit(&ok, &LIMITS).await.unwrap();
+    assert_eq!(after.members, vec![dev(1), dev(2)]);
+    s.apply_commit(&commit(&g, 1, &dev(1), &[], &[&dev(2)]), &LIMITS)
+        .await
+        .unwrap();
+    let mut again = commit(&g, 2, &dev(1), &[&dev(2)], &[]);
+    again.claimed = vec![kp(b"b-lr").kp_ref];
+    let e = s.apply_commit(&again, &LIMITS).await.unwrap_err();
+    assert!(refused(e), "a claim adds once");
+    // Purge drops expired claims (a fresh claim at NOW + 60 s is gone after it).
+    s.claim_key_packages(&user("bob"), &claim_by(&dev(1), &g))
+        .await
+        .unwrap();
+    s.purge_expired(NOW + 120_000).await.unwrap();
+    let e = s.apply_commit(&again, &LIMITS).await.unwrap_err();
+    assert!(matches!(e, StoreError::InvalidMembership(_)), "{e:?}");
+}
+
+/// The public state is stored with the group, replaced by each accepted commit and leave, and
+/// left alone by refused ones.
+async fn public_state_moves_with_the_epoch<S: Store>(s: Arc<S>) {
+    people(&*s).await;
+    let g = gid(1);
+    assert_eq!(s.group_view(&g).await.unwrap(), None);
+    s.create_group(&g, &dev(1), NOW, STATE0).await.unwrap();
+    let (rec, state) = s.group_view(&g).await.unwrap().unwrap();
+    assert_eq!((rec.epoch, state.as_deref()), (0, Some(STATE0)));
+    let c = commit(&g, 0, &dev(1), &[&dev(2), &dev(3)], &[]);
+    s.apply_commit(&c, &LIMITS).await.unwrap();
+    let (rec, state) = s.group_view(&g).await.unwrap().unwrap();
+    assert_eq!((rec.epoch, state), (1, Some(c.public_state.clone())));
+    // A refused commit (stale epoch) leaves the state.
+    let stale = commit(&g, 0, &dev(1), &[], &[&dev(2)]);
+    assert!(s.apply_commit(&stale, &LIMITS).await.is_err());
+    assert_eq!(
+        s.group_view(&g).await.unwrap().unwrap().1,
+        Some(c.public_state.clone())
+    );
+    // A leave must be for the current epoch; it replaces the state.
+    let proposal = message(EntryKind::Proposal, Some(&g), Some(&dev(2)), b"remove me");
+    let e = s
+        .leave_group(&g, &dev(2), 0, &proposal, b"old epoch", &LIMITS)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(e, StoreError::EpochConflict { current: 1 }),
+        "{e:?}"
+    );
+    assert_eq!(s.group(&g).await.unwrap().unwrap().members.len(), 3);
+    s.leave_group(&g, &dev(2), 1, &proposal, b"with leave", &LIMITS)
+        .await
+        .unwrap();
+    assert_eq!(
+        s.group_view(&g).await.unwrap().unwrap().1.as_deref(),
+        Some(&b"with leave"[..])
+    );
+    // The accepted commit is on record for its committer only.
+    assert!(s
+        .accepted_commit(&g, 0, &c.commit_sha256, &dev(1))
+        .await
+        .unwrap());
+    assert!(!s
+        .accepted_commit(&g, 0, &c.commit_sha256, &dev(3))
+        .await
+        .unwrap());
+    assert!(!s
+        .accepted_commit(&g, 1, &c.commit_sha256, &dev(1))
+        .await
+        .unwrap());
+    assert!(!s
+        .accepted_commit(&g, 0, &stale.commit_sha256, &dev(1))
+        .await
+        .unwrap());
+}
+
+/// A non-member's commit is refused as such whatever epoch it names, so it learns nothing
+/// about the group's epoch.
+async fn non_member_commit_reveals_no_epoch<S: Store>(s: Arc<S>) {
+    people(&*s).await;
+    let g = group_with(&*s, &[&dev(2)]).await;
+    for epoch in 0..4 {
+        let e = s
+            .apply_commit(&commit(&g, epoch, &dev(4), &[], &[]), &LIMITS)
+            .await
+            .unwrap_err();
+        assert!(matches!(e, StoreError::NotMember), "epoch {epoch}: {e:?}");
+    }
 }
 
 // --- delivery ---
@@ -1043,7 +1237,7 @@ async fn enqueue_group_to_members_but_sender<S: Store>(s: Arc<S>) {
             .all(|q| q.payload == b"hello"));
     }
     // A group of one: nobody to send to.
-    s.create_group(&gid(2), &dev(4), NOW).await.unwrap();
+    s.create_group(&gid(2), &dev(4), NOW, STATE0).await.unwrap();
     assert_eq!(
         s.enqueue_group(&gid(2), &dev(4), &app(&gid(2), &dev(4), b"x"), &LIMITS)
             .await
@@ -1484,6 +1678,9 @@ conformance_suite!(
     apply_commit_resubmission_is_recognised,
     apply_commit_race_one_winner_per_epoch,
     leave_group_removes_and_notifies,
+    key_package_claims_gate_adds,
+    public_state_moves_with_the_epoch,
+    non_member_commit_reveals_no_epoch,
     enqueue_group_to_members_but_sender,
     enqueue_group_depth_limit_writes_nothing,
     enqueue_application_checks_epoch_and_names_recipients,

@@ -100,7 +100,8 @@ impl From<sqlx::Error> for StoreError {
 
 /// The record kind a table, constraint or error message is about, for error messages.
 fn record_name(hints: &[Option<&str>]) -> &'static str {
-    const NAMES: [(&str, &str); 11] = [
+    const NAMES: [(&str, &str); 12] = [
+        ("key_package_claims", "key package claim"),
         ("last_resort_key_packages", "key package"),
         ("key_packages", "key package"),
         ("link_codes", "link code"),
@@ -146,6 +147,8 @@ pub struct NewDevice {
     pub name: String,
     /// Ed25519 authentication public key (32 bytes).
     pub auth_key: Vec<u8>,
+    /// The MLS signature public key the device registered (signed with its auth key).
+    pub mls_key: Vec<u8>,
     /// Creation time.
     pub created_at: Millis,
 }
@@ -161,8 +164,30 @@ pub struct DeviceRecord {
     pub name: String,
     /// Ed25519 authentication public key.
     pub auth_key: Vec<u8>,
+    /// Registered MLS signature key; `None` for a device registered before keys were bound.
+    pub mls_key: Option<Vec<u8>>,
     /// Creation time.
     pub created_at: Millis,
+}
+
+/// A verified key package to store.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewKeyPackage {
+    /// The `MLSMessage` bytes.
+    pub bytes: Vec<u8>,
+    /// Its `KeyPackageRef`, recorded with each claim so a commit's adds can be matched to them.
+    pub kp_ref: Vec<u8>,
+}
+
+/// Who claims key packages, for which group (see [`Store::claim_key_packages`]).
+#[derive(Debug, Clone)]
+pub struct KeyPackageClaim {
+    /// The claiming device.
+    pub claimer: DeviceId,
+    /// The group the claimed devices are to join.
+    pub group: GroupId,
+    /// When the claim lapses.
+    pub expires_at: Millis,
 }
 
 /// A stored group.
@@ -234,10 +259,16 @@ pub struct CommitApply {
     pub sender: DeviceId,
     /// SHA-256 of the commit's MLS bytes, recorded for the epoch it is accepted in.
     pub commit_sha256: [u8; 32],
-    /// Devices added: must exist and not be members.
+    /// Devices added (read from the verified commit): must exist and not be members.
     pub added: Vec<DeviceId>,
-    /// Devices removed: must be members (the sender may not remove itself).
+    /// Devices removed (read from the verified commit): must be members (the sender may not
+    /// remove itself).
     pub removed: Vec<DeviceId>,
+    /// `KeyPackageRef`s of the added key packages: each must be claimed by `sender` for this
+    /// group and unexpired (see [`Store::claim_key_packages`]); the claims are consumed.
+    pub claimed: Vec<Vec<u8>>,
+    /// The group's public state after the commit (`groups::GroupView::state`).
+    pub public_state: Vec<u8>,
     /// The commit, queued to every member before the change except the sender.
     pub commit: NewMessage,
     /// The Welcome, queued to the added devices (only ever together with the commit).
@@ -330,37 +361,60 @@ pub trait Store: Send + Sync + 'static {
     async fn add_key_packages(
         &self,
         device: &DeviceId,
-        packages: &[Vec<u8>],
-        last_resort: Option<&[u8]>,
+        packages: &[NewKeyPackage],
+        last_resort: Option<&NewKeyPackage>,
         limits: &Limits,
     ) -> StoreResult<u32>;
     /// (one-time packages stored, whether a last-resort package is stored).
     async fn key_package_count(&self, device: &DeviceId) -> StoreResult<(u32, bool)>;
     /// For each device of `user`: takes (deletes) its oldest one-time package, or else returns
     /// its last-resort package (kept). Devices with neither are left out. `None` if no such user.
+    /// Each package handed out is recorded as claimed by `claim.claimer` for `claim.group`
+    /// until `claim.expires_at` (a repeated claim of the same package renews it): only such a
+    /// claim lets a commit add the device ([`CommitApply::claimed`]).
     async fn claim_key_packages(
         &self,
         user: &UserName,
+        claim: &KeyPackageClaim,
     ) -> StoreResult<Option<Vec<(DeviceId, Vec<u8>)>>>;
 
     // --- groups ---
 
-    /// Creates a group at epoch 0 with `creator` as its only member.
+    /// Creates a group at epoch 0 with `creator` as its only member and its public state.
     /// `AlreadyExists("group")` if the id is taken, `NotFound("device")` for an unknown creator.
     async fn create_group(
         &self,
         group: &GroupId,
         creator: &DeviceId,
         now: Millis,
+        public_state: &[u8],
     ) -> StoreResult<()>;
     /// A group.
     async fn group(&self, group: &GroupId) -> StoreResult<Option<GroupRecord>>;
-    /// Accepts a commit: in one transaction, checks the epoch (`EpochConflict{current}` if it is
-    /// not current), that the sender is a member (`NotMember`), the membership change
+    /// A group with its public state as of its current epoch (read together). The state is
+    /// `None` for a group created before the server kept one.
+    async fn group_view(
+        &self,
+        group: &GroupId,
+    ) -> StoreResult<Option<(GroupRecord, Option<Vec<u8>>)>>;
+    /// Whether `committer` had `commit_sha256` accepted as the commit of `epoch` (a commit
+    /// resubmitted after its answer was lost; see [`Store::apply_commit`]).
+    async fn accepted_commit(
+        &self,
+        group: &GroupId,
+        epoch: u64,
+        commit_sha256: &[u8; 32],
+        committer: &DeviceId,
+    ) -> StoreResult<bool>;
+    /// Accepts a commit: in one transaction, checks that the sender is a member (`NotMember`,
+    /// before anything else, so a non-member learns nothing), the epoch (`EpochConflict{current}`
+    /// if it is not current), that every added key package was claimed by the sender for this
+    /// group (`InvalidMembership`; the claims are consumed), the membership change
     /// (`InvalidMembership`, `NotFound("device")` for an unknown added device), the member limit
     /// and every recipient's queue depth (`Limit`); then advances the epoch by one, applies the
     /// change, queues the commit to the old members but the sender and the Welcome to the added
-    /// devices. Returns the new group state. `NotFound("group")` for an unknown group.
+    /// devices, and stores the new public state. Returns the new group state.
+    /// `NotFound("group")` for an unknown group.
     /// `InvalidMembership` covers: adding a member, adding a device twice, removing a non-member,
     /// removing a device twice, and the sender removing itself. Without a Welcome the added
     /// devices are queued nothing.
@@ -373,15 +427,19 @@ pub trait Store: Send + Sync + 'static {
     /// time-to-live (`purge_expired`).
     async fn apply_commit(&self, commit: &CommitApply, limits: &Limits)
         -> StoreResult<GroupRecord>;
-    /// A member leaves: removes `device` from the group's routing set and queues `proposal` (its
-    /// Remove proposal) to the remaining members, in one transaction. Epoch unchanged. Returns the
-    /// number of recipients. `NotFound("group")`, `NotMember` if `device` is not a member, and
-    /// `Limit` if a remaining member's queue is full (the device then stays a member).
+    /// A member leaves: removes `device` from the group's routing set, queues `proposal` (its
+    /// verified Remove proposal) to the remaining members and stores `public_state` (the state
+    /// with the proposal queued), in one transaction. The group must still be at `epoch`
+    /// (`EpochConflict`); the epoch is unchanged. Returns the number of recipients.
+    /// `NotFound("group")`, `NotMember` if `device` is not a member, and `Limit` if a remaining
+    /// member's queue is full (the device then stays a member).
     async fn leave_group(
         &self,
         group: &GroupId,
         device: &DeviceId,
+        epoch: u64,
         proposal: &NewMessage,
+        public_state: &[u8],
         limits: &Limits,
     ) -> StoreResult<u32>;
 
@@ -420,7 +478,8 @@ pub trait Store: Send + Sync + 'static {
     /// Removes entries from the device's queue (ids of other devices are ignored). Returns how
     /// many were removed. Messages no longer in any queue are deleted.
     async fn ack(&self, device: &DeviceId, ids: &[i64]) -> StoreResult<u32>;
-    /// Drops expired entries, sessions, challenges and link codes. Returns the entries dropped.
+    /// Drops expired entries, sessions, challenges, link codes and key-package claims. Returns
+    /// the entries dropped.
     async fn purge_expired(&self, now: Millis) -> StoreResult<u64>;
 
     // --- server secrets ---
@@ -484,12 +543,12 @@ pub(crate) fn plan_commit(
     members: &[DeviceId],
     limits: &Limits,
 ) -> StoreResult<CommitPlan> {
-    if commit.epoch != epoch {
-        return Err(StoreError::EpochConflict { current: epoch });
-    }
     let current: BTreeSet<&DeviceId> = members.iter().collect();
     if !current.contains(&commit.sender) {
         return Err(StoreError::NotMember);
+    }
+    if commit.epoch != epoch {
+        return Err(StoreError::EpochConflict { current: epoch });
     }
     let mut added = BTreeSet::new();
     for d in &commit.added {
@@ -612,6 +671,7 @@ pub(crate) struct DeviceRow {
     pub user_name: String,
     pub name: String,
     pub auth_key: Vec<u8>,
+    pub mls_key: Option<Vec<u8>>,
     pub created_at: i64,
 }
 
@@ -622,6 +682,7 @@ impl DeviceRow {
             user: parse_user(&self.user_name)?,
             name: self.name,
             auth_key: self.auth_key,
+            mls_key: self.mls_key,
             created_at: self.created_at,
         })
     }

@@ -25,7 +25,8 @@ use sqlx::postgres::{PgConnectOptions, PgConnection, PgPool, PgPoolOptions};
 use super::{
     count_u32, epoch_from_db, epoch_to_db, frank_columns, is_resubmission, limit_to_db,
     parse_device, parse_user, plan_commit, CommitApply, DeviceRecord, DeviceRow, GroupRecord,
-    Limits, Millis, NewDevice, NewMessage, QueueRow, QueuedMessage, Store, StoreError, StoreResult,
+    KeyPackageClaim, Limits, Millis, NewDevice, NewKeyPackage, NewMessage, QueueRow, QueuedMessage,
+    Store, StoreError, StoreResult,
 };
 
 /// Connections per server node.
@@ -185,13 +186,14 @@ async fn insert_device(
     device: &NewDevice,
 ) -> TxResult<()> {
     let done = sqlx::query(
-        "INSERT INTO devices (id, user_name, name, auth_key, created_at) VALUES ($1, $2, $3, $4, $5)
-         ON CONFLICT DO NOTHING",
+        "INSERT INTO devices (id, user_name, name, auth_key, mls_key, created_at)
+         VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT DO NOTHING",
     )
     .bind(device.device_id.as_str())
     .bind(user.as_str())
     .bind(&device.name)
     .bind(&device.auth_key)
+    .bind(&device.mls_key)
     .bind(device.created_at)
     .execute(&mut *conn)
     .await?;
@@ -322,8 +324,8 @@ async fn enqueue(
 async fn add_key_packages_tx(
     conn: &mut PgConnection,
     device: &DeviceId,
-    packages: &[Vec<u8>],
-    last_resort: Option<&[u8]>,
+    packages: &[NewKeyPackage],
+    last_resort: Option<&NewKeyPackage>,
     limits: &Limits,
 ) -> TxResult<u32> {
     // Locking the device row serialises concurrent uploads for the device, so the count holds.
@@ -350,22 +352,26 @@ async fn add_key_packages_tx(
         .into());
     }
     if !packages.is_empty() {
+        let bytes: Vec<&[u8]> = packages.iter().map(|p| p.bytes.as_slice()).collect();
+        let refs: Vec<&[u8]> = packages.iter().map(|p| p.kp_ref.as_slice()).collect();
         sqlx::query(
-            "INSERT INTO key_packages (device_id, bytes)
-             SELECT $1, b FROM unnest($2::bytea[]) WITH ORDINALITY AS t(b, n) ORDER BY n",
+            "INSERT INTO key_packages (device_id, bytes, kp_ref)
+             SELECT $1, b, r FROM unnest($2::bytea[], $3::bytea[]) WITH ORDINALITY AS t(b, r, n) ORDER BY n",
         )
         .bind(device.as_str())
-        .bind(packages)
+        .bind(bytes)
+        .bind(refs)
         .execute(&mut *conn)
         .await?;
     }
     if let Some(last_resort) = last_resort {
         sqlx::query(
-            "INSERT INTO last_resort_key_packages (device_id, bytes) VALUES ($1, $2)
-             ON CONFLICT (device_id) DO UPDATE SET bytes = excluded.bytes",
+            "INSERT INTO last_resort_key_packages (device_id, bytes, kp_ref) VALUES ($1, $2, $3)
+             ON CONFLICT (device_id) DO UPDATE SET bytes = excluded.bytes, kp_ref = excluded.kp_ref",
         )
         .bind(device.as_str())
-        .bind(last_resort)
+        .bind(&last_resort.bytes)
+        .bind(&last_resort.kp_ref)
         .execute(&mut *conn)
         .await?;
     }
@@ -375,6 +381,7 @@ async fn add_key_packages_tx(
 async fn claim_key_packages_tx(
     conn: &mut PgConnection,
     user: &UserName,
+    claim: &KeyPackageClaim,
 ) -> TxResult<Option<Vec<(DeviceId, Vec<u8>)>>> {
     if !user_exists(conn, user).await? {
         return Ok(None);
@@ -388,10 +395,10 @@ async fn claim_key_packages_tx(
     for device in devices {
         // SKIP LOCKED: a concurrent claimer takes the next package instead of waiting for this one
         // and then finding it gone.
-        let one_time: Option<Vec<u8>> = sqlx::query_scalar(
+        let one_time: Option<(Vec<u8>, Vec<u8>)> = sqlx::query_as(
             "DELETE FROM key_packages WHERE id = (
                  SELECT id FROM key_packages WHERE device_id = $1 ORDER BY id LIMIT 1 FOR UPDATE SKIP LOCKED)
-             RETURNING bytes",
+             RETURNING bytes, kp_ref",
         )
         .bind(&device)
         .fetch_optional(&mut *conn)
@@ -399,15 +406,27 @@ async fn claim_key_packages_tx(
         let package = match one_time {
             Some(p) => Some(p),
             None => {
-                sqlx::query_scalar(
-                    "SELECT bytes FROM last_resort_key_packages WHERE device_id = $1",
+                sqlx::query_as(
+                    "SELECT bytes, kp_ref FROM last_resort_key_packages WHERE device_id = $1",
                 )
                 .bind(&device)
                 .fetch_optional(&mut *conn)
                 .await?
             }
         };
-        if let Some(package) = package {
+        if let Some((package, kp_ref)) = package {
+            sqlx::query(
+                "INSERT INTO key_package_claims (group_id, claimer, kp_ref, device_id, expires_at)
+                 VALUES ($1, $2, $3, $4, $5)
+                 ON CONFLICT (group_id, claimer, kp_ref) DO UPDATE SET expires_at = excluded.expires_at",
+            )
+            .bind(claim.group.as_bytes())
+            .bind(claim.claimer.as_str())
+            .bind(&kp_ref)
+            .bind(&device)
+            .bind(claim.expires_at)
+            .execute(&mut *conn)
+            .await?;
             claimed.push((parse_device(&device)?, package));
         }
     }
@@ -481,6 +500,25 @@ async fn apply_commit_tx(
     if usize::try_from(known).ok() != Some(added.len()) {
         return Err(StoreError::NotFound("device").into());
     }
+    for kp_ref in &commit.claimed {
+        let consumed: Option<i32> = sqlx::query_scalar(
+            "DELETE FROM key_package_claims
+             WHERE group_id = $1 AND claimer = $2 AND kp_ref = $3 AND expires_at > $4
+             RETURNING 1",
+        )
+        .bind(gid)
+        .bind(commit.sender.as_str())
+        .bind(kp_ref)
+        .bind(commit.commit.received_at)
+        .fetch_optional(&mut *conn)
+        .await?;
+        if consumed.is_none() {
+            return Err(StoreError::InvalidMembership(
+                "a key package the committer did not claim for this group",
+            )
+            .into());
+        }
+    }
     let mut recipients = plan.recipients.clone();
     recipients.sort();
     lock_recipients(conn, &recipients, Some(limits.max_queue_depth)).await?;
@@ -510,9 +548,10 @@ async fn apply_commit_tx(
         .bind(&added)
         .execute(&mut *conn)
         .await?;
-    sqlx::query("UPDATE mls_groups SET epoch = $2 WHERE id = $1")
+    sqlx::query("UPDATE mls_groups SET epoch = $2, public_state = $3 WHERE id = $1")
         .bind(gid)
         .bind(epoch_to_db(plan.new_epoch)?)
+        .bind(&commit.public_state)
         .execute(&mut *conn)
         .await?;
     Ok(GroupRecord {
@@ -635,6 +674,10 @@ async fn purge_expired_tx(conn: &mut PgConnection, now: Millis) -> TxResult<u64>
         .bind(now)
         .execute(&mut *conn)
         .await?;
+    sqlx::query("DELETE FROM key_package_claims WHERE expires_at <= $1")
+        .bind(now)
+        .execute(&mut *conn)
+        .await?;
     Ok(u64::try_from(dropped.unwrap_or(0)).unwrap_or(0))
 }
 
@@ -658,7 +701,7 @@ impl Store for PgStore {
 
     async fn device(&self, device: &DeviceId) -> StoreResult<Option<DeviceRecord>> {
         let row: Option<DeviceRow> = sqlx::query_as(
-            "SELECT id, user_name, name, auth_key, created_at FROM devices WHERE id = $1",
+            "SELECT id, user_name, name, auth_key, mls_key, created_at FROM devices WHERE id = $1",
         )
         .bind(device.as_str())
         .fetch_optional(&self.pool)
@@ -672,7 +715,7 @@ impl Store for PgStore {
                 return Ok(None);
             }
             let rows: Vec<DeviceRow> = sqlx::query_as(
-                "SELECT id, user_name, name, auth_key, created_at FROM devices WHERE user_name = $1
+                "SELECT id, user_name, name, auth_key, mls_key, created_at FROM devices WHERE user_name = $1
                  ORDER BY created_at, id",
             )
             .bind(user.as_str())
@@ -796,8 +839,8 @@ impl Store for PgStore {
     async fn add_key_packages(
         &self,
         device: &DeviceId,
-        packages: &[Vec<u8>],
-        last_resort: Option<&[u8]>,
+        packages: &[NewKeyPackage],
+        last_resort: Option<&NewKeyPackage>,
         limits: &Limits,
     ) -> StoreResult<u32> {
         transaction!(self, |conn| add_key_packages_tx(
@@ -823,8 +866,9 @@ impl Store for PgStore {
     async fn claim_key_packages(
         &self,
         user: &UserName,
+        claim: &KeyPackageClaim,
     ) -> StoreResult<Option<Vec<(DeviceId, Vec<u8>)>>> {
-        transaction!(self, |conn| claim_key_packages_tx(conn, user))
+        transaction!(self, |conn| claim_key_packages_tx(conn, user, claim))
     }
 
     async fn create_group(
@@ -832,17 +876,21 @@ impl Store for PgStore {
         group: &GroupId,
         creator: &DeviceId,
         now: Millis,
+        public_state: &[u8],
     ) -> StoreResult<()> {
         transaction!(self, |conn| async {
             if !device_exists(conn, creator).await? {
                 return Err(StoreError::NotFound("device").into());
             }
-            let done =
-                sqlx::query("INSERT INTO mls_groups (id, epoch, created_at) VALUES ($1, 0, $2) ON CONFLICT DO NOTHING")
-                    .bind(group.as_bytes())
-                    .bind(now)
-                    .execute(&mut *conn)
-                    .await?;
+            let done = sqlx::query(
+                "INSERT INTO mls_groups (id, epoch, created_at, public_state) VALUES ($1, 0, $2, $3)
+                 ON CONFLICT DO NOTHING",
+            )
+            .bind(group.as_bytes())
+            .bind(now)
+            .bind(public_state)
+            .execute(&mut *conn)
+            .await?;
             if done.rows_affected() == 0 {
                 return Err(StoreError::AlreadyExists("group").into());
             }
@@ -870,6 +918,57 @@ impl Store for PgStore {
         }))
     }
 
+    async fn group_view(
+        &self,
+        group: &GroupId,
+    ) -> StoreResult<Option<(GroupRecord, Option<Vec<u8>>)>> {
+        // One transaction at REPEATABLE READ would do too; locking the row FOR SHARE keeps the
+        // epoch, members and state of one point in the commit order.
+        let found = transaction!(self, |conn| async {
+            let (epoch, members) = match group_state(conn, group, GroupLock::Share).await {
+                Ok(state) => state,
+                Err(TxError::Store(StoreError::NotFound(_))) => return Ok(None),
+                Err(e) => return Err(e),
+            };
+            let state: Option<Vec<u8>> =
+                sqlx::query_scalar("SELECT public_state FROM mls_groups WHERE id = $1")
+                    .bind(group.as_bytes())
+                    .fetch_one(&mut *conn)
+                    .await?;
+            Ok(Some((epoch, members, state)))
+        })?;
+        Ok(found.map(|(epoch, members, state)| {
+            (
+                GroupRecord {
+                    group_id: group.clone(),
+                    epoch,
+                    members,
+                },
+                state,
+            )
+        }))
+    }
+
+    async fn accepted_commit(
+        &self,
+        group: &GroupId,
+        epoch: u64,
+        commit_sha256: &[u8; 32],
+        committer: &DeviceId,
+    ) -> StoreResult<bool> {
+        let found: Option<i32> = sqlx::query_scalar(
+            "SELECT 1 FROM group_commits
+             WHERE group_id = $1 AND epoch = $2 AND commit_sha256 = $3 AND committer = $4",
+        )
+        .bind(group.as_bytes())
+        .bind(epoch_to_db(epoch)?)
+        .bind(commit_sha256.as_slice())
+        .bind(committer.as_str())
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(found.is_some())
+    }
+
     async fn apply_commit(
         &self,
         commit: &CommitApply,
@@ -882,10 +981,24 @@ impl Store for PgStore {
         &self,
         group: &GroupId,
         device: &DeviceId,
+        epoch: u64,
         proposal: &NewMessage,
+        public_state: &[u8],
         limits: &Limits,
     ) -> StoreResult<u32> {
         transaction!(self, |conn| async {
+            let (current, members) = group_state(conn, group, GroupLock::Update).await?;
+            if !members.contains(device) {
+                return Err(StoreError::NotMember.into());
+            }
+            if current != epoch {
+                return Err(StoreError::EpochConflict { current }.into());
+            }
+            sqlx::query("UPDATE mls_groups SET public_state = $2 WHERE id = $1")
+                .bind(group.as_bytes())
+                .bind(public_state)
+                .execute(&mut *conn)
+                .await?;
             let to = group_send_tx(conn, group, device, None, proposal, limits, true).await?;
             Ok(count_u32(to.len())?)
         })

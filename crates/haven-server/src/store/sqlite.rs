@@ -46,8 +46,8 @@ use tokio::sync::oneshot;
 use super::{
     count_u32, epoch_from_db, epoch_to_db, frank_columns, is_resubmission, limit_to_db,
     parse_device, plan_commit, record_name, referenced_name, CommitApply, DeviceRecord, DeviceRow,
-    GroupRecord, Limits, Millis, NewDevice, NewMessage, QueueRow, QueuedMessage, Store, StoreError,
-    StoreResult,
+    GroupRecord, KeyPackageClaim, Limits, Millis, NewDevice, NewKeyPackage, NewMessage, QueueRow,
+    QueuedMessage, Store, StoreError, StoreResult,
 };
 
 /// How long a connection waits for another process's lock on the file.
@@ -282,9 +282,10 @@ fn configure(conn: &Connection) -> StoreResult<()> {
 }
 
 /// The migrations, in order, for a fresh in-memory database.
-const MIGRATIONS: [&str; 2] = [
+const MIGRATIONS: [&str; 3] = [
     include_str!("../../migrations/sqlite/0001_init.sql"),
     include_str!("../../migrations/sqlite/0002_group_commits.sql"),
+    include_str!("../../migrations/sqlite/0003_verified_groups.sql"),
 ];
 
 impl SqliteStore {
@@ -468,13 +469,14 @@ fn user_exists(conn: &Connection, user: &UserName) -> StoreResult<bool> {
 fn insert_device(conn: &Connection, user: &UserName, device: &NewDevice) -> StoreResult<()> {
     let done = exec(
         conn,
-        "INSERT INTO devices (id, user_name, name, auth_key, created_at) VALUES (?1, ?2, ?3, ?4, ?5)
-         ON CONFLICT DO NOTHING",
+        "INSERT INTO devices (id, user_name, name, auth_key, mls_key, created_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6) ON CONFLICT DO NOTHING",
         params![
             device.device_id.as_str(),
             user.as_str(),
             device.name,
             device.auth_key,
+            device.mls_key,
             device.created_at
         ],
     )?;
@@ -591,7 +593,8 @@ fn device_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<DeviceRow> {
         user_name: r.get(1)?,
         name: r.get(2)?,
         auth_key: r.get(3)?,
-        created_at: r.get(4)?,
+        mls_key: r.get(4)?,
+        created_at: r.get(5)?,
     })
 }
 
@@ -632,7 +635,7 @@ impl Store for SqliteStore {
         self.read(move |c| {
             let row = c
                 .prepare_cached(
-                    "SELECT id, user_name, name, auth_key, created_at FROM devices WHERE id = ?1",
+                    "SELECT id, user_name, name, auth_key, mls_key, created_at FROM devices WHERE id = ?1",
                 )?
                 .query_row([device.as_str()], device_row)
                 .optional()?;
@@ -649,7 +652,7 @@ impl Store for SqliteStore {
                 return Ok(None);
             }
             let mut stmt = c.prepare_cached(
-                "SELECT id, user_name, name, auth_key, created_at FROM devices WHERE user_name = ?1
+                "SELECT id, user_name, name, auth_key, mls_key, created_at FROM devices WHERE user_name = ?1
                  ORDER BY created_at, id",
             )?;
             let rows = stmt
@@ -802,12 +805,12 @@ impl Store for SqliteStore {
     async fn add_key_packages(
         &self,
         device: &DeviceId,
-        packages: &[Vec<u8>],
-        last_resort: Option<&[u8]>,
+        packages: &[NewKeyPackage],
+        last_resort: Option<&NewKeyPackage>,
         limits: &Limits,
     ) -> StoreResult<u32> {
         let (device, packages) = (device.clone(), packages.to_vec());
-        let (last_resort, max) = (last_resort.map(<[u8]>::to_vec), limits.max_key_packages);
+        let (last_resort, max) = (last_resort.cloned(), limits.max_key_packages);
         self.write(move |c| {
             if !device_exists(c, &device)? {
                 return Err(StoreError::NotFound("device"));
@@ -827,16 +830,16 @@ impl Store for SqliteStore {
             for package in &packages {
                 exec(
                     c,
-                    "INSERT INTO key_packages (device_id, bytes) VALUES (?1, ?2)",
-                    params![device.as_str(), package],
+                    "INSERT INTO key_packages (device_id, bytes, kp_ref) VALUES (?1, ?2, ?3)",
+                    params![device.as_str(), package.bytes, package.kp_ref],
                 )?;
             }
             if let Some(last_resort) = &last_resort {
                 exec(
                     c,
-                    "INSERT INTO last_resort_key_packages (device_id, bytes) VALUES (?1, ?2)
-                     ON CONFLICT (device_id) DO UPDATE SET bytes = excluded.bytes",
-                    params![device.as_str(), last_resort],
+                    "INSERT INTO last_resort_key_packages (device_id, bytes, kp_ref) VALUES (?1, ?2, ?3)
+                     ON CONFLICT (device_id) DO UPDATE SET bytes = excluded.bytes, kp_ref = excluded.kp_ref",
+                    params![device.as_str(), last_resort.bytes, last_resort.kp_ref],
                 )?;
             }
             count_u32(total)
@@ -861,8 +864,9 @@ impl Store for SqliteStore {
     async fn claim_key_packages(
         &self,
         user: &UserName,
+        claim: &KeyPackageClaim,
     ) -> StoreResult<Option<Vec<(DeviceId, Vec<u8>)>>> {
-        let user = user.clone();
+        let (user, claim) = (user.clone(), claim.clone());
         self.write(move |c| {
             if !user_exists(c, &user)? {
                 return Ok(None);
@@ -870,24 +874,37 @@ impl Store for SqliteStore {
             let devices = user_device_ids(c, &user)?;
             let mut claimed = Vec::with_capacity(devices.len());
             for device in devices {
-                let one_time: Option<Vec<u8>> = c
+                let one_time: Option<(Vec<u8>, Vec<u8>)> = c
                     .prepare_cached(
                         "DELETE FROM key_packages
                          WHERE id = (SELECT id FROM key_packages WHERE device_id = ?1 ORDER BY id LIMIT 1)
-                         RETURNING bytes",
+                         RETURNING bytes, kp_ref",
                     )?
-                    .query_row([device.as_str()], |r| r.get(0))
+                    .query_row([device.as_str()], |r| Ok((r.get(0)?, r.get(1)?)))
                     .optional()?;
                 let package = match one_time {
                     Some(p) => Some(p),
                     None => c
                         .prepare_cached(
-                            "SELECT bytes FROM last_resort_key_packages WHERE device_id = ?1",
+                            "SELECT bytes, kp_ref FROM last_resort_key_packages WHERE device_id = ?1",
                         )?
-                        .query_row([device.as_str()], |r| r.get(0))
+                        .query_row([device.as_str()], |r| Ok((r.get(0)?, r.get(1)?)))
                         .optional()?,
                 };
-                if let Some(package) = package {
+                if let Some((package, kp_ref)) = package {
+                    exec(
+                        c,
+                        "INSERT INTO key_package_claims (group_id, claimer, kp_ref, device_id, expires_at)
+                         VALUES (?1, ?2, ?3, ?4, ?5)
+                         ON CONFLICT (group_id, claimer, kp_ref) DO UPDATE SET expires_at = excluded.expires_at",
+                        params![
+                            claim.group.as_bytes(),
+                            claim.claimer.as_str(),
+                            kp_ref,
+                            device.as_str(),
+                            claim.expires_at
+                        ],
+                    )?;
                     claimed.push((device, package));
                 }
             }
@@ -901,16 +918,18 @@ impl Store for SqliteStore {
         group: &GroupId,
         creator: &DeviceId,
         now: Millis,
+        public_state: &[u8],
     ) -> StoreResult<()> {
-        let (group, creator) = (group.clone(), creator.clone());
+        let (group, creator, state) = (group.clone(), creator.clone(), public_state.to_vec());
         self.write(move |c| {
             if !device_exists(c, &creator)? {
                 return Err(StoreError::NotFound("device"));
             }
             let done = exec(
                 c,
-                "INSERT INTO mls_groups (id, epoch, created_at) VALUES (?1, 0, ?2) ON CONFLICT DO NOTHING",
-                params![group.as_bytes(), now],
+                "INSERT INTO mls_groups (id, epoch, created_at, public_state) VALUES (?1, 0, ?2, ?3)
+                 ON CONFLICT DO NOTHING",
+                params![group.as_bytes(), now, state],
             )?;
             if done == 0 {
                 return Err(StoreError::AlreadyExists("group"));
@@ -939,6 +958,56 @@ impl Store for SqliteStore {
         .await
     }
 
+    async fn group_view(
+        &self,
+        group: &GroupId,
+    ) -> StoreResult<Option<(GroupRecord, Option<Vec<u8>>)>> {
+        let group = group.clone();
+        self.read(move |c| {
+            let (epoch, members) = match group_state(c, &group) {
+                Ok(s) => s,
+                Err(StoreError::NotFound(_)) => return Ok(None),
+                Err(e) => return Err(e),
+            };
+            let state: Option<Vec<u8>> = c
+                .prepare_cached("SELECT public_state FROM mls_groups WHERE id = ?1")?
+                .query_row([group.as_bytes()], |r| r.get(0))?;
+            Ok(Some((
+                GroupRecord {
+                    group_id: group,
+                    epoch,
+                    members,
+                },
+                state,
+            )))
+        })
+        .await
+    }
+
+    async fn accepted_commit(
+        &self,
+        group: &GroupId,
+        epoch: u64,
+        commit_sha256: &[u8; 32],
+        committer: &DeviceId,
+    ) -> StoreResult<bool> {
+        let (group, hash, committer) = (group.clone(), *commit_sha256, committer.clone());
+        let epoch = epoch_to_db(epoch)?;
+        self.read(move |c| {
+            Ok(c.prepare_cached(
+                "SELECT 1 FROM group_commits
+                 WHERE group_id = ?1 AND epoch = ?2 AND commit_sha256 = ?3 AND committer = ?4",
+            )?
+            .query_row(
+                params![group.as_bytes(), epoch, hash.as_slice(), committer.as_str()],
+                |_| Ok(()),
+            )
+            .optional()?
+            .is_some())
+        })
+        .await
+    }
+
     async fn apply_commit(
         &self,
         commit: &CommitApply,
@@ -952,16 +1021,26 @@ impl Store for SqliteStore {
         &self,
         group: &GroupId,
         device: &DeviceId,
+        epoch: u64,
         proposal: &NewMessage,
+        public_state: &[u8],
         limits: &Limits,
     ) -> StoreResult<u32> {
         let (group, device, proposal) = (group.clone(), device.clone(), proposal.clone());
-        let max = limits.max_queue_depth;
+        let (state, max) = (public_state.to_vec(), limits.max_queue_depth);
         self.write(move |c| {
-            let (_, members) = group_state(c, &group)?;
+            let (current, members) = group_state(c, &group)?;
             if !members.contains(&device) {
                 return Err(StoreError::NotMember);
             }
+            if current != epoch {
+                return Err(StoreError::EpochConflict { current });
+            }
+            exec(
+                c,
+                "UPDATE mls_groups SET public_state = ?2 WHERE id = ?1",
+                params![group.as_bytes(), state],
+            )?;
             let remaining: Vec<DeviceId> = members.into_iter().filter(|m| *m != device).collect();
             check_depth(c, &remaining, max)?;
             let sent = enqueue(c, &remaining, &proposal)?;
@@ -1095,6 +1174,7 @@ impl Store for SqliteStore {
                 "DELETE FROM challenges WHERE expires_at <= ?1",
                 "DELETE FROM link_codes WHERE expires_at <= ?1",
                 "DELETE FROM group_commits WHERE expires_at <= ?1",
+                "DELETE FROM key_package_claims WHERE expires_at <= ?1",
             ] {
                 exec(c, sql, [now])?;
             }
@@ -1170,6 +1250,29 @@ fn apply_commit(c: &Connection, commit: &CommitApply, limits: &Limits) -> StoreR
             return Err(StoreError::NotFound("device"));
         }
     }
+    for kp_ref in &commit.claimed {
+        let consumed = c
+            .prepare_cached(
+                "DELETE FROM key_package_claims
+                 WHERE group_id = ?1 AND claimer = ?2 AND kp_ref = ?3 AND expires_at > ?4
+                 RETURNING 1",
+            )?
+            .query_row(
+                params![
+                    gid,
+                    commit.sender.as_str(),
+                    kp_ref,
+                    commit.commit.received_at
+                ],
+                |_| Ok(()),
+            )
+            .optional()?;
+        if consumed.is_none() {
+            return Err(StoreError::InvalidMembership(
+                "a key package the committer did not claim for this group",
+            ));
+        }
+    }
     check_depth(c, &plan.recipients, limits.max_queue_depth)?;
     enqueue(c, &plan.commit_to, &commit.commit)?;
     if let Some(welcome) = &commit.welcome {
@@ -1200,8 +1303,8 @@ fn apply_commit(c: &Connection, commit: &CommitApply, limits: &Limits) -> StoreR
     )?;
     exec(
         c,
-        "UPDATE mls_groups SET epoch = ?2 WHERE id = ?1",
-        params![gid, epoch_to_db(plan.new_epoch)?],
+        "UPDATE mls_groups SET epoch = ?2, public_state = ?3 WHERE id = ?1",
+        params![gid, epoch_to_db(plan.new_epoch)?, commit.public_state],
     )?;
     Ok(GroupRecord {
         group_id: commit.group_id.clone(),
