@@ -9,7 +9,12 @@
 //!
 //! `cargo run --release -p haven-server --example verify_commits [ROUNDS]`
 
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
 
 use std::time::{Duration, Instant};
 
@@ -29,10 +34,7 @@ struct Member {
 fn member(i: usize) -> Member {
     let signer = SignatureKeyPair::new(SignatureScheme::ED25519).unwrap();
     let credential = CredentialWithKey {
-        credential: BasicCredential::new(
-            format!("user{i}/{:032x}", i + 1).into_bytes(),
-        )
-        .into(),
+        credential: BasicCredential::new(format!("user{i}/{:032x}", i + 1).into_bytes()).into(),
         signature_key: signer.public().into(),
     };
     Member {
@@ -51,8 +53,10 @@ fn process(group: &mut MlsGroup, m: &Member, commit: &[u8]) {
         .unwrap()
         .try_into_protocol_message()
         .unwrap();
-    let ProcessedMessageContent::StagedCommitMessage(staged) =
-        group.process_message(&m.provider, pm).unwrap().into_content()
+    let ProcessedMessageContent::StagedCommitMessage(staged) = group
+        .process_message(&m.provider, pm)
+        .unwrap()
+        .into_content()
     else {
         panic!("not a commit")
     };
@@ -134,7 +138,11 @@ fn main() {
         let (mut server, mut client) = (Duration::ZERO, Duration::ZERO);
         for _ in 0..rounds {
             let bundle = g0
-                .self_update(&creator.provider, &creator.signer, LeafNodeParameters::default())
+                .self_update(
+                    &creator.provider,
+                    &creator.signer,
+                    LeafNodeParameters::default(),
+                )
                 .unwrap();
             let commit = bytes(bundle.commit());
             let t = Instant::now();
