@@ -860,3 +860,88 @@ fn profile_persists_and_secrets_are_redacted() {
     assert_eq!(e.key_packages(3).unwrap().len(), 3);
     assert!(matches!(e.key_packages(101), Err(EngineError::Limit(_))));
 }
+
+/// Finding 1 of the 2026-12 review, client side: a Welcome is accepted only if the member who
+/// signed it (the adder's leaf) is the device the server authenticated as its sender — nobody can
+/// add us under another user's name, even through a server that lets the forgery through.
+#[test]
+fn welcome_from_someone_else_than_its_adder_is_refused() {
+    let mut s = Server::new();
+    let (mut mallory, mut dave, bob) = (Dev::new("mallory"), Dev::new("dave"), Dev::new("bob"));
+    let g = mallory
+        .e
+        .create_conversation(ConversationKind::Group { name: "g".into() })
+        .unwrap();
+    let oc = mallory.e.add_members(&g, &[dave.claim()]).unwrap();
+    let (_, w) = s.accept(&mut mallory, &oc);
+    let mut w = w.unwrap();
+    // The entry claims to come from bob; the Welcome was signed by mallory's leaf.
+    w.sender = Some(bob.sender());
+    assert_eq!(
+        dropped_for(deliver(&mut dave, &w)),
+        DropReason::SenderMismatch
+    );
+    w.sender = None;
+    w.id += 1;
+    assert_eq!(
+        dropped_for(deliver(&mut dave, &w)),
+        DropReason::SenderMismatch
+    );
+    assert!(dave.e.conversation(&g).unwrap().is_none(), "nothing joined");
+    // With its true sender it is accepted (a refused Welcome consumes nothing).
+    w.sender = Some(mallory.sender());
+    w.id += 1;
+    assert_eq!(joined(deliver(&mut dave, &w)).group_id, g);
+}
+
+/// A device's MLS key is pinned when first seen (or when the directory gave it); a leaf that
+/// later names the same device with another key is refused, in a Welcome and in key packages.
+#[test]
+fn a_known_device_with_another_key_is_refused() {
+    let mut s = Server::new();
+    let (mut alice, mut bob) = (Dev::new("alice"), Dev::new("bob"));
+    // Bob's profile was told another key for alice's device (the directory, or an earlier leaf).
+    bob.e
+        .pin_device_keys(&alice.user(), &[(alice.device(), vec![1; 32])])
+        .unwrap();
+    let g = alice
+        .e
+        .create_conversation(ConversationKind::Group { name: "g".into() })
+        .unwrap();
+    let oc = alice.e.add_members(&g, &[bob.claim()]).unwrap();
+    let (_, w) = s.accept(&mut alice, &oc);
+    assert_eq!(
+        dropped_for(deliver(&mut bob, &w.unwrap())),
+        DropReason::InvalidMember
+    );
+    // And bob, adding alice, refuses her key package for the same reason.
+    let h = bob
+        .e
+        .create_conversation(ConversationKind::Group { name: "h".into() })
+        .unwrap();
+    let e = bob.e.add_members(&h, &[alice.claim()]).unwrap_err();
+    assert!(
+        matches!(
+            e,
+            EngineError::KeyPackage {
+                problem: KeyPackageProblem::WrongKey,
+                ..
+            }
+        ),
+        "{e:?}"
+    );
+    // The key alice really has is accepted once it is the one known.
+    let mut carol = Dev::new("carol");
+    carol
+        .e
+        .pin_device_keys(
+            &alice.user(),
+            &[(alice.device(), alice.e.mls_public_key().to_vec())],
+        )
+        .unwrap();
+    let k = carol
+        .e
+        .create_conversation(ConversationKind::Group { name: "k".into() })
+        .unwrap();
+    carol.e.add_members(&k, &[alice.claim()]).unwrap();
+}
