@@ -30,6 +30,17 @@
 //! clients. A malicious server could still register a key of its own for a device it invents;
 //! key transparency (a later capability) makes that visible to clients.
 //!
+//! **What the server cannot check.** The parts of a commit that only members can open — the
+//! HPKE-encrypted path secrets and the confirmation tag (RFC 9420 §6.1: outside the signed
+//! content, keyed by the new epoch's secrets) — are beyond any public verifier. A member can
+//! still post a correctly signed commit whose encrypted parts do not open for the others; the
+//! server accepts it and the others refuse it. Such a commit is attributable (it carries the
+//! committer's signature, and the server records the committer of every epoch), but today it
+//! still leaves the other members behind in the old epoch. The way out — members who cannot
+//! process an accepted commit rejoin from a GroupInfo with an external commit (RFC 9420 §12.4.3.2)
+//! — is not built yet. What the server does check (membership, identities, key packages, the
+//! Welcome's recipients) a client can no longer lie about.
+//!
 //! Groups created before this verification existed have no stored view; commits to them are
 //! refused with a clear error (their members create a new group).
 
