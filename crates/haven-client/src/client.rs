@@ -23,6 +23,7 @@ use ed25519_dalek::{Signer, SigningKey};
 use haven_proto::api::{self, ClaimedKeyPackages, ErrorCode};
 use haven_proto::{DeviceId, GroupId, UserName};
 
+use crate::address::{self, Candidate, Found, IdPrefix};
 use crate::attachment::{self, AttachmentError};
 use crate::content::{AttachmentRef, Body, MessageId};
 use crate::engine::{
@@ -63,32 +64,129 @@ pub enum ClientError {
     /// Local file I/O.
     #[error("{0}")]
     Io(String),
+    /// A name matched more than one conversation; nothing was done. Name one by id.
+    #[error("{what} matches {} conversations; name one by id: {}", .candidates.len(), address::list(.candidates))]
+    Ambiguous {
+        /// What the user wrote.
+        what: String,
+        /// The conversations it matched.
+        candidates: Vec<Candidate>,
+    },
+    /// A message id that more than one stored message has (ids are chosen by senders); nothing
+    /// was done. Narrow it by sender and/or conversation.
+    #[error("message id {id} is used by {} stored messages; add --from USER and/or --in CONVERSATION: {}", .candidates.len(), list_messages(.candidates))]
+    AmbiguousMessage {
+        /// The id.
+        id: MessageId,
+        /// The messages that have it.
+        candidates: Vec<MessageCandidate>,
+    },
+}
+
+/// One of several stored messages with the same id.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MessageCandidate {
+    /// The sender.
+    pub from: UserName,
+    /// The conversation.
+    pub group_id: GroupId,
+    /// Its label.
+    pub conversation: String,
+    /// Its short id.
+    pub short_id: String,
+}
+
+fn list_messages(c: &[MessageCandidate]) -> String {
+    c.iter()
+        .map(|m| {
+            format!(
+                "from {} in {} ({}{})",
+                m.from,
+                m.conversation,
+                address::ID_FORM,
+                m.short_id
+            )
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// Narrows a message id to one conversation and/or one sender (`get-file ID --in … --from …`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct MessageScope {
+    /// Only messages in this conversation.
+    pub conversation: Option<GroupId>,
+    /// Only messages from this user.
+    pub from: Option<UserName>,
 }
 
 fn usage(s: impl Into<String>) -> ClientError {
     ClientError::Usage(s.into())
 }
 
-/// Where a message goes: a user (their 1:1 conversation) or a named group (`#name`).
+/// Where a message goes, or which conversation a command is about (see [`crate::address`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Target {
     /// The 1:1 conversation with a user.
     User(UserName),
-    /// A group by name.
+    /// A group by its local name.
     Group(String),
+    /// A conversation by a prefix of its id (`id:HEX`).
+    Id(IdPrefix),
 }
 
 impl Target {
-    /// Parses `alice` or `#group`.
+    /// Parses `alice`, `#group` or `id:HEX`.
     pub fn parse(s: &str) -> Result<Target, ClientError> {
+        if let Some(digits) = s.strip_prefix(address::ID_FORM) {
+            return IdPrefix::parse(digits).map(Target::Id).map_err(usage);
+        }
         match s.strip_prefix('#') {
             Some(name) if !name.is_empty() => Ok(Target::Group(name.to_owned())),
             Some(_) => Err(usage("a group name follows '#'")),
-            None => UserName::new(s)
-                .map(Target::User)
-                .map_err(|e| usage(format!("{s:?} is not a user name or #group: {e}"))),
+            None => UserName::new(s).map(Target::User).map_err(|e| {
+                usage(format!(
+                    "{s:?} is not a user name, #group or {}HEX: {e}",
+                    address::ID_FORM
+                ))
+            }),
         }
     }
+
+    /// Parses a group argument of `haven group …`: `id:HEX`, `#group` or a bare group name.
+    pub fn parse_group(s: &str) -> Result<Target, ClientError> {
+        if s.starts_with(address::ID_FORM) {
+            return Target::parse(s);
+        }
+        let name = s.strip_prefix('#').unwrap_or(s);
+        if name.is_empty() {
+            return Err(usage("a group name is missing"));
+        }
+        Ok(Target::Group(name.to_owned()))
+    }
+}
+
+impl std::fmt::Display for Target {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Target::User(u) => write!(f, "{u}"),
+            Target::Group(g) => write!(f, "#{g}"),
+            Target::Id(p) => write!(f, "{p}"),
+        }
+    }
+}
+
+/// A conversation as listed by [`Client::conversation_list`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConversationInfo {
+    /// The conversation.
+    pub conversation: Conversation,
+    /// Its label.
+    pub label: String,
+    /// Its short id (unique in this profile; `id:` form without the prefix).
+    pub short_id: String,
+    /// Member users, sorted (`None`: the group state could not be read).
+    pub members: Option<Vec<UserName>>,
 }
 
 /// Something that happened while syncing, for display.
@@ -105,6 +203,38 @@ pub enum Event {
     Joined {
         /// Its label.
         conversation: String,
+        /// Its id.
+        conversation_id: GroupId,
+        /// Who added us (server-authenticated).
+        by: Option<UserName>,
+        /// A direct chat the peer opened: sending in it accepts it.
+        request: bool,
+    },
+    /// We were re-added to a conversation we had left or been removed from: an invitation,
+    /// accepted with [`Client::accept`], declined with [`Client::leave`].
+    Invited {
+        /// Its label.
+        conversation: String,
+        /// Its id.
+        conversation_id: GroupId,
+        /// Who re-added us (server-authenticated).
+        by: Option<UserName>,
+    },
+    /// A member renamed a conversation (see [`Processed::Renamed`]); only reported when the
+    /// local name changed or the rename was refused.
+    Renamed {
+        /// Its label now.
+        conversation: String,
+        /// Its id.
+        conversation_id: GroupId,
+        /// Who renamed it.
+        by: UserName,
+        /// The name asked for.
+        requested: String,
+        /// The local group name before (`None`: a direct chat).
+        previous: Option<String>,
+        /// The name stored (`None`: refused).
+        stored: Option<String>,
     },
     /// Membership changed.
     Membership {
@@ -338,12 +468,101 @@ impl Client {
         Ok(self.api.link_code().await?)
     }
 
-    /// The display label of a conversation: the peer's name for a 1:1, `#name` for a group.
+    /// The display label of a conversation ([`address::label_of`]).
     pub fn label(&self, group: &GroupId) -> String {
         match self.engine.conversation(group) {
             Ok(Some(c)) => label_of(&c),
-            _ => format!("#{}", group.to_hex().get(..8).unwrap_or("?")),
+            _ => format!(
+                "{}{}",
+                address::ID_FORM,
+                group
+                    .to_hex()
+                    .get(..address::SHORT_ID_DIGITS)
+                    .unwrap_or("?")
+            ),
         }
+    }
+
+    /// Every conversation with its label, short id and member users, oldest first.
+    pub fn conversation_list(&self) -> Result<Vec<ConversationInfo>, ClientError> {
+        let all = self.engine.conversations()?;
+        let short = address::short_ids(&all);
+        Ok(all
+            .into_iter()
+            .map(|c| ConversationInfo {
+                label: label_of(&c),
+                short_id: short
+                    .get(&c.group_id)
+                    .cloned()
+                    .unwrap_or_else(|| c.group_id.to_hex()),
+                members: self.member_users(&c.group_id),
+                conversation: c,
+            })
+            .collect())
+    }
+
+    fn member_users(&self, g: &GroupId) -> Option<Vec<UserName>> {
+        let mut users: Vec<UserName> = self
+            .engine
+            .members(g)
+            .ok()?
+            .into_iter()
+            .map(|(u, _)| u)
+            .collect();
+        users.sort();
+        users.dedup();
+        Some(users)
+    }
+
+    fn candidates(&self, all: &[Conversation], matched: &[&Conversation]) -> Vec<Candidate> {
+        let short = address::short_ids(all);
+        matched
+            .iter()
+            .map(|c| Candidate {
+                group_id: c.group_id.clone(),
+                short_id: short
+                    .get(&c.group_id)
+                    .cloned()
+                    .unwrap_or_else(|| c.group_id.to_hex()),
+                label: label_of(c),
+                state: c.state,
+                request: c.is_request(),
+                members: self.member_users(&c.group_id),
+            })
+            .collect()
+    }
+
+    /// Turns a lookup into one conversation or a refusal.
+    fn settle(
+        &self,
+        all: &[Conversation],
+        found: Found<'_>,
+        target: &Target,
+    ) -> Result<Conversation, ClientError> {
+        match found {
+            Found::One(c) => Ok(c.clone()),
+            Found::Many(v) => Err(ClientError::Ambiguous {
+                what: target.to_string(),
+                candidates: self.candidates(all, &v),
+            }),
+            Found::Nothing => Err(match target {
+                Target::User(u) => usage(format!("no conversation with {u}")),
+                Target::Group(n) => usage(format!("no group named #{n}")),
+                Target::Id(p) => usage(format!("no conversation {p}")),
+            }),
+        }
+    }
+
+    /// Finds one conversation (see [`crate::address`]). `live_only`: a group name matches only
+    /// active or invited conversations.
+    fn find(&self, target: &Target, live_only: bool) -> Result<Conversation, ClientError> {
+        let all = self.engine.conversations()?;
+        let found = match target {
+            Target::Id(p) => address::by_id(&all, p),
+            Target::Group(n) => address::by_group_name(&all, n, live_only),
+            Target::User(u) => address::direct_with(&all, u),
+        };
+        self.settle(&all, found, target)
     }
 
     /// All conversations with their labels.
@@ -356,29 +575,16 @@ impl Client {
             .collect())
     }
 
-    /// Resolves a conversation label (`alice` or `#group`) to a group id, for reading: an active
-    /// conversation if there is one, else the latest one we left or were removed from.
+    /// Resolves `alice`, `#group` or `id:HEX` to one conversation, for reading (any state; see
+    /// [`crate::address`]). A name that matches several conversations is refused
+    /// ([`ClientError::Ambiguous`], listing them).
     pub fn resolve(&self, label: &str) -> Result<GroupId, ClientError> {
-        let target = Target::parse(label)?;
-        let matches = |c: &Conversation| match (&target, &c.kind) {
-            (Target::User(u), ConversationKind::Direct { peer }) => u == peer,
-            (Target::Group(n), ConversationKind::Group { name }) => n == name,
-            _ => false,
-        };
-        let all: Vec<Conversation> = self
-            .engine
-            .conversations()?
-            .into_iter()
-            .filter(|c| matches(c))
-            .collect();
-        all.iter()
-            .find(|c| c.state == ConversationState::Active)
-            .or_else(|| all.last())
-            .map(|c| c.group_id.clone())
-            .ok_or_else(|| match target {
-                Target::User(u) => usage(format!("no conversation with {u}")),
-                Target::Group(n) => usage(format!("no group named #{n}")),
-            })
+        Ok(self.resolve_target(&Target::parse(label)?)?.group_id)
+    }
+
+    /// [`Client::resolve`] for a parsed target.
+    pub fn resolve_target(&self, target: &Target) -> Result<Conversation, ClientError> {
+        self.find(target, false)
     }
 
     async fn check_user(&mut self, user: &UserName) -> Result<(), ClientError> {
@@ -511,24 +717,24 @@ impl Client {
         Ok(())
     }
 
-    /// Opens (or reuses) the 1:1 conversation with `peer`.
+    /// The 1:1 conversation with `peer` to send in: the oldest active one this user opened or
+    /// accepted; else the newest one `peer` opened that we have not accepted, which sending
+    /// accepts; else a new one.
     pub async fn open_direct(&mut self, peer: &UserName) -> Result<GroupId, ClientError> {
         if peer == self.user() {
             return Err(usage("you cannot open a conversation with yourself"));
         }
         if let Some(g) = self.engine.find_direct(peer)? {
-            if self
-                .engine
-                .conversation(&g)?
-                .is_some_and(|c| c.state == ConversationState::Active)
-            {
-                return Ok(g);
-            }
+            return Ok(g);
+        }
+        if let Some(g) = self.engine.pending_direct(peer)? {
+            self.engine.accept(&g)?;
+            return Ok(g);
         }
         self.check_user(peer).await?;
         let g = self
             .engine
-            .create_conversation(ConversationKind::Direct { peer: peer.clone() })?;
+            .create_conversation(ConversationKind::direct(peer.clone()))?;
         self.announce_group(&g).await?;
         let claimed = match self.claim(&g, std::slice::from_ref(peer), true).await {
             Ok(c) => c,
@@ -556,18 +762,13 @@ impl Client {
         name: &str,
         members: &[UserName],
     ) -> Result<GroupId, ClientError> {
-        if name.is_empty()
-            || name.len() > 64
-            || name
-                .chars()
-                .any(|c| c.is_whitespace() || c.is_control() || c == '#')
-        {
+        if !crate::engine::valid_group_name(name) {
             return Err(usage(
                 "a group name is 1 to 64 characters, without spaces or '#'",
             ));
         }
         if self.engine.find_group(name)?.is_some() {
-            return Err(usage(format!("you already have a group named #{name}")));
+            return Err(EngineError::NameTaken(name.to_owned()).into());
         }
         let mut others: Vec<UserName> = members
             .iter()
@@ -579,9 +780,9 @@ impl Client {
         for u in &others {
             self.check_user(u).await?;
         }
-        let g = self.engine.create_conversation(ConversationKind::Group {
-            name: name.to_owned(),
-        })?;
+        let g = self
+            .engine
+            .create_conversation(ConversationKind::group(name))?;
         self.announce_group(&g).await?;
         let claimed = match self.claim(&g, &others, true).await {
             Ok(c) => c,
@@ -598,28 +799,45 @@ impl Client {
         Ok(g)
     }
 
-    /// Adds a user (all their devices) to a group.
+    /// Adds a user (all their devices) to a group (`group` as [`Target::parse_group`] reads it).
     pub async fn add_member(&mut self, group: &str, user: &UserName) -> Result<(), ClientError> {
-        let g = self.resolve_group(group)?;
+        let g = self.resolve_group(group, true)?;
         self.process_queue().await?;
         if self.engine.members(&g)?.iter().any(|(u, _)| u == user) {
-            return Err(usage(format!("{user} is already a member of #{group}")));
+            return Err(usage(format!(
+                "{user} is already a member of {}",
+                self.label(&g)
+            )));
         }
         self.check_user(user).await?;
         let claimed = self.claim(&g, std::slice::from_ref(user), false).await?;
         self.commit_with_retry(|e| Ok(Some(e.add_members(&g, &claimed)?)))
             .await?;
-        self.send_body(
-            &g,
-            Body::GroupName(group.trim_start_matches('#').to_owned()),
-        )
-        .await?;
+        // The newcomer learns the group's name: the one its members announced, not our local
+        // label (which may be a disambiguation).
+        if let Some(name) = self.announced_name(&g)? {
+            self.send_body(&g, Body::GroupName(name)).await?;
+        }
         Ok(())
+    }
+
+    fn announced_name(&self, g: &GroupId) -> Result<Option<String>, ClientError> {
+        Ok(match self.engine.conversation(g)?.map(|c| c.kind) {
+            Some(ConversationKind::Group { announced, name }) => {
+                let n = if announced.is_empty() {
+                    name
+                } else {
+                    announced
+                };
+                (!n.is_empty()).then_some(n)
+            }
+            _ => None,
+        })
     }
 
     /// Removes a user (all their devices) from a group.
     pub async fn remove_member(&mut self, group: &str, user: &UserName) -> Result<(), ClientError> {
-        let g = self.resolve_group(group)?;
+        let g = self.resolve_group(group, true)?;
         self.process_queue().await?;
         if user == self.user() {
             return Err(usage("use `haven group leave` to leave a group"));
@@ -641,28 +859,86 @@ impl Client {
         Ok(())
     }
 
-    /// Leaves a group: sends this device's Remove proposal; another member commits it.
-    pub async fn leave_group(&mut self, group: &str) -> Result<(), ClientError> {
-        let g = self.resolve_group(group)?;
-        let proposal = self.engine.leave(&g)?;
+    /// Leaves a group (`group` as [`Target::parse_group`] reads it): sends this device's Remove
+    /// proposal; another member commits it. Leaving an invitation declines it.
+    pub async fn leave_group(&mut self, group: &str) -> Result<GroupId, ClientError> {
+        let g = self.resolve_group(group, false)?;
+        self.leave_in(&g).await?;
+        Ok(g)
+    }
+
+    /// Leaves a conversation of any kind (`alice`, `#group` or `id:HEX`); declines an
+    /// invitation. A name that matches several live conversations is refused.
+    pub async fn leave(&mut self, conversation: &str) -> Result<GroupId, ClientError> {
+        let target = Target::parse(conversation)?;
+        let all = self.engine.conversations()?;
+        let found = match &target {
+            Target::Id(p) => address::by_id(&all, p),
+            Target::Group(n) => address::by_group_name(&all, n, true),
+            // Leaving is for good: with several live chats with this user, say which.
+            Target::User(u) => address::one_live(&all, |c| c.peer() == Some(u)),
+        };
+        let g = self.settle(&all, found, &target)?.group_id;
+        self.leave_in(&g).await?;
+        Ok(g)
+    }
+
+    /// Accepts an invitation, or a direct chat not accepted yet (`alice`, `#group` or
+    /// `id:HEX`). Returns the conversation and whether anything changed.
+    pub fn accept(&mut self, conversation: &str) -> Result<(GroupId, bool), ClientError> {
+        let target = Target::parse(conversation)?;
+        let all = self.engine.conversations()?;
+        let found = match &target {
+            Target::Id(p) => address::by_id(&all, p),
+            Target::Group(n) => address::by_group_name(&all, n, true),
+            Target::User(u) => address::one_live(&all, |c| {
+                c.peer() == Some(u) && address::awaiting_consent(c)
+            }),
+        };
+        let g = self.settle(&all, found, &target)?.group_id;
+        let changed = self.engine.accept(&g)?;
+        Ok((g, changed))
+    }
+
+    async fn leave_in(&mut self, g: &GroupId) -> Result<(), ClientError> {
+        let proposal = self.engine.leave(g)?;
         self.api
-            .proposal(&g, &api::ProposalRequest { proposal })
+            .proposal(g, &api::ProposalRequest { proposal })
             .await?;
         Ok(())
     }
 
-    fn resolve_group(&self, group: &str) -> Result<GroupId, ClientError> {
-        let name = group.trim_start_matches('#');
-        self.engine
-            .find_group(name)?
-            .ok_or_else(|| usage(format!("no group named #{name}")))
+    /// Resolves the group argument of `haven group …` ([`Target::parse_group`]). `changes`:
+    /// the command changes membership, so the conversation must be a live group (not a direct
+    /// chat); otherwise any conversation the name or id resolves to.
+    fn resolve_group(&self, group: &str, changes: bool) -> Result<GroupId, ClientError> {
+        let target = Target::parse_group(group)?;
+        let c = self.find(&target, changes)?;
+        if changes && c.group_name().is_none() {
+            return Err(usage(format!(
+                "{target} is a direct chat; `haven group` adds and removes members of groups"
+            )));
+        }
+        Ok(c.group_id)
+    }
+
+    /// Resolves a group argument of `haven group members` and the like, for reading.
+    pub fn resolve_group_for_reading(&self, group: &str) -> Result<GroupId, ClientError> {
+        self.resolve_group(group, false)
     }
 
     async fn target_group(&mut self, to: &Target) -> Result<GroupId, ClientError> {
-        match to {
-            Target::User(u) => self.open_direct(u).await,
-            Target::Group(name) => self.resolve_group(name),
+        let c = match to {
+            Target::User(u) => return self.open_direct(u).await,
+            Target::Group(_) => self.find(to, true)?,
+            Target::Id(_) => self.find(to, false)?,
+        };
+        // Sending in a direct chat the peer opened accepts it; an invitation is refused by
+        // the engine until the user accepts it.
+        if c.is_request() && c.state == ConversationState::Active {
+            self.engine.accept(&c.group_id)?;
         }
+        Ok(c.group_id)
     }
 
     async fn send_body(&mut self, g: &GroupId, body: Body) -> Result<StoredMessage, ClientError> {
@@ -749,27 +1025,64 @@ impl Client {
         self.send_body(&g, body).await
     }
 
-    /// Finds a stored message by id.
-    pub fn find_message(&self, id: &MessageId) -> Result<Option<StoredMessage>, ClientError> {
-        for c in self.engine.conversations()? {
-            if let Some(m) = self
-                .engine
-                .history(&c.group_id, u32::MAX)?
-                .into_iter()
-                .find(|m| &m.id == id)
-            {
-                return Ok(Some(m));
-            }
+    /// Every stored message with this id within `scope` (at most
+    /// [`crate::engine::MAX_ID_MATCHES`]). Ids are chosen by senders: several results are
+    /// ambiguous, and nothing here picks one of them.
+    pub fn find_messages(
+        &self,
+        id: &MessageId,
+        scope: &MessageScope,
+    ) -> Result<Vec<StoredMessage>, ClientError> {
+        Ok(self
+            .engine
+            .messages_with_id(id, scope.conversation.as_ref(), scope.from.as_ref())?)
+    }
+
+    /// The one stored message with this id within `scope`; refuses an id that several messages
+    /// have ([`ClientError::AmbiguousMessage`], listing them).
+    pub fn find_message(
+        &self,
+        id: &MessageId,
+        scope: &MessageScope,
+    ) -> Result<StoredMessage, ClientError> {
+        let mut found = self.find_messages(id, scope)?;
+        if found.len() > 1 {
+            let all = self.engine.conversations()?;
+            let short = address::short_ids(&all);
+            return Err(ClientError::AmbiguousMessage {
+                id: id.clone(),
+                candidates: found
+                    .into_iter()
+                    .map(|m| MessageCandidate {
+                        conversation: self.label(&m.group),
+                        short_id: short
+                            .get(&m.group)
+                            .cloned()
+                            .unwrap_or_else(|| m.group.to_hex()),
+                        group_id: m.group,
+                        from: m.from,
+                    })
+                    .collect(),
+            });
         }
-        Ok(None)
+        found.pop().ok_or_else(|| {
+            usage(match (&scope.from, &scope.conversation) {
+                (None, None) => format!("no message {id}"),
+                _ => format!("no message {id} from that sender or in that conversation"),
+            })
+        })
     }
 
     /// Downloads, checks and decrypts the attachment of a message into `out`. Returns its size.
-    pub async fn get_file(&mut self, id: &str, out: &Path) -> Result<u64, ClientError> {
+    /// The id must name one stored message within `scope` (see [`Client::find_message`]).
+    pub async fn get_file(
+        &mut self,
+        id: &str,
+        scope: &MessageScope,
+        out: &Path,
+    ) -> Result<u64, ClientError> {
         let id = MessageId::new(id).map_err(|e| usage(format!("bad message id: {e}")))?;
-        let msg = self
-            .find_message(&id)?
-            .ok_or_else(|| usage(format!("no message {id}")))?;
+        let msg = self.find_message(&id, scope)?;
         let Body::Attachment(a) = msg.body else {
             return Err(usage(format!("message {id} has no attachment")));
         };
@@ -803,7 +1116,7 @@ impl Client {
         Ok(self.engine.mark_seen(cursor)?)
     }
 
-    /// The last `limit` messages of a conversation (`alice` or `#group`), oldest first.
+    /// The last `limit` messages of a conversation (`alice`, `#group` or `id:HEX`), oldest first.
     pub fn history(
         &self,
         conversation: &str,
@@ -826,8 +1139,35 @@ impl Client {
                 })
             }
             Processed::Joined(c) => Some(Event::Joined {
-                conversation: label_of(&c),
+                conversation: self.label(&c.group_id),
+                request: c.is_request(),
+                by: c.added_by,
+                conversation_id: c.group_id,
             }),
+            Processed::Invited(c) => Some(Event::Invited {
+                conversation: self.label(&c.group_id),
+                by: c.added_by,
+                conversation_id: c.group_id,
+            }),
+            Processed::Renamed {
+                group_id,
+                by,
+                requested,
+                previous,
+                stored,
+            } => {
+                if stored.is_some() && stored == previous {
+                    return None;
+                }
+                Some(Event::Renamed {
+                    conversation: self.label(&group_id),
+                    conversation_id: group_id,
+                    by,
+                    requested,
+                    previous,
+                    stored,
+                })
+            }
             Processed::Commit(o) => Some(Event::Membership {
                 conversation: self.label(&o.group_id),
                 added: o.added.into_iter().map(|(u, _)| u).collect(),
@@ -853,9 +1193,10 @@ impl Client {
         let outcomes = self.engine.process_entries(entries)?;
         for (entry, p) in entries.iter().zip(outcomes) {
             match &p {
-                Processed::Proposal { .. } | Processed::DeviceLinked(_) | Processed::Joined(_) => {
-                    follow.push(p.clone())
-                }
+                Processed::Proposal { .. }
+                | Processed::DeviceLinked(_)
+                | Processed::Joined(_)
+                | Processed::Invited(_) => follow.push(p.clone()),
                 _ => {}
             }
             if let Some(e) = self.event(p, entry.id) {
@@ -898,9 +1239,21 @@ impl Client {
     async fn follow_up(&mut self, follow: Vec<Processed>) -> Result<(), ClientError> {
         for p in follow {
             match p {
-                Processed::Proposal { group_id, .. } => self.commit_proposals(&group_id).await?,
+                // Only a member who is in commits others' leaves: not one that left, nor one
+                // that has not accepted an invitation (it would act in the group unasked).
+                Processed::Proposal { group_id, .. } => {
+                    let active = self
+                        .engine
+                        .conversation(&group_id)?
+                        .is_some_and(|c| c.state == ConversationState::Active);
+                    if active {
+                        self.commit_proposals(&group_id).await?
+                    }
+                }
                 Processed::DeviceLinked(d) => self.add_linked_device(&d.device_id).await?,
-                Processed::Joined(_) => self.replenish_key_packages().await?,
+                Processed::Joined(_) | Processed::Invited(_) => {
+                    self.replenish_key_packages().await?
+                }
                 _ => {}
             }
         }
@@ -932,8 +1285,8 @@ impl Client {
                 Ok(Some(e.add_members(&g, &claimed)?))
             })
             .await?;
-            if let ConversationKind::Group { name } = &c.kind {
-                self.send_body(&g, Body::GroupName(name.clone())).await?;
+            if let Some(name) = self.announced_name(&g)? {
+                self.send_body(&g, Body::GroupName(name)).await?;
             }
         }
         Ok(())
@@ -1079,15 +1432,7 @@ enum CommitFate {
     Lost,
 }
 
-fn label_of(c: &Conversation) -> String {
-    match &c.kind {
-        ConversationKind::Direct { peer } => peer.to_string(),
-        ConversationKind::Group { name } if !name.is_empty() => format!("#{name}"),
-        ConversationKind::Group { .. } => {
-            format!("#{}", c.group_id.to_hex().get(..8).unwrap_or("?"))
-        }
-    }
-}
+use address::label_of;
 
 fn hex_digest(id: &haven_proto::BlobId) -> [u8; 32] {
     let mut out = [0u8; 32];

@@ -39,6 +39,9 @@ use crate::store::{
     self, Conversation, ConversationKind, ConversationState, FrankRecord, NewMessage, StoredMessage,
 };
 
+mod book;
+pub use book::{valid_group_name, MAX_GROUP_NAME};
+
 /// Haven's one ciphersuite.
 pub const CIPHERSUITE: Ciphersuite = Ciphersuite::MLS_128_DHKEMX25519_AES128GCM_SHA256_Ed25519;
 /// File name of the profile database inside the home directory.
@@ -47,6 +50,8 @@ pub const DB_FILE: &str = "haven.db";
 pub const MAX_KEY_PACKAGES: usize = 100;
 /// Largest queue payload looked at; anything larger is dropped unparsed.
 pub const MAX_PAYLOAD: usize = 1024 * 1024;
+/// Most messages [`Engine::messages_with_id`] returns.
+pub const MAX_ID_MATCHES: u32 = 20;
 /// Epochs whose secrets are kept to decrypt late application messages (sent just before a commit
 /// that we processed first). A trade-off against forward secrecy.
 pub const MAX_PAST_EPOCHS: usize = 5;
@@ -229,15 +234,27 @@ pub struct CommitOutcome {
 pub enum Processed {
     /// A message to show.
     Message(StoredMessage),
-    /// A `GroupName` control message renamed the conversation.
+    /// A member's `GroupName` control message asked to rename the conversation. Names are local
+    /// labels: the stored name differs from the requested one when another live conversation
+    /// has that name (see `engine::book`).
     Renamed {
         /// The group.
         group_id: GroupId,
-        /// The new name.
-        name: String,
+        /// Who sent it (server-authenticated and the MLS sender).
+        by: UserName,
+        /// The name asked for, as received.
+        requested: String,
+        /// The local group name before (`None`: it was a direct chat).
+        previous: Option<String>,
+        /// The local name stored; `None` if the rename was refused (an accepted direct chat
+        /// keeps its peer's name; a name with nothing displayable).
+        stored: Option<String>,
     },
     /// A Welcome made us a member.
     Joined(Conversation),
+    /// A Welcome re-added us to a conversation we had left or been removed from: its MLS state
+    /// is applied, but it is an invitation ([`ConversationState::Invited`]) until accepted.
+    Invited(Conversation),
     /// A commit was merged.
     Commit(CommitOutcome),
     /// A member's self-removal proposal was stored; the network layer should call
@@ -266,6 +283,7 @@ impl Processed {
             Processed::Message(_) => "message",
             Processed::Renamed { .. } => "renamed",
             Processed::Joined(_) => "joined",
+            Processed::Invited(_) => "invited",
             Processed::Commit(_) => "commit",
             Processed::Proposal { .. } => "proposal",
             Processed::DeviceLinked(_) => "device_linked",
@@ -654,21 +672,26 @@ impl Engine {
     /// Creates a conversation with only this device in it (epoch 0); returns its random 16-byte
     /// group id. Announce it with `CreateGroup`, then [`add_members`](Self::add_members). For a
     /// group, send a [`Body::GroupName`] after the add so joiners learn the name.
+    ///
+    /// A direct chat we open counts as accepted; a group's name must be valid
+    /// ([`valid_group_name`]) and not that of another live conversation
+    /// ([`EngineError::NameTaken`]), and is also what the group is announced as.
     pub fn create_conversation(&mut self, kind: ConversationKind) -> Result<GroupId, EngineError> {
-        match &kind {
-            ConversationKind::Direct { peer } if *peer == self.identity.user => {
+        let kind = match kind {
+            ConversationKind::Direct { peer, .. } if peer == self.identity.user => {
                 return Err(EngineError::Membership("a direct chat needs another user"))
             }
-            ConversationKind::Group { name } if name.is_empty() || name.len() > 255 => {
-                return Err(EngineError::Limit("group name must be 1 to 255 bytes"))
-            }
-            _ => {}
-        }
+            ConversationKind::Direct { peer, .. } => ConversationKind::direct(peer),
+            ConversationKind::Group { name, .. } => ConversationKind::group(name),
+        };
         let mut b = [0u8; 16];
         rand::rngs::OsRng.fill_bytes(&mut b);
         let group_id =
             GroupId::from_bytes(&b).map_err(|_| EngineError::Internal("16-byte group id"))?;
         self.with_tx(|c| {
+            if let ConversationKind::Group { name, .. } = &kind {
+                book::check_new_name(c.db, name)?;
+            }
             MlsGroup::new_with_group_id(
                 &c.p,
                 c.signer,
@@ -684,6 +707,7 @@ impl Engine {
                     kind,
                     state: ConversationState::Active,
                     created_at: now_ms(),
+                    added_by: None,
                 },
             )
         })?;
@@ -706,14 +730,35 @@ impl Engine {
         store::conversation_get(&self.conn, group_id)
     }
 
-    /// The active direct conversation with `peer`, if any.
+    /// The direct chat with `peer` that `send PEER` uses: the oldest active one the user opened
+    /// or accepted. A direct chat filed from a Welcome and not accepted yet is never it (see
+    /// [`Engine::pending_direct`]).
     pub fn find_direct(&self, peer: &UserName) -> Result<Option<GroupId>, EngineError> {
         Ok(self
             .conversations()?
             .into_iter()
             .find_map(|c| match c.kind {
-                ConversationKind::Direct { peer: p }
-                    if p == *peer && c.state == ConversationState::Active =>
+                ConversationKind::Direct {
+                    peer: p,
+                    accepted: true,
+                } if p == *peer && c.state == ConversationState::Active => Some(c.group_id),
+                _ => None,
+            }))
+    }
+
+    /// The newest active direct chat `peer` opened with us that we have not accepted yet.
+    pub fn pending_direct(&self, peer: &UserName) -> Result<Option<GroupId>, EngineError> {
+        Ok(self
+            .conversations()?
+            .into_iter()
+            .rev()
+            .find_map(|c| match c.kind {
+                ConversationKind::Direct {
+                    peer: p,
+                    accepted: false,
+                } if p == *peer
+                    && c.state == ConversationState::Active
+                    && c.added_by.as_ref() == Some(peer) =>
                 {
                     Some(c.group_id)
                 }
@@ -721,19 +766,26 @@ impl Engine {
             }))
     }
 
-    /// The active group conversation called `name`, if any.
+    /// The live (active or invited) group whose local name is `name`, if any. Names are unique
+    /// among live conversations; a profile from before that rule may hold several, which is
+    /// refused ([`EngineError::AmbiguousName`]), never settled by age.
     pub fn find_group(&self, name: &str) -> Result<Option<GroupId>, EngineError> {
-        Ok(self
+        let mut found = self
             .conversations()?
             .into_iter()
-            .find_map(|c| match c.kind {
-                ConversationKind::Group { name: n }
-                    if n == name && c.state == ConversationState::Active =>
-                {
-                    Some(c.group_id)
-                }
-                _ => None,
-            }))
+            .filter(|c| c.state.is_live() && c.group_name() == Some(name));
+        match (found.next(), found.next()) {
+            (None, _) => Ok(None),
+            (Some(c), None) => Ok(Some(c.group_id)),
+            (Some(_), Some(_)) => Err(EngineError::AmbiguousName(name.to_owned())),
+        }
+    }
+
+    /// Accepts an invitation ([`ConversationState::Invited`] becomes active) or a direct chat
+    /// not accepted yet. Returns whether anything changed; refuses a conversation we left or
+    /// were removed from ([`EngineError::NotActive`]).
+    pub fn accept(&mut self, group_id: &GroupId) -> Result<bool, EngineError> {
+        self.with_tx(|c| book::accept(c.db, group_id))
     }
 
     /// Members as the MLS tree has them (one entry per device, ourselves included).
@@ -847,10 +899,13 @@ impl Engine {
 
     /// Leaves: returns our Remove proposal (send it with `ProposalRequest { leave: true }`) and
     /// marks the conversation left; the engine refuses to send there afterwards. Another member
-    /// commits the removal.
+    /// commits the removal. Leaving an invitation declines it.
     pub fn leave(&mut self, group_id: &GroupId) -> Result<Vec<u8>, EngineError> {
         self.with_tx(|c| {
-            let mut group = c.active_group(group_id)?;
+            let mut group = match c.active_group(group_id) {
+                Err(EngineError::NotAccepted(_)) => c.group(group_id)?,
+                other => other?,
+            };
             let msg = group.leave_group(&c.p, c.signer).map_err(|e| match e {
                 mls::LeaveGroupError::GroupStateError(s) => c.state_error(group_id, s),
                 mls::LeaveGroupError::StorageError(e) => EngineError::Db(e),
@@ -868,7 +923,20 @@ impl Engine {
         group_id: &GroupId,
         body: Body,
     ) -> Result<OutgoingMessage, EngineError> {
-        self.encrypt_inner(group_id, body, None)
+        self.encrypt_inner(group_id, body, None, None)
+    }
+
+    /// [`Engine::encrypt`] with a message id of the caller's choosing (a resend that must be
+    /// recognised as the same message). Ids are chosen by senders, so any sender can reuse any
+    /// id it has seen: receivers scope ids by conversation and sender
+    /// ([`Engine::messages_with_id`]).
+    pub fn encrypt_with_id(
+        &mut self,
+        group_id: &GroupId,
+        id: MessageId,
+        body: Body,
+    ) -> Result<OutgoingMessage, EngineError> {
+        self.encrypt_inner(group_id, body, Some(id), None)
     }
 
     /// `encrypt`, with a test hook to put a different commitment in the AAD (a cheating sender).
@@ -876,9 +944,13 @@ impl Engine {
         &mut self,
         group_id: &GroupId,
         body: Body,
+        id: Option<MessageId>,
         aad_override: Option<Commitment>,
     ) -> Result<OutgoingMessage, EngineError> {
-        let content = Content::new(body, now_ms());
+        let mut content = Content::new(body, now_ms());
+        if let Some(id) = id {
+            content.id = id;
+        }
         let bytes = content.encode()?;
         let salt = FrankSalt::random();
         let commitment = haven_frank::commit(&salt, &bytes);
@@ -919,7 +991,7 @@ impl Engine {
         let content = Content::decode(&msg.content)?;
         self.with_tx(|c| {
             if let Body::GroupName(name) = &content.body {
-                return c.rename(&msg.group_id, name);
+                return book::own_rename(c.db, &msg.group_id, name);
             }
             store::message_insert(
                 c.db,
@@ -977,6 +1049,19 @@ impl Engine {
         limit: u32,
     ) -> Result<Vec<StoredMessage>, EngineError> {
         store::history(&self.conn, group_id, limit)
+    }
+
+    /// Every stored message (sent or received) whose id is `id`, optionally only in `group`
+    /// and/or from `from`, oldest first, at most [`MAX_ID_MATCHES`]. Ids are chosen by senders
+    /// and unique only per conversation and sender user: more than one result is ambiguous, and
+    /// the caller must refuse it rather than pick one.
+    pub fn messages_with_id(
+        &self,
+        id: &MessageId,
+        group: Option<&GroupId>,
+        from: Option<&UserName>,
+    ) -> Result<Vec<StoredMessage>, EngineError> {
+        store::messages_with_id(&self.conn, id, group, from, MAX_ID_MATCHES)
     }
 
     /// The franking material of a stored message (what a report discloses).
@@ -1107,24 +1192,18 @@ impl Ctx<'_> {
     fn active_group(&self, group_id: &GroupId) -> Result<MlsGroup, EngineError> {
         let conv = store::conversation_get(self.db, group_id)?
             .ok_or_else(|| EngineError::UnknownConversation(group_id.clone()))?;
-        if conv.state != ConversationState::Active {
-            return Err(EngineError::NotActive(group_id.clone()));
+        match conv.state {
+            ConversationState::Active => {}
+            ConversationState::Invited => return Err(EngineError::NotAccepted(group_id.clone())),
+            ConversationState::Left | ConversationState::Removed => {
+                return Err(EngineError::NotActive(group_id.clone()))
+            }
         }
         let group = self.group(group_id)?;
         if !group.is_active() {
             return Err(EngineError::NotActive(group_id.clone()));
         }
         Ok(group)
-    }
-
-    fn rename(&self, group_id: &GroupId, name: &str) -> Result<(), EngineError> {
-        if let Some(mut conv) = store::conversation_get(self.db, group_id)? {
-            conv.kind = ConversationKind::Group {
-                name: name.to_owned(),
-            };
-            store::conversation_put(self.db, &conv)?;
-        }
-        Ok(())
     }
 
     fn verify_key_package(
@@ -1416,30 +1495,39 @@ impl Ctx<'_> {
                 return Ok(Step::Reject(DropReason::InvalidMember));
             }
         }
+        if existing.is_some() {
+            // Re-added: the old group's state goes first. openmls's `replace_old_group` leaves
+            // its stored proposal queue behind (our own leave proposal, say), which would block
+            // sending in the new group for good.
+            if let Some(mut old) = MlsGroup::load(self.p.storage(), &mls_gid(&group_id))? {
+                old.delete(self.p.storage())?;
+            }
+        }
         let group = match staged.into_group(&self.p) {
             Ok(g) => g,
             Err(mls::WelcomeError::StorageError(e)) => return Err(EngineError::Db(e)),
             Err(_) => return Ok(Step::Reject(DropReason::Rejected)),
         };
+        // Kind, name and consent (engine::book): a direct chat only from the other user's own
+        // Welcome, an invitation if we had left or been removed.
         let users: BTreeSet<UserName> = member_list(&group).into_iter().map(|(u, _)| u).collect();
-        let others: Vec<&UserName> = users.iter().filter(|u| **u != self.me.user).collect();
-        // A two-user group is a direct chat until a GroupName control message says otherwise.
-        let kind = match others.as_slice() {
-            [peer] if users.len() == 2 => ConversationKind::Direct {
-                peer: (*peer).clone(),
-            },
-            _ => ConversationKind::Group {
-                name: String::new(),
-            },
-        };
-        let conv = Conversation {
+        let adder = entry.sender.as_ref().map(|s| &s.user);
+        let conv = book::joined(
+            self.db,
+            &self.me.user,
             group_id,
-            kind,
-            state: ConversationState::Active,
-            created_at: existing.map_or_else(now_ms, |c| c.created_at),
-        };
-        store::conversation_put(self.db, &conv)?;
-        Ok(Step::Done(Box::new(Processed::Joined(conv))))
+            existing,
+            &users,
+            adder,
+            now_ms(),
+        )?;
+        Ok(Step::Done(Box::new(
+            if conv.state == ConversationState::Invited {
+                Processed::Invited(conv)
+            } else {
+                Processed::Joined(conv)
+            },
+        )))
     }
 
     fn protocol(&self, entry: &QueueEntry) -> Result<Step, EngineError> {
@@ -1558,10 +1646,16 @@ impl Ctx<'_> {
             return dropped(DropReason::Malformed);
         };
         if let Body::GroupName(name) = &content.body {
-            self.rename(group_id, name)?;
+            let Some(r) = book::received_rename(self.db, &self.me.user, &from, group_id, name)?
+            else {
+                return dropped(DropReason::UnknownGroup);
+            };
             return Ok(Step::Done(Box::new(Processed::Renamed {
                 group_id: group_id.clone(),
-                name: name.clone(),
+                by: from,
+                requested: name.clone(),
+                previous: r.previous,
+                stored: r.stored,
             })));
         }
         let inserted = store::message_insert(
@@ -1649,11 +1743,7 @@ impl Ctx<'_> {
         // its record goes with it, so the two never disagree.
         store::pending_commit_delete(self.db, group_id)?;
         if self_removed {
-            if let Some(conv) = store::conversation_get(self.db, group_id)? {
-                if conv.state == ConversationState::Active {
-                    store::conversation_set_state(self.db, group_id, ConversationState::Removed)?;
-                }
-            }
+            book::self_removed(self.db, group_id)?;
         }
         Ok(Step::Done(Box::new(Processed::Commit(CommitOutcome {
             epoch: group.epoch().as_u64(),

@@ -84,6 +84,17 @@ pub enum EngineError {
     /// We left this conversation, or were removed from it.
     #[error("no longer a member of conversation {0}")]
     NotActive(GroupId),
+    /// The conversation is an invitation (we were re-added after leaving or being removed):
+    /// nothing is sent there until the user accepts it.
+    #[error("conversation id:{0} is an invitation you have not accepted: `haven accept id:{0}` joins it, `haven leave id:{0}` declines it")]
+    NotAccepted(GroupId),
+    /// Another live conversation already has this group name.
+    #[error("you already have a group named #{0}")]
+    NameTaken(String),
+    /// Several live conversations have this name (a profile from before names were unique);
+    /// address one by id.
+    #[error("several conversations are named #{0}; name one by id")]
+    AmbiguousName(String),
     /// A commit of ours is staged and awaits `merge_pending_commit` or `clear_pending_commit`.
     #[error("a commit is pending in conversation {0}")]
     PendingCommit(GroupId),
@@ -133,6 +144,9 @@ impl EngineError {
             | EngineError::NoProfile
             | EngineError::UnknownConversation(_)
             | EngineError::NotActive(_)
+            | EngineError::NotAccepted(_)
+            | EngineError::NameTaken(_)
+            | EngineError::AmbiguousName(_)
             | EngineError::PendingCommit(_)
             | EngineError::PendingProposals(_)
             | EngineError::NoPendingCommit(_)

@@ -23,6 +23,10 @@
 //! - Every MLS leaf's identity is checked against the key known for its device ([`pins`]):
 //!   the key the directory gave, or the first one seen; a leaf that names a known device with
 //!   another key is refused, and the adder of a Welcome must be its server-authenticated sender.
+//! - Conversations are addressed by id; names are local labels, unique among live
+//!   conversations, and a name that matches several is refused with the candidates
+//!   ([`address`]). A direct chat is one the user opened or accepted, and a Welcome back into a
+//!   conversation the user left is an invitation (the engine's `book` module has the rules).
 //! - Attachments are sealed with a fresh ChaCha20-Poly1305 key per file ([`attachment`]).
 //! - Untrusted input never panics and never wedges the queue: bad entries are recorded as
 //!   dropped and acknowledged; only storage failures are errors (and are retried).
@@ -31,6 +35,7 @@
 
 #![forbid(unsafe_code)]
 
+pub mod address;
 pub mod attachment;
 pub mod client;
 pub mod content;
@@ -41,7 +46,11 @@ pub mod pins;
 mod provider;
 pub mod store;
 
-pub use client::{Client, ClientError, Event, Target, PUSH_BATCH, PUSH_LINGER};
+pub use address::{Candidate, IdPrefix};
+pub use client::{
+    Client, ClientError, ConversationInfo, Event, MessageCandidate, MessageScope, Target,
+    PUSH_BATCH, PUSH_LINGER,
+};
 pub use content::{AttachmentRef, Body, MessageId};
 pub use engine::{
     AuthSecret, CommitOutcome, DropReason, Engine, Identity, OutgoingCommit, OutgoingMessage,

@@ -6,7 +6,7 @@
 //! | table | holds |
 //! |---|---|
 //! | `haven_meta` | schema version, identity, MLS signature public key, session token |
-//! | `haven_conversations` | one row per MLS group: kind, peer or name, state |
+//! | `haven_conversations` | one row per MLS group: kind, peer or local name, state, consent |
 //! | `haven_messages` | history, with the franking material a report needs |
 //! | `haven_attachments` | attachment metadata of stored messages |
 //! | `haven_processed` | queue ids already processed (redelivery is a no-op) |
@@ -18,8 +18,9 @@ use rusqlite::{params, Connection, OptionalExtension};
 use crate::content::{Body, Content, MessageId};
 use crate::error::EngineError;
 
-/// Version of Haven's schema in this file.
-pub const SCHEMA_VERSION: i64 = 1;
+/// Version of Haven's schema in this file. Each version's upgrade runs once, in order, in its own
+/// transaction; an existing version's SQL is never edited.
+pub const SCHEMA_VERSION: i64 = 2;
 
 const SCHEMA_V1: &str = "
 CREATE TABLE IF NOT EXISTS haven_meta (
@@ -77,17 +78,83 @@ CREATE TABLE IF NOT EXISTS haven_processed (
 );
 ";
 
-/// Creates Haven's tables, or checks their version.
+/// Version 2: conversations are addressed by id and names are local labels (see
+/// `engine::book`). Direct chats record whether the user opened or accepted them (existing ones
+/// count as accepted: the user had them before this distinction existed); groups keep the name
+/// their members announced next to the local, unique one; `added_by` is the server-authenticated
+/// sender of the Welcome; a conversation may be an invitation (`invited`: re-added after leaving
+/// or being removed, not yet accepted). Message ids get an index: they are looked up by id and
+/// the lookup must see every message that has it.
+const SCHEMA_V2: &str = "
+CREATE TABLE haven_conversations_v2 (
+    group_id   BLOB PRIMARY KEY,
+    kind       TEXT NOT NULL CHECK (kind IN ('direct', 'group')),
+    peer       TEXT,
+    name       TEXT,
+    state      TEXT NOT NULL CHECK (state IN ('active', 'invited', 'left', 'removed')),
+    created_at INTEGER NOT NULL,
+    accepted   INTEGER NOT NULL DEFAULT 1 CHECK (accepted IN (0, 1)),
+    announced  TEXT,
+    added_by   TEXT
+);
+INSERT INTO haven_conversations_v2
+    (group_id, kind, peer, name, state, created_at, accepted, announced, added_by)
+    SELECT group_id, kind, peer, name, state, created_at, 1, name, NULL FROM haven_conversations;
+DROP TABLE haven_conversations;
+ALTER TABLE haven_conversations_v2 RENAME TO haven_conversations;
+CREATE INDEX haven_messages_by_id ON haven_messages (message_id);
+";
+
+/// The upgrade from each version to the next, in order: `UPGRADES[i]` takes version `i + 1` to
+/// `i + 2`.
+const UPGRADES: &[&str] = &[SCHEMA_V2];
+
+fn schema_version(conn: &Connection) -> Result<Option<i64>, EngineError> {
+    meta_get(conn, "schema_version")?
+        .map(|v| {
+            std::str::from_utf8(&v)
+                .ok()
+                .and_then(|s| s.parse::<i64>().ok())
+                .ok_or(EngineError::Corrupt("unreadable Haven schema version"))
+        })
+        .transpose()
+}
+
+/// Creates Haven's tables, or upgrades them to [`SCHEMA_VERSION`]. Each step runs in one
+/// `BEGIN IMMEDIATE` transaction that re-reads the version, so two processes opening the same
+/// profile at once upgrade it once, and a failed step leaves the previous version intact.
 pub(crate) fn migrate(conn: &Connection) -> Result<(), EngineError> {
     conn.execute_batch(SCHEMA_V1)?;
-    match meta_get(conn, "schema_version")? {
-        None => meta_put(
-            conn,
-            "schema_version",
-            SCHEMA_VERSION.to_string().as_bytes(),
-        ),
-        Some(v) if v == SCHEMA_VERSION.to_string().as_bytes() => Ok(()),
-        Some(_) => Err(EngineError::Corrupt("unknown Haven schema version")),
+    if schema_version(conn)?.is_none() {
+        meta_put(conn, "schema_version", b"1")?;
+    }
+    loop {
+        conn.execute_batch("BEGIN IMMEDIATE")?;
+        let step = (|| -> Result<bool, EngineError> {
+            let v = schema_version(conn)?.ok_or(EngineError::Corrupt("no Haven schema version"))?;
+            if v == SCHEMA_VERSION {
+                return Ok(false);
+            }
+            let sql = usize::try_from(v - 1)
+                .ok()
+                .and_then(|i| UPGRADES.get(i))
+                .ok_or(EngineError::Corrupt("unknown Haven schema version"))?;
+            conn.execute_batch(sql)?;
+            meta_put(conn, "schema_version", (v + 1).to_string().as_bytes())?;
+            Ok(true)
+        })();
+        match step {
+            Ok(more) => {
+                conn.execute_batch("COMMIT")?;
+                if !more {
+                    return Ok(());
+                }
+            }
+            Err(e) => {
+                let _ = conn.execute_batch("ROLLBACK");
+                return Err(e);
+            }
+        }
     }
 }
 
@@ -113,26 +180,58 @@ pub(crate) fn meta_delete(conn: &Connection, key: &str) -> Result<(), EngineErro
     Ok(())
 }
 
-/// What a conversation is.
+/// What a conversation is. Names are local display labels; a conversation is addressed by its
+/// group id (`engine::book` explains the rules).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ConversationKind {
     /// A 1:1 chat (a two-user MLS group; each user may have several devices).
     Direct {
         /// The other user.
         peer: UserName,
+        /// The user opened it, or accepted it (by sending in it or `accept`). A direct chat
+        /// filed from a Welcome sent by `peer` is not accepted until then, and `send PEER` uses
+        /// an accepted one first.
+        accepted: bool,
     },
     /// A named group.
     Group {
-        /// Its name (empty until a `GroupName` control message arrives for a joined group).
+        /// Its local name: unique among this profile's live conversations (empty until a
+        /// `GroupName` control message arrives for a joined group).
         name: String,
+        /// The name its members last announced (what we re-announce to members we add); differs
+        /// from `name` when that was taken here.
+        announced: String,
     },
 }
 
-/// Whether we are still in a conversation.
+impl ConversationKind {
+    /// A direct chat this user opens.
+    pub fn direct(peer: UserName) -> Self {
+        ConversationKind::Direct {
+            peer,
+            accepted: true,
+        }
+    }
+
+    /// A group this user creates, named `name`.
+    pub fn group(name: impl Into<String>) -> Self {
+        let name = name.into();
+        ConversationKind::Group {
+            announced: name.clone(),
+            name,
+        }
+    }
+}
+
+/// Whether we are in a conversation.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ConversationState {
     /// A member.
     Active,
+    /// Re-added after we left or were removed: the MLS state is applied (so it can be accepted),
+    /// but nothing is sent there until the user accepts; leaving declines. Messages that arrive
+    /// meanwhile are stored and shown marked as from an invitation.
+    Invited,
     /// We sent our Remove proposal; no more sending here.
     Left,
     /// A commit removed us.
@@ -140,9 +239,11 @@ pub enum ConversationState {
 }
 
 impl ConversationState {
-    fn as_str(self) -> &'static str {
+    /// Stable name, as stored and printed.
+    pub fn as_str(self) -> &'static str {
         match self {
             ConversationState::Active => "active",
+            ConversationState::Invited => "invited",
             ConversationState::Left => "left",
             ConversationState::Removed => "removed",
         }
@@ -151,59 +252,119 @@ impl ConversationState {
     fn parse(s: &str) -> Option<Self> {
         Some(match s {
             "active" => ConversationState::Active,
+            "invited" => ConversationState::Invited,
             "left" => ConversationState::Left,
             "removed" => ConversationState::Removed,
             _ => return None,
         })
+    }
+
+    /// Active or invited: the conversations whose names must be unique.
+    pub fn is_live(self) -> bool {
+        matches!(self, ConversationState::Active | ConversationState::Invited)
     }
 }
 
 /// A conversation as stored locally.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Conversation {
-    /// The MLS group id.
+    /// The MLS group id: what identifies the conversation.
     pub group_id: GroupId,
     /// Direct or group.
     pub kind: ConversationKind,
-    /// Member, left or removed.
+    /// Member, invited, left or removed.
     pub state: ConversationState,
     /// When we created or joined it (ms).
     pub created_at: Millis,
+    /// Who added this device: the server-authenticated sender of the latest Welcome (`None` for
+    /// conversations this device created, and for those stored before schema version 2).
+    pub added_by: Option<UserName>,
+}
+
+impl Conversation {
+    /// The local group name, if this is a group.
+    pub fn group_name(&self) -> Option<&str> {
+        match &self.kind {
+            ConversationKind::Group { name, .. } => Some(name),
+            ConversationKind::Direct { .. } => None,
+        }
+    }
+
+    /// The peer, if this is a direct chat.
+    pub fn peer(&self) -> Option<&UserName> {
+        match &self.kind {
+            ConversationKind::Direct { peer, .. } => Some(peer),
+            ConversationKind::Group { .. } => None,
+        }
+    }
+
+    /// A direct chat filed from the peer's Welcome and not accepted yet.
+    pub fn is_request(&self) -> bool {
+        matches!(
+            self.kind,
+            ConversationKind::Direct {
+                accepted: false,
+                ..
+            }
+        )
+    }
 }
 
 /// A raw `haven_conversations` row.
-type ConvRow = (Vec<u8>, String, Option<String>, Option<String>, String, i64);
+struct ConvRow {
+    gid: Vec<u8>,
+    kind: String,
+    peer: Option<String>,
+    name: Option<String>,
+    state: String,
+    created_at: i64,
+    accepted: bool,
+    announced: Option<String>,
+    added_by: Option<String>,
+}
 
 fn conv_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<ConvRow> {
-    Ok((
-        r.get(0)?,
-        r.get(1)?,
-        r.get(2)?,
-        r.get(3)?,
-        r.get(4)?,
-        r.get(5)?,
-    ))
+    Ok(ConvRow {
+        gid: r.get(0)?,
+        kind: r.get(1)?,
+        peer: r.get(2)?,
+        name: r.get(3)?,
+        state: r.get(4)?,
+        created_at: r.get(5)?,
+        accepted: r.get(6)?,
+        announced: r.get(7)?,
+        added_by: r.get(8)?,
+    })
 }
 
 fn conv_decode(row: ConvRow) -> Result<Conversation, EngineError> {
-    let (gid, kind, peer, name, state, created_at) = row;
-    let group_id = GroupId::from_bytes(&gid).map_err(|_| EngineError::Corrupt("group id"))?;
-    let kind = match (kind.as_str(), peer, name) {
+    let group_id = GroupId::from_bytes(&row.gid).map_err(|_| EngineError::Corrupt("group id"))?;
+    let kind = match (row.kind.as_str(), row.peer, row.name) {
         ("direct", Some(p), _) => ConversationKind::Direct {
             peer: UserName::new(&p).map_err(|_| EngineError::Corrupt("peer"))?,
+            accepted: row.accepted,
         },
-        ("group", _, n) => ConversationKind::Group {
-            name: n.unwrap_or_default(),
-        },
+        ("group", _, n) => {
+            let name = n.unwrap_or_default();
+            ConversationKind::Group {
+                announced: row.announced.unwrap_or_else(|| name.clone()),
+                name,
+            }
+        }
         _ => return Err(EngineError::Corrupt("conversation kind")),
     };
     let state =
-        ConversationState::parse(&state).ok_or(EngineError::Corrupt("conversation state"))?;
+        ConversationState::parse(&row.state).ok_or(EngineError::Corrupt("conversation state"))?;
+    let added_by = row
+        .added_by
+        .map(|u| UserName::new(&u).map_err(|_| EngineError::Corrupt("added by")))
+        .transpose()?;
     Ok(Conversation {
         group_id,
         kind,
         state,
-        created_at: u64::try_from(created_at).unwrap_or(0),
+        created_at: u64::try_from(row.created_at).unwrap_or(0),
+        added_by,
     })
 }
 
@@ -212,22 +373,33 @@ fn conv_decode(row: ConvRow) -> Result<Conversation, EngineError> {
 macro_rules! conv_select {
     ($rest:literal) => {
         concat!(
-            "SELECT group_id, kind, peer, name, state, created_at FROM haven_conversations ",
+            "SELECT group_id, kind, peer, name, state, created_at, accepted, announced, added_by
+             FROM haven_conversations ",
             $rest
         )
     };
 }
 
 pub(crate) fn conversation_put(conn: &Connection, c: &Conversation) -> Result<(), EngineError> {
-    let (kind, peer, name) = match &c.kind {
-        ConversationKind::Direct { peer } => ("direct", Some(peer.as_str()), None),
-        ConversationKind::Group { name } => ("group", None, Some(name.as_str())),
+    let (kind, peer, name, accepted, announced) = match &c.kind {
+        ConversationKind::Direct { peer, accepted } => {
+            ("direct", Some(peer.as_str()), None, *accepted, None)
+        }
+        ConversationKind::Group { name, announced } => (
+            "group",
+            None,
+            Some(name.as_str()),
+            true,
+            Some(announced.as_str()),
+        ),
     };
     conn.prepare_cached(
-        "INSERT INTO haven_conversations (group_id, kind, peer, name, state, created_at)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+        "INSERT INTO haven_conversations
+             (group_id, kind, peer, name, state, created_at, accepted, announced, added_by)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)
          ON CONFLICT (group_id) DO UPDATE SET kind = excluded.kind, peer = excluded.peer,
-             name = excluded.name, state = excluded.state",
+             name = excluded.name, state = excluded.state, accepted = excluded.accepted,
+             announced = excluded.announced, added_by = excluded.added_by",
     )?
     .execute(params![
         c.group_id.as_bytes(),
@@ -235,7 +407,10 @@ pub(crate) fn conversation_put(conn: &Connection, c: &Conversation) -> Result<()
         peer,
         name,
         c.state.as_str(),
-        i64::try_from(c.created_at).unwrap_or(i64::MAX)
+        i64::try_from(c.created_at).unwrap_or(i64::MAX),
+        accepted,
+        announced,
+        c.added_by.as_ref().map(UserName::as_str),
     ])?;
     Ok(())
 }
@@ -444,6 +619,39 @@ pub(crate) fn history(
     Ok(out)
 }
 
+/// Stored messages (either direction) whose sender-chosen id is `id`, optionally only in `group`
+/// and/or from `from`, oldest first, at most `limit`. Ids are unique only per (conversation,
+/// sender user), so callers must treat more than one result as ambiguous, never pick one.
+pub(crate) fn messages_with_id(
+    conn: &Connection,
+    id: &MessageId,
+    group: Option<&GroupId>,
+    from: Option<&UserName>,
+    limit: u32,
+) -> Result<Vec<StoredMessage>, EngineError> {
+    let mut st = conn.prepare_cached(
+        "SELECT message_id, group_id, sender_user, sender_device, content, sent_at, received_at
+         FROM haven_messages
+         WHERE message_id = ?1 AND (?2 IS NULL OR group_id = ?2)
+             AND (?3 IS NULL OR sender_user = ?3)
+         ORDER BY seq LIMIT ?4",
+    )?;
+    let rows = st.query_map(
+        params![
+            id.as_str(),
+            group.map(GroupId::as_bytes),
+            from.map(UserName::as_str),
+            limit
+        ],
+        message_row,
+    )?;
+    let mut out = Vec::new();
+    for r in rows {
+        out.push(message_decode(r?)?);
+    }
+    Ok(out)
+}
+
 /// The franking material of a stored message.
 pub(crate) fn frank_record(
     conn: &Connection,
@@ -574,4 +782,61 @@ pub(crate) fn pending_commit_list(
         });
     }
     Ok(out)
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    /// A profile written by schema version 1 (before conversations had consent or announced
+    /// names) upgrades in place: its direct chats count as accepted.
+    #[test]
+    fn version_1_profiles_upgrade_and_their_direct_chats_count_as_accepted() {
+        let conn = Connection::open_in_memory().unwrap();
+        conn.execute_batch(SCHEMA_V1).unwrap();
+        meta_put(&conn, "schema_version", b"1").unwrap();
+        let (d, g) = ([1u8; 16], [2u8; 16]);
+        conn.execute(
+            "INSERT INTO haven_conversations (group_id, kind, peer, name, state, created_at)
+             VALUES (?1, 'direct', 'bob', NULL, 'active', 1), (?2, 'group', NULL, 'family', 'left', 2)",
+            params![d.as_slice(), g.as_slice()],
+        )
+        .unwrap();
+        migrate(&conn).unwrap();
+        migrate(&conn).unwrap();
+        assert_eq!(schema_version(&conn).unwrap(), Some(SCHEMA_VERSION));
+        let all = conversation_list(&conn).unwrap();
+        assert_eq!(all.len(), 2);
+        assert_eq!(
+            all[0].kind,
+            ConversationKind::Direct {
+                peer: UserName::new("bob").unwrap(),
+                accepted: true
+            }
+        );
+        assert_eq!(all[0].added_by, None);
+        assert_eq!(all[1].kind, ConversationKind::group("family"));
+        assert_eq!(all[1].state, ConversationState::Left);
+        // The new state is storable; the id index exists.
+        conversation_set_state(&conn, &all[1].group_id, ConversationState::Invited).unwrap();
+        assert_eq!(
+            conversation_get(&conn, &all[1].group_id)
+                .unwrap()
+                .unwrap()
+                .state,
+            ConversationState::Invited
+        );
+        let n: i64 = conn
+            .query_row(
+                "SELECT count(*) FROM sqlite_master WHERE name = 'haven_messages_by_id'",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap();
+        assert_eq!(n, 1);
+        // A profile from a newer version is refused, not guessed at.
+        meta_put(&conn, "schema_version", b"99").unwrap();
+        assert!(matches!(migrate(&conn), Err(EngineError::Corrupt(_))));
+    }
 }

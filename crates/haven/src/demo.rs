@@ -26,7 +26,18 @@ fn show(events: &[Event]) {
                 ),
                 Body::GroupName(_) => {}
             },
-            Event::Joined { conversation } => println!("   joined {conversation}"),
+            Event::Joined { conversation, .. } => println!("   joined {conversation}"),
+            Event::Invited {
+                conversation, by, ..
+            } => println!(
+                "   re-added to {conversation} by {}: an invitation to accept",
+                by.as_ref().map_or("someone", |u| u.as_str())
+            ),
+            Event::Renamed {
+                conversation,
+                requested,
+                ..
+            } => println!("   {conversation} renamed (asked for #{requested})"),
             Event::Membership {
                 conversation,
                 added,
@@ -120,7 +131,8 @@ pub async fn run() -> anyhow::Result<ExitCode> {
     println!("   bob syncs:");
     show(&bob.sync().await?);
     let out = dir.path().join("notes-from-carol.txt");
-    bob.get_file(sent.id.as_str(), &out).await?;
+    bob.get_file(sent.id.as_str(), &Default::default(), &out)
+        .await?;
     println!(
         "   bob downloads and decrypts it: {:?}",
         std::fs::read_to_string(&out)?.trim()

@@ -44,11 +44,15 @@ enum Command {
     /// Groups: create, add, remove, leave.
     #[command(subcommand)]
     Group(msg_cli::GroupCmd),
+    /// Accept an invitation (re-added after leaving) or a direct chat someone opened.
+    Accept(msg_cli::ConversationArg),
+    /// Leave a conversation; declines an invitation.
+    Leave(msg_cli::ConversationArg),
     /// Fetch, decrypt, store and print new messages.
     Sync(msg_cli::SyncArgs),
     /// Print a conversation's history.
     History(msg_cli::HistoryArgs),
-    /// List conversations.
+    /// List conversations: id, label, state and members.
     Conversations(msg_cli::JsonFlag),
     /// Interactive session: incoming messages appear live, typed lines are sent.
     Chat(msg_cli::ChatArgs),
@@ -80,6 +84,8 @@ fn main() -> std::process::ExitCode {
         Command::SendFile(args) => msg_cli::run(msg_cli::send_file(home, args)),
         Command::GetFile(args) => msg_cli::run(msg_cli::get_file(home, args)),
         Command::Group(cmd) => msg_cli::run(msg_cli::group(home, cmd)),
+        Command::Accept(args) => msg_cli::run(msg_cli::accept(home, args)),
+        Command::Leave(args) => msg_cli::run(msg_cli::leave(home, args)),
         Command::Sync(args) => msg_cli::run(msg_cli::sync(home, args)),
         Command::History(args) => msg_cli::run(msg_cli::history(home, args)),
         Command::Conversations(args) => msg_cli::run(msg_cli::conversations(home, args)),

@@ -1,8 +1,13 @@
 //! The messaging commands: `server`, `register`, `link`, `device`, `send`, `send-file`,
-//! `get-file`, `group`, `sync`, `history`, `conversations`, `chat`.
+//! `get-file`, `group`, `accept`, `leave`, `sync`, `history`, `conversations`, `chat`.
 //!
 //! Errors print one clear line on stderr and exit non-zero; a refused command changes nothing
 //! locally or on the server (arguments and names are checked before anything is created).
+//!
+//! A conversation argument is `USER` (the direct chat `send USER` uses), `#GROUP` (its local
+//! name) or `id:HEX` (a unique prefix of its id, as `haven conversations` prints it); a name
+//! that matches several conversations is refused with the candidates listed
+//! (`haven_client::address`).
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -10,8 +15,8 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::Context;
-use haven_client::{Body, Client, Event, StoredMessage, Target};
-use haven_proto::UserName;
+use haven_client::{Body, Client, ConversationState, Event, MessageScope, StoredMessage, Target};
+use haven_proto::{GroupId, UserName};
 use haven_server::{ServerConfig, ServerLimits};
 use serde_json::json;
 use tokio::io::AsyncBufReadExt;
@@ -173,7 +178,7 @@ pub async fn device(home: PathBuf, cmd: DeviceCmd) -> anyhow::Result<ExitCode> {
 
 #[derive(clap::Args)]
 pub struct SendArgs {
-    /// A user name (1:1 conversation) or #GROUP.
+    /// A user name (1:1 conversation), #GROUP or id:HEX.
     pub to: String,
     /// The text.
     pub text: String,
@@ -190,7 +195,7 @@ pub async fn send(home: PathBuf, args: SendArgs) -> anyhow::Result<ExitCode> {
 
 #[derive(clap::Args)]
 pub struct SendFileArgs {
-    /// A user name or #GROUP.
+    /// A user name, #GROUP or id:HEX.
     pub to: String,
     /// The file.
     pub path: PathBuf,
@@ -211,16 +216,32 @@ pub struct GetFileArgs {
     pub message_id: String,
     /// Where to write the decrypted file.
     pub path: PathBuf,
+    /// Only the message from this user (message ids are chosen by senders).
+    #[arg(long)]
+    pub from: Option<String>,
+    /// Only the message in this conversation (USER, #GROUP or id:HEX).
+    #[arg(long = "in", value_name = "CONVERSATION")]
+    pub in_conversation: Option<String>,
 }
 
 pub async fn get_file(home: PathBuf, args: GetFileArgs) -> anyhow::Result<ExitCode> {
+    let from = args.from.as_deref().map(user).transpose()?;
     let mut client = Client::open(&home).await?;
     client.sync().await?;
-    let n = client.get_file(&args.message_id, &args.path).await?;
+    let conversation = args
+        .in_conversation
+        .as_deref()
+        .map(|c| client.resolve(c))
+        .transpose()?;
+    let scope = MessageScope { conversation, from };
+    let n = client
+        .get_file(&args.message_id, &scope, &args.path)
+        .await?;
     println!("wrote {} bytes to {}", n, args.path.display());
     Ok(ExitCode::SUCCESS)
 }
 
+/// A group argument: `#GROUP`, a bare group name, or `id:HEX`.
 #[derive(clap::Subcommand)]
 pub enum GroupCmd {
     /// Create a group.
@@ -245,7 +266,7 @@ pub enum GroupCmd {
         /// The user.
         user: String,
     },
-    /// Leave a group.
+    /// Leave a group (declines it if it is an invitation).
     Leave {
         /// The group.
         group: String,
@@ -283,27 +304,71 @@ pub async fn group(home: PathBuf, cmd: GroupCmd) -> anyhow::Result<ExitCode> {
         GroupCmd::Add { group, .. } => {
             for u in &parsed {
                 client.add_member(&group, u).await?;
-                println!("added {u} to #{}", group.trim_start_matches('#'));
+                let g = client.resolve_group_for_reading(&group)?;
+                println!("added {u} to {}", client.label(&g));
             }
         }
         GroupCmd::Remove { group, .. } => {
             for u in &parsed {
                 client.remove_member(&group, u).await?;
-                println!("removed {u} from #{}", group.trim_start_matches('#'));
+                let g = client.resolve_group_for_reading(&group)?;
+                println!("removed {u} from {}", client.label(&g));
             }
         }
         GroupCmd::Leave { group } => {
-            client.leave_group(&group).await?;
-            println!("left #{}", group.trim_start_matches('#'));
+            let g = client.leave_group(&group).await?;
+            println!("left {}", client.label(&g));
         }
         GroupCmd::Members { group } => {
-            let g = client.resolve(&format!("#{}", group.trim_start_matches('#')))?;
+            let g = client.resolve_group_for_reading(&group)?;
             for (u, d) in client.engine().members(&g)? {
                 println!("{u} {d}");
             }
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+#[derive(clap::Args)]
+pub struct ConversationArg {
+    /// USER, #GROUP or id:HEX.
+    pub conversation: String,
+}
+
+/// `haven accept`: joins an invitation (a conversation we were re-added to after leaving it),
+/// or accepts a direct chat the other user opened.
+pub async fn accept(home: PathBuf, args: ConversationArg) -> anyhow::Result<ExitCode> {
+    let mut client = Client::open(&home).await?;
+    client.sync().await?;
+    let (g, changed) = client.accept(&args.conversation)?;
+    let label = client.label(&g);
+    if changed {
+        println!("accepted {label} ({})", short(&g));
+    } else {
+        println!("{label} ({}) was already accepted", short(&g));
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `haven leave`: leaves a conversation of any kind; declines an invitation.
+pub async fn leave(home: PathBuf, args: ConversationArg) -> anyhow::Result<ExitCode> {
+    let mut client = Client::open(&home).await?;
+    client.sync().await?;
+    let g = client.leave(&args.conversation).await?;
+    println!("left {} ({})", client.label(&g), short(&g));
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `id:` and the first digits of a group id, for messages (`haven conversations` prints the
+/// form that is unique in the profile).
+fn short(g: &GroupId) -> String {
+    format!(
+        "{}{}",
+        haven_client::address::ID_FORM,
+        g.to_hex()
+            .get(..haven_client::address::SHORT_ID_DIGITS)
+            .unwrap_or("?")
+    )
 }
 
 #[derive(clap::Args)]
@@ -323,8 +388,25 @@ pub struct SyncArgs {
     pub json: bool,
 }
 
+/// How a conversation's messages are marked: from an invitation (not accepted; see
+/// `ConversationState::Invited`) or none.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum Mark {
+    /// A conversation the user is in (or was).
+    Plain,
+    /// An invitation not accepted yet: its messages are stored and shown, marked.
+    Invitation,
+}
+
+fn mark_of(client: &Client, g: &GroupId) -> Mark {
+    match client.engine().conversation(g) {
+        Ok(Some(c)) if c.state == ConversationState::Invited => Mark::Invitation,
+        _ => Mark::Plain,
+    }
+}
+
 /// One message as a JSON object.
-pub fn message_json(conversation: &str, m: &StoredMessage) -> serde_json::Value {
+pub fn message_json_marked(conversation: &str, m: &StoredMessage, mark: Mark) -> serde_json::Value {
     let (text, attachment, group_name) = match &m.body {
         Body::Text(t) => (json!(t), None, None),
         Body::Attachment(a) => (
@@ -337,6 +419,10 @@ pub fn message_json(conversation: &str, m: &StoredMessage) -> serde_json::Value 
     let mut v = serde_json::Map::new();
     v.insert("id".into(), json!(m.id.as_str()));
     v.insert("conversation".into(), json!(conversation));
+    v.insert("conversation_id".into(), json!(m.group.to_hex()));
+    if mark == Mark::Invitation {
+        v.insert("invitation".into(), json!(true));
+    }
     v.insert("from".into(), json!(m.from.as_str()));
     v.insert("from_device".into(), json!(m.from_device.as_str()));
     v.insert("sent_at".into(), json!(m.sent_at));
@@ -352,38 +438,118 @@ pub fn message_json(conversation: &str, m: &StoredMessage) -> serde_json::Value 
 }
 
 /// One message as a line of text.
-pub fn message_line(conversation: &str, m: &StoredMessage) -> String {
+pub fn message_line_marked(conversation: &str, m: &StoredMessage, mark: Mark) -> String {
     let what = match &m.body {
         Body::Text(t) => t.clone(),
         Body::Attachment(a) => format!(
             "[file {} ({} bytes) — haven get-file {} PATH]",
             a.name, a.size, m.id
         ),
-        Body::GroupName(n) => format!("[group named #{n}]"),
+        Body::GroupName(n) => format!("[group named #{}]", n.escape_debug()),
     };
-    format!("[{conversation}] {}: {what}", m.from)
+    match mark {
+        Mark::Plain => format!("[{conversation}] {}: {what}", m.from),
+        Mark::Invitation => format!(
+            "[{conversation} (invitation {})] {}: {what}",
+            short(&m.group),
+            m.from
+        ),
+    }
 }
 
-fn print_event(e: &Event, as_json: bool) {
+fn print_event(client: &Client, e: &Event, as_json: bool) {
     match e {
         Event::Message {
             message,
             conversation,
         } => {
+            let mark = mark_of(client, &message.group);
             if as_json {
-                println!("{}", message_json(conversation, message));
+                println!("{}", message_json_marked(conversation, message, mark));
             } else {
-                println!("{}", message_line(conversation, message));
+                println!("{}", message_line_marked(conversation, message, mark));
             }
         }
-        Event::Joined { conversation } => {
+        Event::Joined {
+            conversation,
+            conversation_id,
+            by,
+            request,
+        } => {
             if as_json {
                 println!(
                     "{}",
-                    json!({"event": "joined", "conversation": conversation})
+                    json!({"event": "joined", "conversation": conversation,
+                           "conversation_id": conversation_id.to_hex(),
+                           "by": by.as_ref().map(|u| u.as_str()), "accepted": !request})
+                );
+            } else if *request {
+                println!(
+                    "* {conversation} opened a conversation with you ({}); replying accepts it",
+                    short(conversation_id)
                 );
             } else {
-                println!("* you joined {conversation}");
+                match by {
+                    Some(by) => println!(
+                        "* {by} added you to {conversation} ({})",
+                        short(conversation_id)
+                    ),
+                    None => println!("* you joined {conversation} ({})", short(conversation_id)),
+                }
+            }
+        }
+        Event::Invited {
+            conversation,
+            conversation_id,
+            by,
+        } => {
+            let by = by.as_ref().map(|u| u.as_str());
+            if as_json {
+                println!(
+                    "{}",
+                    json!({"event": "invited", "conversation": conversation,
+                           "conversation_id": conversation_id.to_hex(), "by": by})
+                );
+            } else {
+                let id = short(conversation_id);
+                println!(
+                    "* {} re-added you to {conversation} ({id}), which you had left: `haven accept {id}` to rejoin, `haven leave {id}` to decline",
+                    by.unwrap_or("someone")
+                );
+            }
+        }
+        Event::Renamed {
+            conversation,
+            conversation_id,
+            by,
+            requested,
+            previous,
+            stored,
+        } => {
+            if as_json {
+                println!(
+                    "{}",
+                    json!({"event": "renamed", "conversation": conversation,
+                           "conversation_id": conversation_id.to_hex(), "by": by.as_str(),
+                           "previous": previous, "requested": requested, "stored": stored})
+                );
+            } else {
+                let id = short(conversation_id);
+                let was = match previous {
+                    Some(p) if !p.is_empty() => format!("#{p}"),
+                    Some(_) => id.clone(),
+                    None => format!("your direct chat {id}"),
+                };
+                let asked = requested.escape_debug();
+                match stored {
+                    Some(s) if s == requested => println!("* {by} renamed {was} to #{s} ({id})"),
+                    Some(s) => println!(
+                        "* {by} renamed {was} to \"{asked}\"; shown as #{s} ({id}) because that name is taken or not allowed"
+                    ),
+                    None => println!(
+                        "* {by} tried to rename {was} to \"{asked}\" ({id}); ignored: a direct chat keeps its peer's name"
+                    ),
+                }
             }
         }
         Event::Membership {
@@ -424,11 +590,12 @@ fn show(client: &mut Client, events: &[Event], as_json: bool) -> anyhow::Result<
         .iter()
         .filter(|e| !matches!(e, Event::Message { .. }))
     {
-        print_event(e, as_json);
+        print_event(client, e, as_json);
     }
     let (messages, cursor) = client.unseen()?;
     for (conversation, message) in messages {
         print_event(
+            client,
             &Event::Message {
                 message,
                 conversation,
@@ -449,7 +616,7 @@ pub async fn sync(home: PathBuf, args: SyncArgs) -> anyhow::Result<ExitCode> {
 
 #[derive(clap::Args)]
 pub struct HistoryArgs {
-    /// A user name (1:1) or #GROUP.
+    /// A user name (1:1), #GROUP or id:HEX.
     pub conversation: String,
     /// How many of the latest messages.
     #[arg(long, default_value_t = 100)]
@@ -463,30 +630,55 @@ pub async fn history(home: PathBuf, args: HistoryArgs) -> anyhow::Result<ExitCod
     let client = Client::open(&home).await?;
     let g = client.resolve(&args.conversation)?;
     let label = client.label(&g);
+    let mark = mark_of(&client, &g);
     for m in client.engine().history(&g, args.limit)? {
         if matches!(m.body, Body::GroupName(_)) {
             continue;
         }
         if args.json {
-            println!("{}", message_json(&label, &m));
+            println!("{}", message_json_marked(&label, &m, mark));
         } else {
-            println!("{}", message_line(&label, &m));
+            println!("{}", message_line_marked(&label, &m, mark));
         }
     }
     Ok(ExitCode::SUCCESS)
 }
 
+/// `haven conversations`: one line per conversation, oldest first —
+/// `id:SHORT LABEL (STATE[, not accepted][, added by USER]) members A B …`.
 pub async fn conversations(home: PathBuf, args: JsonFlag) -> anyhow::Result<ExitCode> {
     let client = Client::open(&home).await?;
-    for (label, c) in client.conversations()? {
-        let state = format!("{:?}", c.state).to_lowercase();
+    for info in client.conversation_list()? {
+        let c = &info.conversation;
+        let state = c.state.as_str();
+        let members: Option<Vec<&str>> = info
+            .members
+            .as_ref()
+            .map(|m| m.iter().map(UserName::as_str).collect());
+        let added_by = c.added_by.as_ref().map(UserName::as_str);
         if args.json {
             println!(
                 "{}",
-                json!({"conversation": label, "group_id": c.group_id.to_hex(), "state": state})
+                json!({"conversation": info.label, "id": format!("id:{}", info.short_id),
+                       "group_id": c.group_id.to_hex(), "state": state,
+                       "kind": if c.peer().is_some() { "direct" } else { "group" },
+                       "accepted": !c.is_request(), "added_by": added_by, "members": members})
             );
         } else {
-            println!("{label} ({state})");
+            let mut notes = vec![state.to_owned()];
+            if c.is_request() {
+                notes.push("not accepted".into());
+            }
+            if let Some(by) = added_by {
+                notes.push(format!("added by {by}"));
+            }
+            let members = members.map_or_else(|| "unknown".to_owned(), |m| m.join(" "));
+            println!(
+                "id:{} {} ({}) members {members}",
+                info.short_id,
+                info.label,
+                notes.join(", ")
+            );
         }
     }
     Ok(ExitCode::SUCCESS)
@@ -494,12 +686,12 @@ pub async fn conversations(home: PathBuf, args: JsonFlag) -> anyhow::Result<Exit
 
 #[derive(clap::Args)]
 pub struct ChatArgs {
-    /// A user name (1:1) or #GROUP.
+    /// A user name (1:1), #GROUP or id:HEX.
     pub conversation: String,
 }
 
 pub async fn chat(home: PathBuf, args: ChatArgs) -> anyhow::Result<ExitCode> {
-    let to = Target::parse(&args.conversation)?;
+    let mut to = Target::parse(&args.conversation)?;
     let mut client = Client::open(&home).await?;
     let events = client.sync().await?;
     // Start from what was already shown: the recent history below covers it.
@@ -509,18 +701,25 @@ pub async fn chat(home: PathBuf, args: ChatArgs) -> anyhow::Result<ExitCode> {
         .iter()
         .filter(|e| !matches!(e, Event::Message { .. }))
     {
-        print_event(e, false);
+        print_event(&client, e, false);
     }
-    let label = match &to {
-        Target::User(u) => u.to_string(),
-        Target::Group(g) => format!("#{g}"),
-    };
-    if let Ok(g) = client.resolve(&label) {
-        for m in client.engine().history(&g, 20)? {
-            if !matches!(m.body, Body::GroupName(_)) {
-                println!("{}", message_line(&label, &m));
+    // The session stays in one conversation: once it is known (now, or at the first send to a
+    // user we have no chat with yet), lines go to its id, whatever is renamed meanwhile.
+    let mut label = to.to_string();
+    match client.resolve_target(&to) {
+        Ok(c) => {
+            let g = c.group_id;
+            label = client.label(&g);
+            let mark = mark_of(&client, &g);
+            for m in client.engine().history(&g, 20)? {
+                if !matches!(m.body, Body::GroupName(_)) {
+                    println!("{}", message_line_marked(&label, &m, mark));
+                }
             }
+            to = by_id(&g)?;
         }
+        Err(e @ haven_client::ClientError::Ambiguous { .. }) => return Err(e.into()),
+        Err(_) => {}
     }
     eprintln!("chatting in {label}; type a line and press enter to send, Ctrl-D to quit");
     let mut stream = client.push_stream().await?;
@@ -531,7 +730,7 @@ pub async fn chat(home: PathBuf, args: ChatArgs) -> anyhow::Result<ExitCode> {
                 None => break,
                 Some(l) if l.trim().is_empty() => {}
                 Some(l) => match client.send_text(&to, l.trim_end()).await {
-                    Ok(_) => {}
+                    Ok(m) => to = by_id(&m.group)?,
                     Err(e) => eprintln!("haven: not sent: {e}"),
                 },
             },
@@ -548,4 +747,11 @@ pub async fn chat(home: PathBuf, args: ChatArgs) -> anyhow::Result<ExitCode> {
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// The exact `id:` target of a conversation.
+fn by_id(g: &GroupId) -> anyhow::Result<Target> {
+    Ok(Target::Id(
+        haven_client::IdPrefix::parse(&g.to_hex()).map_err(anyhow::Error::msg)?,
+    ))
 }

@@ -321,3 +321,96 @@ fn messages_stored_by_any_command_are_shown_once_by_sync() {
     assert!(!ok(haven(&b, &url, &["sync"])).contains("while you were away"));
     assert!(ok(haven(&a, &url, &["sync"])).contains("replying blind"));
 }
+
+/// Conversations by id, ambiguous names refused with the candidates, consent to a re-add, and
+/// scoped message ids — as a user runs them.
+#[test]
+fn ids_ambiguity_consent_and_scoped_get_file_via_the_cli() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_server, url) = start(&dir.path().join("data"));
+    let (a, b) = (dir.path().join("alice"), dir.path().join("bob"));
+    ok(haven(&a, &url, &["register", "alice"]));
+    ok(haven(&b, &url, &["register", "bob"]));
+
+    // `conversations` shows each conversation's short id and members; `id:` addresses it.
+    ok(haven(
+        &a,
+        &url,
+        &["group", "create", "fam", "--members", "bob"],
+    ));
+    let joined = json_lines(&ok(haven(&b, &url, &["sync", "--json"])));
+    assert!(
+        joined
+            .iter()
+            .any(|e| e["event"] == "joined" && e["by"] == "alice"),
+        "{joined:?}"
+    );
+    let convs = ok(haven(&b, &url, &["conversations"]));
+    let line = convs.lines().find(|l| l.contains("#fam")).unwrap();
+    assert!(line.starts_with("id:"), "{line}");
+    assert!(line.ends_with("members alice bob"), "{line}");
+    let id = line.split_whitespace().next().unwrap().to_owned();
+    let listed = json_lines(&ok(haven(&b, &url, &["conversations", "--json"])));
+    assert_eq!(listed[0]["id"], id.as_str());
+    assert_eq!(listed[0]["state"], "active");
+    ok(haven(&b, &url, &["send", &id, "by id"]));
+    let got = json_lines(&ok(haven(&a, &url, &["sync", "--json"])));
+    let m = got.iter().find(|m| m["text"] == "by id").unwrap();
+    assert_eq!(m["conversation"], "#fam");
+    assert!(id.ends_with(&m["conversation_id"].as_str().unwrap()[..8]));
+    fails(
+        haven(&b, &url, &["send", "id:12", "x"]),
+        "not a conversation id",
+    );
+
+    // Two groups we left with the same name: the name is refused, listing both ids.
+    for _ in 0..2 {
+        ok(haven(&a, &url, &["group", "create", "dup"]));
+        ok(haven(&a, &url, &["group", "leave", "dup"]));
+    }
+    let out = haven(&a, &url, &["history", "#dup"]);
+    fails(out.clone(), "#dup matches 2 conversations");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(err.matches("id:").count(), 3, "{err}");
+
+    // Consent: bob leaves, alice adds him back: an invitation he must accept.
+    ok(haven(&b, &url, &["group", "leave", "fam"]));
+    ok(haven(&a, &url, &["sync"]));
+    ok(haven(&a, &url, &["group", "add", "fam", "bob"]));
+    ok(haven(&a, &url, &["send", "#fam", "while invited"]));
+    let ev = json_lines(&ok(haven(&b, &url, &["sync", "--json"])));
+    assert!(
+        ev.iter()
+            .any(|e| e["event"] == "invited" && e["by"] == "alice"),
+        "{ev:?}"
+    );
+    let m = ev.iter().find(|m| m["text"] == "while invited").unwrap();
+    assert_eq!(m["invitation"], true);
+    fails(haven(&b, &url, &["send", "#fam", "x"]), "invitation");
+    assert!(ok(haven(&b, &url, &["history", "#fam"])).contains("(invitation id:"));
+    assert!(ok(haven(&b, &url, &["accept", "#fam"])).starts_with("accepted #fam"));
+    ok(haven(&b, &url, &["send", "#fam", "back again"]));
+    assert!(ok(haven(&a, &url, &["sync"])).contains("back again"));
+
+    // get-file: scoped forms; a scope that excludes the message finds nothing.
+    let file = dir.path().join("f.bin");
+    std::fs::write(&file, b"scoped").unwrap();
+    let fid = ok(haven(
+        &a,
+        &url,
+        &["send-file", "#fam", file.to_str().unwrap()],
+    ));
+    ok(haven(&b, &url, &["sync"]));
+    let out = dir.path().join("got.bin");
+    let o = out.to_str().unwrap();
+    ok(haven(
+        &b,
+        &url,
+        &["get-file", fid.trim(), o, "--from", "alice", "--in", "#fam"],
+    ));
+    assert_eq!(std::fs::read(&out).unwrap(), b"scoped");
+    fails(
+        haven(&b, &url, &["get-file", fid.trim(), o, "--from", "bob"]),
+        "no message",
+    );
+}

@@ -10,8 +10,11 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use haven_client::{Body, Client, Event, Processed, Target};
-use haven_proto::api::ErrorCode;
+use haven_client::{
+    AttachmentRef, AuthSecret, Body, Client, ClientError, ConversationKind, ConversationState,
+    Engine, Event, Identity, MessageScope, Processed, Target,
+};
+use haven_proto::api::{CommitRequest, EntryKind, ErrorCode};
 use haven_proto::{GroupId, UserName};
 use haven_server::{RunningServer, ServerConfig};
 
@@ -226,7 +229,10 @@ async fn no_plaintext_reaches_the_server() {
         .unwrap();
     alice.sync().await.unwrap();
     let out = w.dir.path().join("downloaded");
-    alice.get_file(sent.id.as_str(), &out).await.unwrap();
+    alice
+        .get_file(sent.id.as_str(), &MessageScope::default(), &out)
+        .await
+        .unwrap();
     assert_eq!(std::fs::read(&out).unwrap(), std::fs::read(&file).unwrap());
     // The markers are in the clients' stores (the test can find them), and nowhere on the server.
     assert!(contains(&w.home("alice"), m3.as_bytes()) || contains(&out, m3.as_bytes()));
@@ -630,4 +636,320 @@ async fn bad_requests_change_nothing() {
         .unwrap();
     assert_eq!(texts(&bob.sync().await.unwrap()).len(), 2);
     drop(w.server);
+}
+
+// ------------------------------------------------ review 2026-12: names, direct chats, consent
+
+/// Finding 2: a member renames an older shared group to the name of the victim's real group,
+/// with the stock engine and API calls an attacker's client would make. The victim's client
+/// stores the rename disambiguated and says so; `send '#family'` still reaches the real family.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rename_to_the_victims_group_name_no_longer_redirects_sends() {
+    let w = World::new().await;
+    let mut mallory = w.register("mallory").await;
+    let mut dave = w.register("dave").await;
+    let mut carol = w.register("carol").await;
+    mallory.create_group("book", &[u("dave")]).await.unwrap();
+    dave.sync().await.unwrap();
+    dave.create_group("family", &[u("carol")]).await.unwrap();
+    carol.sync().await.unwrap();
+
+    // The attack: a GroupName for the book group, naming dave's real group.
+    let book = mallory.resolve("#book").unwrap();
+    let out = mallory
+        .engine_mut()
+        .encrypt(&book, Body::GroupName("family".into()))
+        .unwrap();
+    mallory.api().send(&book, out.mls.clone()).await.unwrap();
+    let ev = dave.sync().await.unwrap();
+    let renamed: Vec<_> = ev
+        .iter()
+        .filter_map(|e| match e {
+            Event::Renamed {
+                conversation_id,
+                by,
+                requested,
+                stored,
+                ..
+            } => Some((
+                conversation_id.clone(),
+                by.clone(),
+                requested.clone(),
+                stored.clone(),
+            )),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        renamed,
+        vec![(
+            book.clone(),
+            u("mallory"),
+            "family".into(),
+            Some("family-2".into())
+        )]
+    );
+    let family = dave.resolve("#family").unwrap();
+    assert_ne!(family, book);
+    assert_eq!(member_names(&dave, &family), vec!["carol", "dave"]);
+    assert_eq!(dave.resolve("#family-2").unwrap(), book);
+
+    let secret = marker("the spare key is under the mat");
+    dave.send_text(&Target::Group("family".into()), &secret)
+        .await
+        .unwrap();
+    assert_eq!(
+        texts(&carol.sync().await.unwrap()),
+        vec![("#family".into(), "dave".into(), secret.clone())]
+    );
+    assert!(texts(&mallory.sync().await.unwrap()).is_empty());
+
+    // The id form reaches the renamed group, whatever it is called.
+    let short = format!("id:{}", &book.to_hex()[..8]);
+    let hello = marker("to the book group");
+    dave.send_text(&Target::parse(&short).unwrap(), &hello)
+        .await
+        .unwrap();
+    assert_eq!(
+        texts(&mallory.sync().await.unwrap()),
+        vec![("#book".into(), "dave".into(), hello)]
+    );
+    // The user's own create of a taken name is still refused.
+    let e = dave.create_group("family", &[]).await.unwrap_err();
+    assert!(
+        e.to_string().contains("already have a group named #family"),
+        "{e}"
+    );
+}
+
+/// Finding 10: mallory reuses the id of bob's file message for her own attachment in an older
+/// conversation she shares with dave. `get-file ID` refuses the ambiguity, listing both, and the
+/// scoped forms pick the right file.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_attachment_with_a_reused_message_id_is_refused_until_scoped() {
+    let w = World::new().await;
+    let mut mallory = w.register("mallory").await;
+    let mut bob = w.register("bob").await;
+    let mut dave = w.register("dave").await;
+    mallory.create_group("family", &[u("dave")]).await.unwrap();
+    dave.sync().await.unwrap();
+    bob.create_group("photos", &[u("dave"), u("mallory")])
+        .await
+        .unwrap();
+    dave.sync().await.unwrap();
+    mallory.sync().await.unwrap();
+    let photo = w.dir.path().join("photo.jpg");
+    let real: Vec<u8> = (0..4000u32).map(|i| (i % 251) as u8).collect();
+    std::fs::write(&photo, &real).unwrap();
+    let id = bob
+        .send_file(&Target::Group("photos".into()), &photo)
+        .await
+        .unwrap()
+        .id;
+    dave.sync().await.unwrap();
+    mallory.sync().await.unwrap();
+
+    // The attack: the same id on mallory's own file, in #family.
+    let evil = b"#!/bin/sh\necho MALLORY PAYLOAD\n".to_vec();
+    let (ct, key, sha256) = haven_client::attachment::seal(&evil).unwrap();
+    let blob = mallory.api().put_blob(ct).await.unwrap();
+    let fam = mallory.resolve("#family").unwrap();
+    let out = mallory
+        .engine_mut()
+        .encrypt_with_id(
+            &fam,
+            id.clone(),
+            Body::Attachment(AttachmentRef {
+                blob_id: blob.blob_id,
+                key,
+                sha256,
+                size: evil.len() as u64,
+                name: "photo.jpg".into(),
+            }),
+        )
+        .unwrap();
+    mallory.api().send(&fam, out.mls.clone()).await.unwrap();
+    dave.sync().await.unwrap();
+
+    let got = w.dir.path().join("got.jpg");
+    match dave
+        .get_file(id.as_str(), &MessageScope::default(), &got)
+        .await
+    {
+        Err(ClientError::AmbiguousMessage { candidates, .. }) => {
+            let mut from: Vec<String> = candidates.iter().map(|c| c.from.to_string()).collect();
+            from.sort();
+            assert_eq!(from, vec!["bob", "mallory"]);
+        }
+        other => panic!("expected an ambiguity, got {other:?}"),
+    }
+    assert!(!got.exists(), "nothing is written for an ambiguous id");
+    let by_sender = MessageScope {
+        from: Some(u("bob")),
+        ..MessageScope::default()
+    };
+    dave.get_file(id.as_str(), &by_sender, &got).await.unwrap();
+    assert_eq!(std::fs::read(&got).unwrap(), real);
+    std::fs::remove_file(&got).unwrap();
+    let in_photos = MessageScope {
+        conversation: Some(dave.resolve("#photos").unwrap()),
+        ..MessageScope::default()
+    };
+    dave.get_file(id.as_str(), &in_photos, &got).await.unwrap();
+    assert_eq!(std::fs::read(&got).unwrap(), real);
+    // Asked for by name, mallory's is what the user gets.
+    let from_mallory = MessageScope {
+        from: Some(u("mallory")),
+        ..MessageScope::default()
+    };
+    dave.get_file(id.as_str(), &from_mallory, &got)
+        .await
+        .unwrap();
+    assert_eq!(std::fs::read(&got).unwrap(), evil);
+}
+
+/// Finding 1 end to end: mallory builds a two-member group in which her own leaf claims bob's
+/// real device, and adds dave. The server refuses a leaf whose key is not the registered one,
+/// dave's client refuses a Welcome whose adder is not its sender, and even past both, a Welcome
+/// not sent by the other member is filed as a group, never as the direct chat with bob
+/// (`engine::book`'s tests show that layer alone). Whichever layer stops it, dave's `send bob`
+/// reaches the real bob and nothing reaches mallory.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_forged_direct_chat_never_becomes_the_chat_with_the_real_user() {
+    let w = World::new().await;
+    let mallory = w.register("mallory").await;
+    let mut dave = w.register("dave").await;
+    let mut bob = w.register("bob").await;
+    let mut fake = Engine::create(
+        &w.home("fakebob"),
+        Identity {
+            user: u("bob"),
+            device_id: bob.device_id().clone(),
+            server_url: w.url.clone(),
+            auth_secret: AuthSecret::random(),
+        },
+    )
+    .unwrap();
+    let g = fake
+        .create_conversation(ConversationKind::direct(u("dave")))
+        .unwrap();
+    let info = fake.group_info(&g).unwrap();
+    if mallory.api().create_group(&g, info).await.is_ok() {
+        let claimed = mallory
+            .api()
+            .claim_key_packages(&u("dave"), &g)
+            .await
+            .unwrap();
+        let oc = fake.add_members(&g, &[claimed]).unwrap();
+        let req = CommitRequest {
+            commit: oc.commit.clone(),
+            welcome: oc.welcome.clone(),
+        };
+        if mallory.api().commit(&g, &req).await.is_ok() {
+            fake.merge_pending_commit(&g).unwrap();
+        }
+    }
+    let ev = dave.sync().await.unwrap();
+    assert!(
+        !ev.iter()
+            .any(|e| matches!(e, Event::Joined { request: true, .. })),
+        "{ev:?}"
+    );
+    if let Some(c) = dave.engine().conversation(&g).unwrap() {
+        assert_eq!(c.peer(), None, "{c:?}");
+    }
+    assert_eq!(dave.engine().find_direct(&u("bob")).unwrap(), None);
+    assert_eq!(dave.engine().pending_direct(&u("bob")).unwrap(), None);
+
+    let secret = marker("bob, the door code is 4711");
+    let sent = dave
+        .send_text(&Target::User(u("bob")), &secret)
+        .await
+        .unwrap();
+    assert_ne!(sent.group, g);
+    assert_eq!(
+        texts(&bob.sync().await.unwrap()),
+        vec![("dave".into(), "dave".into(), secret)]
+    );
+    // Nothing of dave's went to the forged group.
+    let queued = mallory.api().fetch(0, 100).await.unwrap();
+    assert!(
+        !queued
+            .iter()
+            .any(|e| e.kind == EntryKind::Application && e.group_id.as_ref() == Some(&g)),
+        "{queued:?}"
+    );
+    // The real bob's chat is the one both sides use from now on.
+    let reply = marker("got it");
+    bob.send_text(&Target::User(u("dave")), &reply)
+        .await
+        .unwrap();
+    assert_eq!(
+        texts(&dave.sync().await.unwrap()),
+        vec![("bob".into(), "bob".into(), reply)]
+    );
+    assert_eq!(dave.resolve("bob").unwrap(), sent.group);
+}
+
+/// "Silent re-add after leaving": a member who left, or was removed, and is added back gets an
+/// invitation. The Welcome is applied (so it can be accepted) but nothing is sent there until
+/// the user accepts; what arrives meanwhile is stored and marked; leaving declines.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn re_adding_someone_who_left_needs_their_consent() {
+    let w = World::new().await;
+    let mut alice = w.register("alice").await;
+    let mut bob = w.register("bob").await;
+    let team = Target::Group("team".into());
+    alice.create_group("team", &[u("bob")]).await.unwrap();
+    bob.sync().await.unwrap();
+    bob.leave_group("team").await.unwrap();
+    alice.sync().await.unwrap();
+    bob.sync().await.unwrap();
+    let g = alice.resolve("#team").unwrap();
+    assert_eq!(member_names(&alice, &g), vec!["alice"]);
+
+    alice.add_member("team", &u("bob")).await.unwrap();
+    let ev = bob.sync().await.unwrap();
+    assert!(
+        ev.iter().any(
+            |e| matches!(e, Event::Invited { conversation_id, by: Some(by), .. }
+            if *conversation_id == g && by.as_str() == "alice")
+        ),
+        "{ev:?}"
+    );
+    let state = |c: &Client| c.engine().conversation(&g).unwrap().unwrap().state;
+    assert_eq!(state(&bob), ConversationState::Invited);
+    let hello = marker("welcome back?");
+    alice.send_text(&team, &hello).await.unwrap();
+    assert_eq!(
+        texts(&bob.sync().await.unwrap()),
+        vec![("#team".into(), "alice".into(), hello.clone())]
+    );
+    assert_eq!(history_texts(&bob, "#team"), vec![hello]);
+    let e = bob.send_text(&team, "x").await.unwrap_err();
+    assert!(e.to_string().contains("invitation"), "{e}");
+    assert!(texts(&alice.sync().await.unwrap()).is_empty());
+
+    assert_eq!(bob.accept("#team").unwrap(), (g.clone(), true));
+    assert_eq!(state(&bob), ConversationState::Active);
+    let back = marker("I'm back");
+    bob.send_text(&team, &back).await.unwrap();
+    assert_eq!(
+        texts(&alice.sync().await.unwrap()),
+        vec![("#team".into(), "bob".into(), back)]
+    );
+
+    // Removed and re-added: an invitation again, and leaving it declines it.
+    alice.remove_member("team", &u("bob")).await.unwrap();
+    bob.sync().await.unwrap();
+    assert_eq!(state(&bob), ConversationState::Removed);
+    alice.add_member("team", &u("bob")).await.unwrap();
+    bob.sync().await.unwrap();
+    assert_eq!(state(&bob), ConversationState::Invited);
+    bob.leave(&format!("id:{}", &g.to_hex()[..10]))
+        .await
+        .unwrap();
+    assert_eq!(state(&bob), ConversationState::Left);
+    alice.sync().await.unwrap();
+    assert_eq!(member_names(&alice, &g), vec!["alice"]);
 }

@@ -15,13 +15,18 @@ struct Dev {
 
 impl Dev {
     fn new(user: &str) -> Dev {
-        let dir = TempDir::new().unwrap();
-        let home = dir.path().join("profile");
         let mut b = [0u8; 16];
         rand::rngs::OsRng.fill_bytes(&mut b);
+        Dev::with_device(user, DeviceId::from_bytes(b))
+    }
+
+    /// A device claiming any identity it likes (an attacker's forged leaf).
+    fn with_device(user: &str, device_id: DeviceId) -> Dev {
+        let dir = TempDir::new().unwrap();
+        let home = dir.path().join("profile");
         let id = Identity {
             user: UserName::new(user).unwrap(),
-            device_id: DeviceId::from_bytes(b),
+            device_id,
             server_url: "http://127.0.0.1:1".into(),
             auth_secret: AuthSecret::random(),
         };
@@ -214,12 +219,7 @@ fn setup(
 /// alice and bob in a direct conversation.
 fn direct_chat(s: &mut Server) -> (Dev, Dev, GroupId) {
     let (mut a, mut b) = (Dev::new("alice"), Dev::new("bob"));
-    let g = setup(
-        s,
-        &mut a,
-        ConversationKind::Direct { peer: b.user() },
-        &mut [&mut b],
-    );
+    let g = setup(s, &mut a, ConversationKind::direct(b.user()), &mut [&mut b]);
     (a, b, g)
 }
 
@@ -237,15 +237,29 @@ fn direct_chat_both_ways_and_redelivery() {
     let g = setup(
         &mut s,
         &mut alice,
-        ConversationKind::Direct { peer: bob.user() },
+        ConversationKind::direct(bob.user()),
         &mut [&mut bob],
     );
-    // Bob learns it is a direct chat with alice from the tree.
+    // Bob files it as a direct chat with alice (the tree has two users and alice's device sent
+    // the Welcome), not accepted until he accepts or replies.
+    let conv = bob.e.conversation(&g).unwrap().unwrap();
     assert_eq!(
-        bob.e.conversation(&g).unwrap().unwrap().kind,
-        ConversationKind::Direct { peer: alice.user() }
+        conv.kind,
+        ConversationKind::Direct {
+            peer: alice.user(),
+            accepted: false
+        }
     );
+    assert_eq!(conv.added_by, Some(alice.user()));
+    assert_eq!(bob.e.find_direct(&alice.user()).unwrap(), None);
+    assert_eq!(
+        bob.e.pending_direct(&alice.user()).unwrap(),
+        Some(g.clone())
+    );
+    assert!(bob.e.accept(&g).unwrap());
+    assert!(!bob.e.accept(&g).unwrap());
     assert_eq!(bob.e.find_direct(&alice.user()).unwrap(), Some(g.clone()));
+    assert_eq!(bob.e.pending_direct(&alice.user()).unwrap(), None);
     assert_eq!(alice.e.find_direct(&bob.user()).unwrap(), Some(g.clone()));
     let mut m = alice.e.members(&g).unwrap();
     m.sort();
@@ -300,9 +314,7 @@ fn three_member_group_with_name() {
     let g = setup(
         &mut s,
         &mut a,
-        ConversationKind::Group {
-            name: "team".into(),
-        },
+        ConversationKind::group("team"),
         &mut [&mut b, &mut c],
     );
     // Joined groups are unnamed until the GroupName control message arrives.
@@ -312,7 +324,10 @@ fn three_member_group_with_name() {
             deliver(d, &n),
             Processed::Renamed {
                 group_id: g.clone(),
-                name: "team".into()
+                by: a.user(),
+                requested: "team".into(),
+                previous: Some(String::new()),
+                stored: Some("team".into()),
             }
         );
         assert_eq!(d.e.find_group("team").unwrap(), Some(g.clone()));
@@ -336,7 +351,7 @@ fn removed_member_cannot_decrypt_what_follows() {
     let g = setup(
         &mut s,
         &mut a,
-        ConversationKind::Group { name: "g".into() },
+        ConversationKind::group("g"),
         &mut [&mut b, &mut c],
     );
     let oc = a.e.remove_users(&g, &[c.user()]).unwrap();
@@ -381,7 +396,7 @@ fn leave_flow() {
     let g = setup(
         &mut s,
         &mut a,
-        ConversationKind::Group { name: "g".into() },
+        ConversationKind::group("g"),
         &mut [&mut b, &mut c],
     );
     let proposal = b.e.leave(&g).unwrap();
@@ -435,7 +450,7 @@ fn commit_race_loser_clears_and_catches_up() {
     let g = setup(
         &mut s,
         &mut a,
-        ConversationKind::Group { name: "g".into() },
+        ConversationKind::group("g"),
         &mut [&mut b, &mut c],
     );
     let oa = a.e.add_members(&g, &[d.claim()]).unwrap();
@@ -504,7 +519,7 @@ fn commitment_that_does_not_open_is_dropped() {
     // A cheating sender puts a commitment to something else in the AAD; the server copies it.
     let bogus = haven_frank::commit(&FrankSalt::random(), b"something else");
     let m =
-        a.e.encrypt_inner(&g, Body::Text("deniable".into()), Some(bogus))
+        a.e.encrypt_inner(&g, Body::Text("deniable".into()), None, Some(bogus))
             .unwrap();
     let e = s.entry(EntryKind::Application, Some(&g), Some(a.sender()), m.mls);
     assert_eq!(dropped_for(deliver(&mut b, &e)), DropReason::Franking);
@@ -518,7 +533,7 @@ fn sender_mismatch_and_malformed_are_dropped_not_errors() {
     let g = setup(
         &mut s,
         &mut a,
-        ConversationKind::Group { name: "g".into() },
+        ConversationKind::group("g"),
         &mut [&mut b, &mut c],
     );
     let m = a.e.encrypt(&g, Body::Text("x".into())).unwrap();
@@ -564,7 +579,7 @@ fn rollback_leaves_everything_unchanged_and_retry_succeeds() {
     let g = setup(
         &mut s,
         &mut a,
-        ConversationKind::Group { name: "g".into() },
+        ConversationKind::group("g"),
         &mut [&mut b, &mut c],
     );
 
@@ -613,7 +628,7 @@ fn batch_is_one_transaction_and_survives_rejections() {
     let g = setup(
         &mut s,
         &mut a,
-        ConversationKind::Group { name: "g".into() },
+        ConversationKind::group("g"),
         &mut [&mut b, &mut c],
     );
     let e1 = s.send(&mut a, &g, "one");
@@ -706,7 +721,7 @@ fn multi_device_user() {
     let mut a = Dev::new("alice");
     let (mut b1, mut b2) = (Dev::new("bob"), Dev::new("bob"));
     let g =
-        a.e.create_conversation(ConversationKind::Direct { peer: b1.user() })
+        a.e.create_conversation(ConversationKind::direct(b1.user()))
             .unwrap();
     // Claiming "bob" returns one key package per device; adding the user adds both.
     let claim = ClaimedKeyPackages {
@@ -722,7 +737,13 @@ fn multi_device_user() {
         s.next_id += 1;
         w.id = s.next_id;
         let c = joined(deliver(d, &w));
-        assert_eq!(c.kind, ConversationKind::Direct { peer: a.user() });
+        assert_eq!(
+            c.kind,
+            ConversationKind::Direct {
+                peer: a.user(),
+                accepted: false
+            }
+        );
     }
     assert_eq!(a.e.members(&g).unwrap().len(), 3);
     let e = s.send(&mut a, &g, "to both");
@@ -756,7 +777,7 @@ fn key_packages_are_checked_against_their_claim() {
     let mut s = Server::new();
     let (mut a, mut b, mut c) = (Dev::new("alice"), Dev::new("bob"), Dev::new("carol"));
     let g =
-        a.e.create_conversation(ConversationKind::Group { name: "g".into() })
+        a.e.create_conversation(ConversationKind::group("g"))
             .unwrap();
     // The server hands out carol's key package as bob's.
     let mut claim = b.claim();
@@ -793,9 +814,10 @@ fn last_resort_key_package_is_reusable() {
     let mut s = Server::new();
     let (mut a, mut b) = (Dev::new("alice"), Dev::new("bob"));
     let lr = b.e.last_resort_key_package().unwrap();
-    for _ in 0..2 {
+    for i in 0..2 {
+        // Group names are unique among live conversations.
         let g =
-            a.e.create_conversation(ConversationKind::Group { name: "g".into() })
+            a.e.create_conversation(ConversationKind::group(format!("g{i}")))
                 .unwrap();
         let claim = ClaimedKeyPackages {
             user: b.user(),
@@ -811,9 +833,9 @@ fn last_resort_key_package_is_reusable() {
     // A one-time key package is consumed by its Welcome.
     let kp = b.claim();
     let mut welcomes = Vec::new();
-    for _ in 0..2 {
+    for i in 0..2 {
         let g =
-            a.e.create_conversation(ConversationKind::Group { name: "h".into() })
+            a.e.create_conversation(ConversationKind::group(format!("h{i}")))
                 .unwrap();
         let oc = a.e.add_members(&g, std::slice::from_ref(&kp)).unwrap();
         welcomes.push(s.accept(&mut a, &oc).1.unwrap());
@@ -870,7 +892,7 @@ fn welcome_from_someone_else_than_its_adder_is_refused() {
     let (mut mallory, mut dave, bob) = (Dev::new("mallory"), Dev::new("dave"), Dev::new("bob"));
     let g = mallory
         .e
-        .create_conversation(ConversationKind::Group { name: "g".into() })
+        .create_conversation(ConversationKind::group("g"))
         .unwrap();
     let oc = mallory.e.add_members(&g, &[dave.claim()]).unwrap();
     let (_, w) = s.accept(&mut mallory, &oc);
@@ -906,7 +928,7 @@ fn a_known_device_with_another_key_is_refused() {
         .unwrap();
     let g = alice
         .e
-        .create_conversation(ConversationKind::Group { name: "g".into() })
+        .create_conversation(ConversationKind::group("g"))
         .unwrap();
     let oc = alice.e.add_members(&g, &[bob.claim()]).unwrap();
     let (_, w) = s.accept(&mut alice, &oc);
@@ -917,7 +939,7 @@ fn a_known_device_with_another_key_is_refused() {
     // And bob, adding alice, refuses her key package for the same reason.
     let h = bob
         .e
-        .create_conversation(ConversationKind::Group { name: "h".into() })
+        .create_conversation(ConversationKind::group("h"))
         .unwrap();
     let e = bob.e.add_members(&h, &[alice.claim()]).unwrap_err();
     assert!(
@@ -941,7 +963,354 @@ fn a_known_device_with_another_key_is_refused() {
         .unwrap();
     let k = carol
         .e
-        .create_conversation(ConversationKind::Group { name: "k".into() })
+        .create_conversation(ConversationKind::group("k"))
         .unwrap();
     carol.e.add_members(&k, &[alice.claim()]).unwrap();
+}
+
+// ------------------------------------------------------------ names, direct chats, consent
+
+fn renamed(p: Processed) -> (Option<String>, Option<String>) {
+    match p {
+        Processed::Renamed {
+            previous, stored, ..
+        } => (previous, stored),
+        other => panic!("expected a rename, got {other:?}"),
+    }
+}
+
+/// Finding 2: a member renames an older shared group to the name of the victim's real group.
+/// The rename is stored disambiguated, and the name keeps meaning the real group.
+#[test]
+fn a_received_rename_never_makes_a_name_ambiguous() {
+    let mut s = Server::new();
+    let (mut mallory, mut dave, mut carol) =
+        (Dev::new("mallory"), Dev::new("dave"), Dev::new("carol"));
+    let book = setup(
+        &mut s,
+        &mut mallory,
+        ConversationKind::group("book"),
+        &mut [&mut dave],
+    );
+    let n = s.body(&mut mallory, &book, Body::GroupName("book".into()));
+    assert_eq!(renamed(deliver(&mut dave, &n)).1.as_deref(), Some("book"));
+    let family = setup(
+        &mut s,
+        &mut dave,
+        ConversationKind::group("family"),
+        &mut [&mut carol],
+    );
+    // The attack: mallory's client announces "family" for the book group.
+    let n = s.body(&mut mallory, &book, Body::GroupName("family".into()));
+    match deliver(&mut dave, &n) {
+        Processed::Renamed {
+            group_id,
+            by,
+            requested,
+            previous,
+            stored,
+        } => {
+            assert_eq!(group_id, book);
+            assert_eq!(by, mallory.user());
+            assert_eq!(requested, "family");
+            assert_eq!(previous.as_deref(), Some("book"));
+            assert_eq!(stored.as_deref(), Some("family-2"));
+        }
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(dave.e.find_group("family").unwrap(), Some(family.clone()));
+    assert_eq!(dave.e.find_group("family-2").unwrap(), Some(book.clone()));
+    // Announcing it again changes nothing; the group keeps what it announced.
+    let n = s.body(&mut mallory, &book, Body::GroupName("family".into()));
+    assert_eq!(
+        renamed(deliver(&mut dave, &n)),
+        (Some("family-2".into()), Some("family-2".into()))
+    );
+    assert_eq!(
+        dave.e.conversation(&book).unwrap().unwrap().kind,
+        ConversationKind::Group {
+            name: "family-2".into(),
+            announced: "family".into()
+        }
+    );
+    // The user's own create of a taken name is refused, and nothing is created.
+    let before = dave.e.conversations().unwrap().len();
+    assert!(matches!(
+        dave.e
+            .create_conversation(ConversationKind::group("family")),
+        Err(EngineError::NameTaken(_))
+    ));
+    assert!(matches!(
+        dave.e
+            .create_conversation(ConversationKind::group("family-2")),
+        Err(EngineError::NameTaken(_))
+    ));
+    assert_eq!(dave.e.conversations().unwrap().len(), before);
+    // Received names are display text: what a name may not hold is replaced.
+    let n = s.body(
+        &mut mallory,
+        &book,
+        Body::GroupName("a b\u{1b}[31m#".into()),
+    );
+    assert_eq!(
+        renamed(deliver(&mut dave, &n)).1.as_deref(),
+        Some("a_b_[31m_")
+    );
+}
+
+/// Finding 1, the client half: a two-user group is a direct chat only when the other user's
+/// own device sent the Welcome; a Welcome whose server-authenticated sender is someone else is
+/// a group, whatever the leaves claim.
+#[test]
+fn a_direct_chat_is_never_inferred_from_someone_elses_welcome() {
+    let mut s = Server::new();
+    let (mallory, mut dave, bob) = (Dev::new("mallory"), Dev::new("dave"), Dev::new("bob"));
+    // Mallory's own leaf claims to be bob's real device.
+    let mut fake_bob = Dev::with_device("bob", bob.device());
+    let g = fake_bob
+        .e
+        .create_conversation(ConversationKind::direct(dave.user()))
+        .unwrap();
+    let oc = fake_bob.e.add_members(&g, &[dave.claim()]).unwrap();
+    fake_bob.e.merge_pending_commit(&g).unwrap();
+    // The server authenticates the Welcome as sent by mallory's device: refused outright (the
+    // adder's leaf is not its sender), so it never becomes a conversation. `book::joined`'s own
+    // tests show that, past that check, such a Welcome would be filed as a group.
+    let w = s.entry(
+        EntryKind::Welcome,
+        Some(&g),
+        Some(mallory.sender()),
+        oc.welcome.clone().unwrap(),
+    );
+    assert_eq!(
+        dropped_for(deliver(&mut dave, &w)),
+        DropReason::SenderMismatch
+    );
+    assert!(dave.e.conversation(&g).unwrap().is_none());
+    assert_eq!(dave.e.find_direct(&bob.user()).unwrap(), None);
+    assert_eq!(dave.e.pending_direct(&bob.user()).unwrap(), None);
+    drop(mallory);
+
+    // The real bob opens a direct chat: filed as not accepted; an older accepted one wins.
+    let mut bob = bob;
+    let older = dave
+        .e
+        .create_conversation(ConversationKind::direct(bob.user()))
+        .unwrap();
+    let g2 = setup(
+        &mut s,
+        &mut bob,
+        ConversationKind::direct(dave.user()),
+        &mut [&mut dave],
+    );
+    assert!(dave.e.conversation(&g2).unwrap().unwrap().is_request());
+    assert_eq!(
+        dave.e.find_direct(&bob.user()).unwrap(),
+        Some(older.clone())
+    );
+    assert_eq!(
+        dave.e.pending_direct(&bob.user()).unwrap(),
+        Some(g2.clone())
+    );
+    // A rename never turns an accepted direct chat into a group…
+    let n = s.body(&mut bob, &g2, Body::GroupName("x".into()));
+    dave.e.accept(&g2).unwrap();
+    assert_eq!(renamed(deliver(&mut dave, &n)), (None, None));
+    assert_eq!(
+        dave.e.conversation(&g2).unwrap().unwrap().peer(),
+        Some(&bob.user())
+    );
+    // …and the oldest accepted one is still the one `send bob` uses.
+    assert_eq!(dave.e.find_direct(&bob.user()).unwrap(), Some(older));
+
+    // A rename of a chat not accepted yet names the two-user group its creator made.
+    let mut erin = Dev::new("erin");
+    let g3 = setup(
+        &mut s,
+        &mut erin,
+        ConversationKind::group("pair"),
+        &mut [&mut dave],
+    );
+    assert!(dave.e.conversation(&g3).unwrap().unwrap().is_request());
+    let n = s.body(&mut erin, &g3, Body::GroupName("pair".into()));
+    assert_eq!(renamed(deliver(&mut dave, &n)), (None, Some("pair".into())));
+    assert_eq!(dave.e.find_group("pair").unwrap(), Some(g3));
+    assert_eq!(dave.e.pending_direct(&erin.user()).unwrap(), None);
+}
+
+/// A Welcome from another device of our own user (adding this device to the account's
+/// conversations) files the direct chat as accepted: the account already had it.
+#[test]
+fn our_own_devices_welcome_keeps_a_direct_chat_accepted() {
+    let mut s = Server::new();
+    let (mut a1, mut a2, mut bob) = (Dev::new("alice"), Dev::new("alice"), Dev::new("bob"));
+    let g = setup(
+        &mut s,
+        &mut a1,
+        ConversationKind::direct(bob.user()),
+        &mut [&mut bob],
+    );
+    let oc = a1.e.add_members(&g, &[a2.claim()]).unwrap();
+    let (_, w) = s.accept(&mut a1, &oc);
+    let c = joined(deliver(&mut a2, &w.unwrap()));
+    assert_eq!(c.kind, ConversationKind::direct(bob.user()));
+    assert_eq!(a2.e.find_direct(&bob.user()).unwrap(), Some(g));
+
+    // A two-user *group* of ours: our other device announces its name, which names it here.
+    let pair =
+        a1.e.create_conversation(ConversationKind::group("pair"))
+            .unwrap();
+    let oc = a1.e.add_members(&pair, &[bob.claim(), a2.claim()]).unwrap();
+    let (_, w) = s.accept(&mut a1, &oc);
+    let w = w.unwrap();
+    assert!(joined(deliver(&mut a2, &w)).peer().is_some());
+    let n = s.body(&mut a1, &pair, Body::GroupName("pair".into()));
+    assert_eq!(renamed(deliver(&mut a2, &n)), (None, Some("pair".into())));
+    assert_eq!(a2.e.find_group("pair").unwrap(), Some(pair));
+}
+
+/// "Silent re-add after leaving": a Welcome back into a group we left, or were removed from,
+/// is an invitation: applied to MLS state, nothing sent until accepted, leaving declines.
+#[test]
+fn a_re_add_after_leaving_or_removal_is_an_invitation() {
+    let mut s = Server::new();
+    let (mut a, mut b) = (Dev::new("alice"), Dev::new("bob"));
+    let g = setup(
+        &mut s,
+        &mut a,
+        ConversationKind::group("team"),
+        &mut [&mut b],
+    );
+    let n = s.body(&mut a, &g, Body::GroupName("team".into()));
+    deliver(&mut b, &n);
+    // Bob leaves; alice commits it.
+    let proposal = b.e.leave(&g).unwrap();
+    let pe = s.entry(EntryKind::Proposal, Some(&g), Some(b.sender()), proposal);
+    deliver(&mut a, &pe);
+    let oc = a.e.commit_pending_proposals(&g).unwrap().unwrap();
+    let (commit, _) = s.accept(&mut a, &oc);
+    deliver(&mut b, &commit);
+    // Meanwhile bob has a new live group with the old name.
+    let other =
+        b.e.create_conversation(ConversationKind::group("team"))
+            .unwrap();
+    // Alice re-adds bob.
+    let oc = a.e.add_members(&g, &[b.claim()]).unwrap();
+    let (_, w) = s.accept(&mut a, &oc);
+    let c = match deliver(&mut b, &w.unwrap()) {
+        Processed::Invited(c) => c,
+        other => panic!("expected an invitation, got {other:?}"),
+    };
+    assert_eq!(c.state, ConversationState::Invited);
+    assert_eq!(c.added_by, Some(a.user()));
+    // Live again, it may not take the name of bob's other live group.
+    assert_eq!(c.group_name(), Some("team-2"));
+    assert_eq!(b.e.find_group("team").unwrap(), Some(other));
+    // Nothing is sent there, not even a commit, until bob accepts.
+    assert!(matches!(
+        b.e.encrypt(&g, Body::Text("x".into())),
+        Err(EngineError::NotAccepted(_))
+    ));
+    assert!(matches!(
+        b.e.add_members(&g, &[Dev::new("carol").claim()]),
+        Err(EngineError::NotAccepted(_))
+    ));
+    // What arrives meanwhile is stored (the client shows it marked as from an invitation).
+    let m = s.send(&mut a, &g, "come back?");
+    expect_text(deliver(&mut b, &m), &a, "come back?");
+    assert!(b.e.accept(&g).unwrap());
+    assert_eq!(
+        b.e.conversation(&g).unwrap().unwrap().state,
+        ConversationState::Active
+    );
+    let m = s.send(&mut b, &g, "back");
+    expect_text(deliver(&mut a, &m), &b, "back");
+
+    // Removed, then re-added: an invitation again; leaving it declines it.
+    let oc = a.e.remove_users(&g, &[b.user()]).unwrap();
+    let (commit, _) = s.accept(&mut a, &oc);
+    deliver(&mut b, &commit);
+    assert_eq!(
+        b.e.conversation(&g).unwrap().unwrap().state,
+        ConversationState::Removed
+    );
+    assert!(matches!(b.e.accept(&g), Err(EngineError::NotActive(_))));
+    let oc = a.e.add_members(&g, &[b.claim()]).unwrap();
+    let (_, w) = s.accept(&mut a, &oc);
+    assert!(matches!(
+        deliver(&mut b, &w.unwrap()),
+        Processed::Invited(_)
+    ));
+    let proposal = b.e.leave(&g).unwrap();
+    assert_eq!(
+        b.e.conversation(&g).unwrap().unwrap().state,
+        ConversationState::Left
+    );
+    let pe = s.entry(EntryKind::Proposal, Some(&g), Some(b.sender()), proposal);
+    assert!(matches!(deliver(&mut a, &pe), Processed::Proposal { .. }));
+    // A brand-new group is joined at once: consent is about coming back.
+    let mut carol = Dev::new("carol");
+    let fresh = setup(
+        &mut s,
+        &mut carol,
+        ConversationKind::group("new"),
+        &mut [&mut b, &mut Dev::new("erin")],
+    );
+    assert_eq!(
+        b.e.conversation(&fresh).unwrap().unwrap().state,
+        ConversationState::Active
+    );
+}
+
+/// Finding 10, the store half: a message id is looked up everywhere it occurs, never "the
+/// oldest", and can be narrowed by conversation and sender.
+#[test]
+fn message_ids_are_scoped_by_conversation_and_sender() {
+    let mut s = Server::new();
+    let (mut bob, mut dave, mut mallory) = (Dev::new("bob"), Dev::new("dave"), Dev::new("mallory"));
+    let family = setup(
+        &mut s,
+        &mut mallory,
+        ConversationKind::group("family"),
+        &mut [&mut dave],
+    );
+    let photos = setup(
+        &mut s,
+        &mut bob,
+        ConversationKind::group("photos"),
+        &mut [&mut dave, &mut mallory],
+    );
+    let e = s.send(&mut bob, &photos, "bob's");
+    deliver(&mut mallory, &e);
+    let id = match deliver(&mut dave, &e) {
+        Processed::Message(m) => m.id,
+        other => panic!("{other:?}"),
+    };
+    // Mallory reuses the id in the older conversation she shares with dave.
+    let m = mallory
+        .e
+        .encrypt_with_id(&family, id.clone(), Body::Text("mallory's".into()))
+        .unwrap();
+    let e = s.entry(
+        EntryKind::Application,
+        Some(&family),
+        Some(mallory.sender()),
+        m.mls,
+    );
+    expect_text(deliver(&mut dave, &e), &mallory, "mallory's");
+    let all = dave.e.messages_with_id(&id, None, None).unwrap();
+    assert_eq!(all.len(), 2);
+    let only = |g: Option<&GroupId>, u: Option<&UserName>| {
+        let v = dave.e.messages_with_id(&id, g, u).unwrap();
+        assert_eq!(v.len(), 1, "{v:?}");
+        v.into_iter().next().unwrap()
+    };
+    assert_eq!(only(Some(&photos), None).from, bob.user());
+    assert_eq!(only(None, Some(&bob.user())).group, photos);
+    assert_eq!(only(None, Some(&mallory.user())).group, family);
+    assert!(dave
+        .e
+        .messages_with_id(&id, Some(&family), Some(&bob.user()))
+        .unwrap()
+        .is_empty());
 }
