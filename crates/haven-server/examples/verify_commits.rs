@@ -3,7 +3,7 @@
 //! For groups of 10, 100 and 1,000 members (one device each) this builds a real MLS group with
 //! openmls, hands the server's verifier (`haven_server::groups::GroupView`) the creator's
 //! GroupInfo, and then times, per commit, exactly what `Service::commit` does with it: load the
-//! stored state, verify the commit (signature, proposals, update path, confirmation tag), merge
+//! stored state, verify the commit (signature, proposals, the update path's public part), merge
 //! and serialise the new state. The anchor, measured in the same run on the same commits, is what
 //! every member's client already pays: openmls processing and merging the same commit.
 //!

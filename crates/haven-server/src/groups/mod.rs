@@ -9,7 +9,7 @@
 //! 2. *Commit.* Handshake messages are MLS `PublicMessage`s (application messages stay
 //!    `PrivateMessage`s). The service checks that the caller is a member before anything else,
 //!    then [`verify::GroupView::verify_commit`] processes the commit with `PublicGroup`: the
-//!    committer's signature, every proposal, the update path and the confirmation tag. Who is
+//!    committer's signature, every proposal and the update path's public keys. Who is
 //!    added and removed is read from the verified commit — never from a list the client sends.
 //!    Each added key package must name a registered device with its registered key and must
 //!    have been claimed by the committer for this group; the Welcome must be for exactly the
