@@ -337,10 +337,10 @@ impl Api {
     /// `GET /v1/queue`.
     pub async fn fetch(&self, after: i64, limit: u32) -> Result<Vec<api::QueueEntry>, NetError> {
         let resp = self
-            .authed(
-                self.http
-                    .get(format!("{}/v1/queue?after={after}&limit={limit}", self.base)),
-            )
+            .authed(self.http.get(format!(
+                "{}/v1/queue?after={after}&limit={limit}",
+                self.base
+            )))
             .send()
             .await
             .map_err(|e| self.unreachable(e))?;
@@ -399,13 +399,12 @@ impl Api {
         let config = tokio_tungstenite::tungstenite::protocol::WebSocketConfig::default()
             .max_message_size(Some(MAX_WS_MESSAGE))
             .max_frame_size(Some(MAX_WS_MESSAGE));
-        let (ws, _) =
-            tokio_tungstenite::connect_async_with_config(req, Some(config), false)
-                .await
-                .map_err(|e| NetError::Unreachable {
-                    url: url.clone(),
-                    detail: e.to_string(),
-                })?;
+        let (ws, _) = tokio_tungstenite::connect_async_with_config(req, Some(config), false)
+            .await
+            .map_err(|e| NetError::Unreachable {
+                url: url.clone(),
+                detail: e.to_string(),
+            })?;
         Ok(PushStream { ws })
     }
 }

@@ -139,7 +139,10 @@ mod tests {
     #[test]
     fn without_trusted_proxies_the_header_is_ignored() {
         let none = TrustedProxies::default();
-        assert_eq!(addr("203.0.113.9", &["198.51.100.1"], &none), ip("203.0.113.9"));
+        assert_eq!(
+            addr("203.0.113.9", &["198.51.100.1"], &none),
+            ip("203.0.113.9")
+        );
     }
 
     #[test]
@@ -156,11 +159,7 @@ mod tests {
         let t = proxies(&["10.0.0.0/8", "192.168.1.1/32"]);
         // The client forged "1.1.1.1"; the edge proxy appended the real address.
         assert_eq!(
-            addr(
-                "10.0.0.2",
-                &["1.1.1.1, 198.51.100.7, 192.168.1.1"],
-                &t
-            ),
+            addr("10.0.0.2", &["1.1.1.1, 198.51.100.7, 192.168.1.1"], &t),
             ip("198.51.100.7")
         );
         // Several header lines are one list, in order.

@@ -14,9 +14,9 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post, put};
 use axum::Router;
+use futures_util::StreamExt;
 use haven_proto::api::{self, ApiError, ErrorCode};
 use haven_proto::{BlobId, GroupId, UserName};
-use futures_util::StreamExt;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
@@ -352,7 +352,11 @@ async fn ack(
     s.ack(&d, &req.ids).await.into()
 }
 
-async fn put_blob(State(s): State<AppState>, Device(d): Device, req: Request) -> Reply<api::BlobStored> {
+async fn put_blob(
+    State(s): State<AppState>,
+    Device(d): Device,
+    req: Request,
+) -> Reply<api::BlobStored> {
     let declared = req
         .headers()
         .get(axum::http::header::CONTENT_LENGTH)

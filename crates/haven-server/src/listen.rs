@@ -45,7 +45,7 @@ pub fn raise_nofile_limit() -> Option<u64> {
     let mut lim = getrlimit(Resource::Nofile);
     if lim.current != lim.maximum {
         lim.current = lim.maximum;
-        if let Err(e) = setrlimit(Resource::Nofile, lim.clone()) {
+        if let Err(e) = setrlimit(Resource::Nofile, lim) {
             tracing::warn!(error = %e, "could not raise the open-file limit");
         }
     }
@@ -192,7 +192,11 @@ pub(crate) struct ConnBounds {
 }
 
 impl ConnBounds {
-    pub(crate) fn new(limits: &ServerLimits, max_connections: usize, trusted: TrustedProxies) -> Self {
+    pub(crate) fn new(
+        limits: &ServerLimits,
+        max_connections: usize,
+        trusted: TrustedProxies,
+    ) -> Self {
         ConnBounds {
             header_read_timeout: limits.header_read_timeout,
             idle_timeout: limits.idle_timeout,
@@ -216,8 +220,7 @@ impl Stopper {
     pub(crate) async fn stop(&self, grace: Duration) {
         let _ = self.tx.send(true);
         let deadline = tokio::time::Instant::now() + grace;
-        while self.total.available_permits() < self.max && tokio::time::Instant::now() < deadline
-        {
+        while self.total.available_permits() < self.max && tokio::time::Instant::now() < deadline {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
     }

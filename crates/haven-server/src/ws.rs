@@ -41,11 +41,14 @@ const READ_BUFFER: usize = 4 << 10;
 /// few writes); the buffer only grows while it is used.
 const WRITE_BUFFER: usize = 16 << 10;
 
+/// One device's open sockets, oldest first: an id and the sender that closes it.
+type DeviceSockets = VecDeque<(u64, oneshot::Sender<()>)>;
+
 /// The open sockets of each device, oldest first, so a new one can close the oldest.
 #[derive(Default)]
 pub struct Sockets {
     next: AtomicU64,
-    open: Mutex<HashMap<DeviceId, VecDeque<(u64, oneshot::Sender<()>)>>>,
+    open: Mutex<HashMap<DeviceId, DeviceSockets>>,
 }
 
 /// A registered socket; unregisters itself when dropped.

@@ -162,7 +162,13 @@ async fn idle_and_half_sent_connections_are_closed_while_a_client_keeps_working(
     let opened = Instant::now();
     // Meanwhile a real client registers, logs in and works.
     let a = register(&s, "alice").await;
-    let (st, v) = call("GET", &format!("{}/v1/key-packages", s.url), Some(&a.token), None).await;
+    let (st, v) = call(
+        "GET",
+        &format!("{}/v1/key-packages", s.url),
+        Some(&a.token),
+        None,
+    )
+    .await;
     assert_eq!(st, 200, "{v}");
     let (st, v) = call("GET", &format!("{}/v1/health", s.url), None, None).await;
     assert_eq!((st, v["status"].as_str()), (200, Some("ok")));
@@ -175,9 +181,18 @@ async fn idle_and_half_sent_connections_are_closed_while_a_client_keeps_working(
             open += 1;
         }
     }
-    assert_eq!(open, 0, "connections still open after the header-read timeout");
+    assert_eq!(
+        open, 0,
+        "connections still open after the header-read timeout"
+    );
     // And the service is still there.
-    let (st, _) = call("GET", &format!("{}/v1/key-packages", s.url), Some(&a.token), None).await;
+    let (st, _) = call(
+        "GET",
+        &format!("{}/v1/key-packages", s.url),
+        Some(&a.token),
+        None,
+    )
+    .await;
     assert_eq!(st, 200);
     s.running.shutdown().await;
 }
@@ -198,7 +213,9 @@ async fn connection_caps_close_excess_connections_at_accept() {
     // Let the server accept them all before the sixth.
     tokio::time::sleep(Duration::from_millis(300)).await;
     let mut sixth = TcpStream::connect(addr).await.unwrap();
-    let _ = sixth.write_all(b"GET /v1/health HTTP/1.1\r\nHost: x\r\n\r\n").await;
+    let _ = sixth
+        .write_all(b"GET /v1/health HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await;
     assert!(
         closed_by(&mut sixth, Instant::now() + Duration::from_secs(5)).await,
         "the sixth connection from one address was served"
@@ -224,7 +241,9 @@ async fn connection_caps_close_excess_connections_at_accept() {
     }
     tokio::time::sleep(Duration::from_millis(300)).await;
     let mut fourth = TcpStream::connect(addr).await.unwrap();
-    let _ = fourth.write_all(b"GET /v1/health HTTP/1.1\r\nHost: x\r\n\r\n").await;
+    let _ = fourth
+        .write_all(b"GET /v1/health HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await;
     assert!(closed_by(&mut fourth, Instant::now() + Duration::from_secs(5)).await);
     drop(held);
     tokio::time::sleep(Duration::from_millis(300)).await;
@@ -310,7 +329,9 @@ async fn a_device_has_at_most_its_cap_of_websockets_and_the_oldest_goes() {
     }
     for ws in &mut sockets[1..] {
         assert!(
-            timeout(Duration::from_millis(500), ws.next()).await.is_err(),
+            timeout(Duration::from_millis(500), ws.next())
+                .await
+                .is_err(),
             "a newer socket was closed"
         );
     }
@@ -381,12 +402,15 @@ async fn the_blob_quota_is_refused_clearly_and_stores_nothing() {
     let (st, v) = put_blob(&s, &a.token, vec![1; 2000]).await;
     assert_eq!(st, 200, "{v}");
     let over = vec![2u8; 2000];
-    let over_id = haven_proto::BlobId::from_digest(sha2::Digest::finalize(
-        <sha2::Sha256 as sha2::Digest>::new_with_prefix(&over),
-    )
-    .into());
+    let over_id = haven_proto::BlobId::from_digest(
+        sha2::Digest::finalize(<sha2::Sha256 as sha2::Digest>::new_with_prefix(&over)).into(),
+    );
     let (st, v) = put_blob(&s, &a.token, over.clone()).await;
-    assert_eq!((st, v["code"].as_str()), (422, Some("limit_exceeded")), "{v}");
+    assert_eq!(
+        (st, v["code"].as_str()),
+        (422, Some("limit_exceeded")),
+        "{v}"
+    );
     assert!(v["message"].as_str().unwrap().contains("quota"), "{v}");
     assert_eq!(get_blob_status(&s, &a.token, over_id.as_str()).await, 404);
     // Without a Content-Length the quota is checked after streaming, with the same answer.
@@ -405,7 +429,11 @@ async fn the_blob_quota_is_refused_clearly_and_stores_nothing() {
     c.write_all(b"\r\n0\r\n\r\n").await.unwrap();
     let (st, rest) = read_head(&mut c).await;
     let v = read_json_body(&mut c, rest).await;
-    assert_eq!((st, v["code"].as_str()), (422, Some("limit_exceeded")), "{v}");
+    assert_eq!(
+        (st, v["code"].as_str()),
+        (422, Some("limit_exceeded")),
+        "{v}"
+    );
     assert_eq!(get_blob_status(&s, &a.token, over_id.as_str()).await, 404);
     // Quotas are per account: bob may store it.
     let (st, v) = put_blob(&s, &b.token, over).await;
@@ -470,7 +498,11 @@ async fn oversized_and_aborted_streamed_uploads_leave_nothing_on_disk() {
     .unwrap();
     let (st, rest) = read_head(&mut c).await;
     let v = read_json_body(&mut c, rest).await;
-    assert_eq!((st, v["code"].as_str()), (413, Some("payload_too_large")), "{v}");
+    assert_eq!(
+        (st, v["code"].as_str()),
+        (413, Some("payload_too_large")),
+        "{v}"
+    );
 
     // Streamed without a length, 2 MiB: refused once it passes 1 MiB.
     let mut c = TcpStream::connect(s.running.addr).await.unwrap();
@@ -488,7 +520,10 @@ async fn oversized_and_aborted_streamed_uploads_leave_nothing_on_disk() {
     let writer = tokio::spawn(async move {
         let chunk = vec![5u8; 64 << 10];
         for _ in 0..32 {
-            if wr.write_all(format!("{:x}\r\n", chunk.len()).as_bytes()).await.is_err()
+            if wr
+                .write_all(format!("{:x}\r\n", chunk.len()).as_bytes())
+                .await
+                .is_err()
                 || wr.write_all(&chunk).await.is_err()
                 || wr.write_all(b"\r\n").await.is_err()
             {

@@ -3,7 +3,12 @@
 //!
 //! The server here is a small raw HTTP server on loopback that answers every request with an
 //! endless body (chunked, or under a huge `Content-Length`) and counts what it managed to send.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -132,10 +137,13 @@ async fn an_endless_blob_download_is_cut_at_the_blob_cap() {
 async fn a_huge_content_length_is_refused_before_reading() {
     let (url, _sent) = evil_server(Evil::HugeLength).await;
     let api = api(&url).await;
-    let err = tokio::time::timeout(Duration::from_secs(10), api.get_blob(&BlobId::from_digest([2; 32])))
-        .await
-        .expect("the client gave up in time")
-        .unwrap_err();
+    let err = tokio::time::timeout(
+        Duration::from_secs(10),
+        api.get_blob(&BlobId::from_digest([2; 32])),
+    )
+    .await
+    .expect("the client gave up in time")
+    .unwrap_err();
     assert!(
         matches!(err, NetError::ResponseTooLarge { cap } if cap == MAX_BLOB_RESPONSE),
         "{err:?}"

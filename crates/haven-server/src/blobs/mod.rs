@@ -203,7 +203,13 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store = LocalBlobStore::new(dir.path().to_path_buf()).unwrap();
         let staged = store
-            .stage(body(vec![Ok(Bytes::from_static(b"ab")), Ok(Bytes::from_static(b"c"))]), 3)
+            .stage(
+                body(vec![
+                    Ok(Bytes::from_static(b"ab")),
+                    Ok(Bytes::from_static(b"c")),
+                ]),
+                3,
+            )
             .await
             .unwrap();
         assert_eq!(staged.size, 3);
@@ -213,7 +219,9 @@ mod tests {
         let (len, mut r) = store.open(&id).await.unwrap().unwrap();
         assert_eq!(len, 3);
         let mut out = Vec::new();
-        tokio::io::AsyncReadExt::read_to_end(&mut r, &mut out).await.unwrap();
+        tokio::io::AsyncReadExt::read_to_end(&mut r, &mut out)
+            .await
+            .unwrap();
         assert_eq!(out, b"abc");
         store.delete(&id).await.unwrap();
         assert!(store.open(&id).await.unwrap().is_none());

@@ -197,12 +197,13 @@ impl BlobRecords for PgStore {
     }
 
     async fn blob_live(&self, id: &BlobId, now: Millis) -> StoreResult<Option<u64>> {
-        let size: Option<i64> =
-            sqlx::query_scalar("SELECT max(size) FROM blobs WHERE blob_id = $1 AND expires_at > $2")
-                .bind(id.as_str())
-                .bind(now)
-                .fetch_one(&self.pool)
-                .await?;
+        let size: Option<i64> = sqlx::query_scalar(
+            "SELECT max(size) FROM blobs WHERE blob_id = $1 AND expires_at > $2",
+        )
+        .bind(id.as_str())
+        .bind(now)
+        .fetch_one(&self.pool)
+        .await?;
         Ok(size.map(|s| u64::try_from(s).unwrap_or(0)))
     }
 

@@ -1647,9 +1647,14 @@ fn bid(n: u8) -> haven_proto::BlobId {
 async fn blob_records_quota_and_renewal<S: Store>(s: Arc<S>) {
     people(&*s).await;
     let (alice, bob) = (user("alice"), user("bob"));
-    s.record_blob(&alice, &bid(1), 60, NOW, NOW + TTL, 100).await.unwrap();
+    s.record_blob(&alice, &bid(1), 60, NOW, NOW + TTL, 100)
+        .await
+        .unwrap();
     // Over the quota: refused, nothing written.
-    let err = s.record_blob(&alice, &bid(2), 41, NOW, NOW + TTL, 100).await.unwrap_err();
+    let err = s
+        .record_blob(&alice, &bid(2), 41, NOW, NOW + TTL, 100)
+        .await
+        .unwrap_err();
     assert!(
         matches!(err, StoreError::Limit { what, max: 100 } if what == crate::blobs::records::QUOTA),
         "{err:?}"
@@ -1657,15 +1662,24 @@ async fn blob_records_quota_and_renewal<S: Store>(s: Arc<S>) {
     assert_eq!(s.blob_live(&bid(2), NOW).await.unwrap(), None);
     assert_eq!(s.blob_usage(&alice, NOW).await.unwrap(), 60);
     // Exactly at the quota is fine; the same blob again counts once and renews its expiry.
-    s.record_blob(&alice, &bid(2), 40, NOW, NOW + TTL, 100).await.unwrap();
-    s.record_blob(&alice, &bid(1), 60, NOW + 5, NOW + 5 + TTL, 100).await.unwrap();
+    s.record_blob(&alice, &bid(2), 40, NOW, NOW + TTL, 100)
+        .await
+        .unwrap();
+    s.record_blob(&alice, &bid(1), 60, NOW + 5, NOW + 5 + TTL, 100)
+        .await
+        .unwrap();
     assert_eq!(s.blob_usage(&alice, NOW).await.unwrap(), 100);
     // Quotas are per account; the same bytes stored by bob count for bob.
-    s.record_blob(&bob, &bid(1), 60, NOW, NOW + TTL, 100).await.unwrap();
+    s.record_blob(&bob, &bid(1), 60, NOW, NOW + TTL, 100)
+        .await
+        .unwrap();
     assert_eq!(s.blob_usage(&bob, NOW).await.unwrap(), 60);
     assert_eq!(s.blob_live(&bid(1), NOW).await.unwrap(), Some(60));
     // Unknown owners are refused.
-    let err = s.record_blob(&user("nobody"), &bid(3), 1, NOW, NOW + TTL, 100).await.unwrap_err();
+    let err = s
+        .record_blob(&user("nobody"), &bid(3), 1, NOW, NOW + TTL, 100)
+        .await
+        .unwrap_err();
     assert!(matches!(err, StoreError::NotFound("user")), "{err:?}");
     // Expired records do not count against the quota.
     assert_eq!(s.blob_usage(&alice, NOW + TTL).await.unwrap(), 60);
@@ -1675,10 +1689,18 @@ async fn blob_records_quota_and_renewal<S: Store>(s: Arc<S>) {
 async fn blob_records_expire_and_purge<S: Store>(s: Arc<S>) {
     people(&*s).await;
     let (alice, bob) = (user("alice"), user("bob"));
-    s.record_blob(&alice, &bid(1), 10, NOW, NOW + 100, 1000).await.unwrap();
-    s.record_blob(&alice, &bid(2), 10, NOW, NOW + 100, 1000).await.unwrap();
-    s.record_blob(&bob, &bid(2), 10, NOW, NOW + 500, 1000).await.unwrap();
-    s.record_blob(&bob, &bid(3), 10, NOW, NOW + 500, 1000).await.unwrap();
+    s.record_blob(&alice, &bid(1), 10, NOW, NOW + 100, 1000)
+        .await
+        .unwrap();
+    s.record_blob(&alice, &bid(2), 10, NOW, NOW + 100, 1000)
+        .await
+        .unwrap();
+    s.record_blob(&bob, &bid(2), 10, NOW, NOW + 500, 1000)
+        .await
+        .unwrap();
+    s.record_blob(&bob, &bid(3), 10, NOW, NOW + 500, 1000)
+        .await
+        .unwrap();
     assert!(s.purge_blobs(NOW + 99).await.unwrap().is_empty());
     assert_eq!(s.blob_live(&bid(1), NOW + 99).await.unwrap(), Some(10));
     // Dead from expires_at on.
@@ -1703,7 +1725,8 @@ async fn blob_quota_race<S: Store>(s: Arc<S>) {
         .map(|i| {
             let (s, alice) = (s.clone(), alice.clone());
             tokio::spawn(async move {
-                s.record_blob(&alice, &bid(10 + i), 30, NOW, NOW + TTL, 100).await
+                s.record_blob(&alice, &bid(10 + i), 30, NOW, NOW + TTL, 100)
+                    .await
             })
         })
         .collect();

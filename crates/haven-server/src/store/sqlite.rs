@@ -430,7 +430,11 @@ fn json_ids(ids: &[i64]) -> StoreResult<String> {
 }
 
 /// Runs one cached statement; the number of rows changed.
-pub(crate) fn exec(conn: &Connection, sql: &str, params: impl rusqlite::Params) -> StoreResult<usize> {
+pub(crate) fn exec(
+    conn: &Connection,
+    sql: &str,
+    params: impl rusqlite::Params,
+) -> StoreResult<usize> {
     Ok(conn.prepare_cached(sql)?.execute(params)?)
 }
 
