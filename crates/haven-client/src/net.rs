@@ -87,7 +87,10 @@ impl Api {
         let mut builder = reqwest::Client::builder()
             .connect_timeout(Duration::from_secs(5))
             .timeout(Duration::from_secs(60))
-            .pool_max_idle_per_host(4);
+            .pool_max_idle_per_host(4)
+            // Below the server's default header-read timeout (15 s), which also closes kept-alive
+            // connections: the client drops an idle connection before the server would.
+            .pool_idle_timeout(Duration::from_secs(10));
         // A private CA for self-hosted TLS deployments (and the TLS test).
         if let Ok(path) = std::env::var("HAVEN_CA_FILE") {
             let pem = std::fs::read(&path)
