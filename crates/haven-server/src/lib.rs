@@ -9,7 +9,9 @@
 //! Layers (CONVENTIONS.md, "handlers are thin"): [`http`] decodes untrusted bytes and maps errors;
 //! [`service`] holds the rules (its docs give the message path and the trust assumptions);
 //! [`store`] is the storage trait with its two backends and their conformance suite; [`blobs`] is
-//! the object store. The server never holds a byte of plaintext: it sees MLS ciphertext and
+//! the object store with its records, quota and expiry. [`listen`] is the accept loop that bounds
+//! every connection (header-read and idle timeouts, total and per-address caps), and
+//! [`client_addr`] derives the client address limits key on (trusted proxies only). The server never holds a byte of plaintext: it sees MLS ciphertext and
 //! encrypted attachments only.
 
 pub mod blobs;
