@@ -11,8 +11,8 @@
 //! [`store`] is the storage trait with its two backends and their conformance suite; [`blobs`] is
 //! the object store with its records, quota and expiry. [`listen`] is the accept loop that bounds
 //! every connection (header-read and idle timeouts, total and per-address caps), and
-//! [`client_addr`] derives the client address limits key on (trusted proxies only). The server never holds a byte of plaintext: it sees MLS ciphertext and
-//! encrypted attachments only.
+//! [`client_addr`] derives the client address limits key on (trusted proxies only). The server
+//! never holds a byte of plaintext: it sees MLS ciphertext and encrypted attachments only.
 
 pub mod blobs;
 pub mod client_addr;
