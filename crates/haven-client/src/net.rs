@@ -34,7 +34,28 @@ pub enum NetError {
     /// The server answered with something that is not the protocol.
     #[error("protocol error: {0}")]
     Protocol(String),
+    /// The server's response was larger than the client accepts for this call; reading stopped
+    /// at the cap (a hostile or broken server cannot make the client buffer without bound).
+    #[error("response too large: more than {cap} bytes")]
+    ResponseTooLarge {
+        /// The cap, in bytes.
+        cap: usize,
+    },
 }
+
+/// Largest JSON response accepted for calls other than queue fetches.
+pub const MAX_JSON_RESPONSE: usize = 4 << 20;
+
+/// Largest encoded queue entry a fetch may return per entry: an MLS message of at most
+/// [`crate::engine::MAX_PAYLOAD`] bytes in base64 plus the entry's other fields.
+const MAX_ENTRY_JSON: usize = crate::engine::MAX_PAYLOAD / 3 * 4 + (16 << 10);
+
+/// Largest blob download accepted: the largest attachment the client sends, plus room for the
+/// encryption overhead.
+pub const MAX_BLOB_RESPONSE: usize = (25 << 20) + (64 << 10);
+
+/// Largest WebSocket frame accepted from the server (one queue entry).
+const MAX_WS_MESSAGE: usize = MAX_ENTRY_JSON;
 
 impl NetError {
     /// The API error code, if the server sent one.
@@ -66,7 +87,10 @@ impl Api {
         let mut builder = reqwest::Client::builder()
             .connect_timeout(Duration::from_secs(5))
             .timeout(Duration::from_secs(60))
-            .pool_max_idle_per_host(4);
+            .pool_max_idle_per_host(4)
+            // Below the server's default header-read timeout (15 s), which also closes kept-alive
+            // connections: the client drops an idle connection before the server would.
+            .pool_idle_timeout(Duration::from_secs(10));
         // A private CA for self-hosted TLS deployments (and the TLS test).
         if let Ok(path) = std::env::var("HAVEN_CA_FILE") {
             let pem = std::fs::read(&path)
@@ -107,9 +131,39 @@ impl Api {
         }
     }
 
+    /// Reads a whole response body, refusing (before reading further) once it passes `cap`.
+    async fn read_capped(
+        &self,
+        mut resp: reqwest::Response,
+        cap: usize,
+    ) -> Result<Vec<u8>, NetError> {
+        if resp
+            .content_length()
+            .is_some_and(|n| n > u64::try_from(cap).unwrap_or(u64::MAX))
+        {
+            return Err(NetError::ResponseTooLarge { cap });
+        }
+        let mut body = Vec::new();
+        while let Some(chunk) = resp.chunk().await.map_err(|e| self.unreachable(e))? {
+            if body.len().saturating_add(chunk.len()) > cap {
+                return Err(NetError::ResponseTooLarge { cap });
+            }
+            body.extend_from_slice(&chunk);
+        }
+        Ok(body)
+    }
+
     async fn finish<T: DeserializeOwned>(&self, resp: reqwest::Response) -> Result<T, NetError> {
+        self.finish_capped(resp, MAX_JSON_RESPONSE).await
+    }
+
+    async fn finish_capped<T: DeserializeOwned>(
+        &self,
+        resp: reqwest::Response,
+        cap: usize,
+    ) -> Result<T, NetError> {
         let status = resp.status();
-        let bytes = resp.bytes().await.map_err(|e| self.unreachable(e))?;
+        let bytes = self.read_capped(resp, cap).await?;
         if status.is_success() {
             serde_json::from_slice(&bytes)
                 .map_err(|e| NetError::Protocol(format!("bad reply: {e}")))
@@ -285,9 +339,18 @@ impl Api {
 
     /// `GET /v1/queue`.
     pub async fn fetch(&self, after: i64, limit: u32) -> Result<Vec<api::QueueEntry>, NetError> {
-        let batch: api::QueueBatch = self
-            .get(&format!("/v1/queue?after={after}&limit={limit}"))
-            .await?;
+        let resp = self
+            .authed(self.http.get(format!(
+                "{}/v1/queue?after={after}&limit={limit}",
+                self.base
+            )))
+            .send()
+            .await
+            .map_err(|e| self.unreachable(e))?;
+        let cap = MAX_ENTRY_JSON
+            .saturating_mul(limit.max(1) as usize)
+            .max(MAX_JSON_RESPONSE);
+        let batch: api::QueueBatch = self.finish_capped(resp, cap).await?;
         Ok(batch.entries)
     }
 
@@ -317,11 +380,7 @@ impl Api {
             .await
             .map_err(|e| self.unreachable(e))?;
         if resp.status().is_success() {
-            Ok(resp
-                .bytes()
-                .await
-                .map_err(|e| self.unreachable(e))?
-                .to_vec())
+            self.read_capped(resp, MAX_BLOB_RESPONSE).await
         } else {
             self.finish::<()>(resp).await.map(|_| Vec::new())
         }
@@ -340,13 +399,15 @@ impl Api {
                 .map_err(|_| NetError::Protocol("bad token".into()))?;
             req.headers_mut().insert(AUTHORIZATION, v);
         }
-        let (ws, _) =
-            tokio_tungstenite::connect_async(req)
-                .await
-                .map_err(|e| NetError::Unreachable {
-                    url: url.clone(),
-                    detail: e.to_string(),
-                })?;
+        let config = tokio_tungstenite::tungstenite::protocol::WebSocketConfig::default()
+            .max_message_size(Some(MAX_WS_MESSAGE))
+            .max_frame_size(Some(MAX_WS_MESSAGE));
+        let (ws, _) = tokio_tungstenite::connect_async_with_config(req, Some(config), false)
+            .await
+            .map_err(|e| NetError::Unreachable {
+                url: url.clone(),
+                detail: e.to_string(),
+            })?;
         Ok(PushStream { ws })
     }
 }

@@ -33,6 +33,32 @@ pub struct ServerLimits {
     pub auth_refill_per_sec: f64,
     /// Session lifetime.
     pub session_ttl: Duration,
+    /// How long a connection may take to send a complete request head (and, for TLS, to finish
+    /// the handshake). The same clock runs while a kept-alive HTTP/1 connection waits for its
+    /// next request, so it is also the keep-alive idle limit.
+    pub header_read_timeout: Duration,
+    /// A connection on which no byte moves in either direction for this long is closed: a
+    /// stalled upload, a download the client stopped reading, an idle HTTP/2 connection.
+    /// (Upgraded WebSockets have their own ping/pong liveness.)
+    pub idle_timeout: Duration,
+    /// Most open connections (WebSockets included). Further connections are closed at accept.
+    /// Clamped at start to the open-file limit minus a reserve for the database and blob files.
+    pub max_connections: usize,
+    /// Most open connections from one client address (an IPv6 /64 counts as one address).
+    /// Connections from a trusted proxy are not counted against it.
+    pub max_connections_per_address: usize,
+    /// How often the server pings an open WebSocket.
+    pub ws_ping_interval: Duration,
+    /// How long the server waits for the pong before it closes the socket.
+    pub ws_pong_timeout: Duration,
+    /// Most concurrent WebSockets per device; a new one closes the oldest.
+    pub max_ws_per_device: usize,
+    /// Most bytes of blobs one account may have stored at a time (blobs count until they
+    /// expire).
+    pub max_blob_bytes_per_account: u64,
+    /// How long a stored blob is kept after its (last) upload. The default is the queue TTL: a
+    /// blob lives as long as the message that announces it can wait undelivered.
+    pub blob_ttl: Duration,
 }
 
 impl Default for ServerLimits {
@@ -51,6 +77,15 @@ impl Default for ServerLimits {
             auth_burst: 30,
             auth_refill_per_sec: 0.5,
             session_ttl: Duration::from_secs(30 * 24 * 3600),
+            header_read_timeout: Duration::from_secs(15),
+            idle_timeout: Duration::from_secs(60),
+            max_connections: 10_000,
+            max_connections_per_address: 256,
+            ws_ping_interval: Duration::from_secs(30),
+            ws_pong_timeout: Duration::from_secs(20),
+            max_ws_per_device: 4,
+            max_blob_bytes_per_account: 1 << 30,
+            blob_ttl: Duration::from_secs(30 * 24 * 3600),
         }
     }
 }
@@ -68,6 +103,9 @@ pub struct ServerConfig {
     pub tls: Option<(PathBuf, PathBuf)>,
     /// Limits.
     pub limits: ServerLimits,
+    /// Reverse proxies whose `X-Forwarded-For` is believed (CIDRs); see [`crate::client_addr`].
+    /// Empty (the default): the peer address is the client address.
+    pub trusted_proxies: Vec<ipnet::IpNet>,
 }
 
 impl ServerConfig {
@@ -79,6 +117,7 @@ impl ServerConfig {
             database: None,
             tls: None,
             limits: ServerLimits::default(),
+            trusted_proxies: Vec::new(),
         }
     }
 }

@@ -14,11 +14,14 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post, put};
 use axum::Router;
+use futures_util::StreamExt;
 use haven_proto::api::{self, ApiError, ErrorCode};
 use haven_proto::{BlobId, GroupId, UserName};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
+use crate::blobs::BlobError;
+use crate::client_addr::{client_addr, TrustedProxies};
 use crate::service::{Authed, Service, ServiceError};
 use crate::ws;
 
@@ -166,6 +169,31 @@ where
     }
 }
 
+/// The client address rate limits key on ([`crate::client_addr::client_addr`]): the peer, or
+/// behind a trusted proxy the address the proxies report.
+pub struct ClientAddr(pub std::net::IpAddr);
+
+impl<S: Send + Sync> FromRequestParts<S> for ClientAddr {
+    type Rejection = Response;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
+        let Some(ConnectInfo(peer)) = parts.extensions.get::<ConnectInfo<SocketAddr>>().copied()
+        else {
+            return Err(error_response(ServiceError::Internal(
+                "no peer address on the connection".into(),
+            )));
+        };
+        let none = TrustedProxies::default();
+        let trusted = parts.extensions.get::<TrustedProxies>().unwrap_or(&none);
+        let forwarded = parts
+            .headers
+            .get_all("x-forwarded-for")
+            .iter()
+            .map(|v| v.as_bytes());
+        Ok(ClientAddr(client_addr(peer.ip(), forwarded, trusted)))
+    }
+}
+
 async fn health() -> axum::Json<api::Health> {
     axum::Json(api::Health {
         status: "ok".into(),
@@ -175,10 +203,10 @@ async fn health() -> axum::Json<api::Health> {
 
 async fn register(
     State(s): State<AppState>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    ClientAddr(client): ClientAddr,
     ApiJson(req): ApiJson<api::RegisterRequest>,
 ) -> Reply<api::DeviceRegistered> {
-    if let Err(e) = s.rate_limit(peer.ip()) {
+    if let Err(e) = s.rate_limit(client) {
         return Reply(Err(e));
     }
     s.register(req).await.into()
@@ -186,10 +214,10 @@ async fn register(
 
 async fn challenge(
     State(s): State<AppState>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    ClientAddr(client): ClientAddr,
     ApiJson(req): ApiJson<api::ChallengeRequest>,
 ) -> Reply<api::ChallengeResponse> {
-    if let Err(e) = s.rate_limit(peer.ip()) {
+    if let Err(e) = s.rate_limit(client) {
         return Reply(Err(e));
     }
     s.challenge(req).await.into()
@@ -208,10 +236,10 @@ async fn link_code(State(s): State<AppState>, Device(d): Device) -> Reply<api::L
 
 async fn link(
     State(s): State<AppState>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    ClientAddr(client): ClientAddr,
     ApiJson(req): ApiJson<api::LinkRequest>,
 ) -> Reply<api::DeviceRegistered> {
-    if let Err(e) = s.rate_limit(peer.ip()) {
+    if let Err(e) = s.rate_limit(client) {
         return Reply(Err(e));
     }
     s.link(req).await.into()
@@ -327,28 +355,34 @@ async fn ack(
 async fn put_blob(
     State(s): State<AppState>,
     Device(d): Device,
-    body: Result<Bytes, axum::extract::rejection::BytesRejection>,
+    req: Request,
 ) -> Reply<api::BlobStored> {
-    let body = match body {
-        Ok(b) => b,
-        Err(r) if r.status() == StatusCode::PAYLOAD_TOO_LARGE => {
-            return Reply(Err(ServiceError::TooLarge(format!(
-                "attachment larger than {} bytes",
-                s.limits().max_blob
-            ))))
-        }
-        Err(r) => {
-            return Reply(Err(ServiceError::BadRequest(format!(
-                "could not read body: {r}"
-            ))))
-        }
-    };
-    s.put_blob(&d, &body).await.into()
+    let declared = req
+        .headers()
+        .get(axum::http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    let body: crate::blobs::ByteStream = Box::pin(
+        req.into_body()
+            .into_data_stream()
+            .map(|r| r.map_err(|e| BlobError::Body(e.to_string()))),
+    );
+    s.put_blob(&d, body, declared).await.into()
 }
 
 async fn get_blob(State(s): State<AppState>, Device(d): Device, Id(id): Id<BlobId>) -> Response {
     match s.get_blob(&d, &id).await {
-        Ok(bytes) => ([(CONTENT_TYPE, "application/octet-stream")], bytes).into_response(),
+        Ok((len, reader)) => (
+            [
+                (CONTENT_TYPE, "application/octet-stream".to_owned()),
+                (axum::http::header::CONTENT_LENGTH, len.to_string()),
+            ],
+            axum::body::Body::from_stream(tokio_util::io::ReaderStream::with_capacity(
+                reader,
+                16 << 10,
+            )),
+        )
+            .into_response(),
         Err(e) => error_response(e),
     }
 }
@@ -360,7 +394,6 @@ async fn not_found() -> Response {
 /// The router.
 pub fn router(state: AppState) -> Router {
     let json_limit = state.limits().max_json_body;
-    let blob_limit = state.limits().max_blob;
     Router::new()
         .route("/v1/health", get(health))
         .route("/v1/register", post(register))
@@ -380,11 +413,10 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/queue/ack", post(ack))
         .route("/v1/ws", get(ws::handler))
         .route("/v1/blobs/{id}", get(get_blob))
-        .route(
-            "/v1/blobs",
-            put(put_blob).layer(DefaultBodyLimit::max(blob_limit)),
-        )
+        // The upload streams; its size cap is enforced while streaming (`Service::put_blob`).
+        .route("/v1/blobs", put(put_blob))
         .fallback(not_found)
+        .layer(axum::Extension(Arc::new(ws::Sockets::default())))
         .layer(DefaultBodyLimit::max(json_limit))
         .with_state(state)
 }

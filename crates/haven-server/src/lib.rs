@@ -9,13 +9,17 @@
 //! Layers (CONVENTIONS.md, "handlers are thin"): [`http`] decodes untrusted bytes and maps errors;
 //! [`service`] holds the rules (its docs give the message path and the trust assumptions);
 //! [`store`] is the storage trait with its two backends and their conformance suite; [`blobs`] is
-//! the object store. The server never holds a byte of plaintext: it sees MLS ciphertext and
-//! encrypted attachments only.
+//! the object store with its records, quota and expiry. [`listen`] is the accept loop that bounds
+//! every connection (header-read and idle timeouts, total and per-address caps), and
+//! [`client_addr`] derives the client address limits key on (trusted proxies only). The server
+//! never holds a byte of plaintext: it sees MLS ciphertext and encrypted attachments only.
 
 pub mod blobs;
+pub mod client_addr;
 pub mod config;
 pub mod groups;
 pub mod http;
+pub mod listen;
 pub mod service;
 pub mod store;
 pub mod ws;
@@ -54,7 +58,7 @@ pub struct RunningServer {
     pub addr: SocketAddr,
     /// The services (for in-process tools and tests).
     pub service: Arc<service::Service>,
-    handle: axum_server::Handle,
+    stopper: listen::Stopper,
     task: tokio::task::JoinHandle<std::io::Result<()>>,
 }
 
@@ -66,7 +70,7 @@ impl RunningServer {
 
     /// Stops accepting, lets in-flight requests finish (up to a second) and waits.
     pub async fn shutdown(self) {
-        self.handle.graceful_shutdown(Some(Duration::from_secs(1)));
+        self.stopper.stop(Duration::from_secs(1)).await;
         let _ = self.task.await;
     }
 
@@ -93,7 +97,8 @@ pub async fn start(config: ServerConfig) -> Result<RunningServer, StartError> {
             .await
             .map_err(|e| StartError::Database(e.to_string()))?,
     );
-    let app = http::router(service.clone()).into_make_service_with_connect_info::<SocketAddr>();
+    let trusted = client_addr::TrustedProxies::new(config.trusted_proxies.clone());
+    let app = http::router(service.clone()).layer(axum::Extension(trusted.clone()));
     let listener =
         std::net::TcpListener::bind(config.listen).map_err(|source| StartError::Bind {
             addr: config.listen,
@@ -109,21 +114,32 @@ pub async fn start(config: ServerConfig) -> Result<RunningServer, StartError> {
         addr: config.listen,
         source,
     })?;
-    let handle = axum_server::Handle::new();
-    let task = match &config.tls {
-        None => {
-            let server = axum_server::from_tcp(listener).handle(handle.clone());
-            tokio::spawn(async move { server.serve(app).await })
-        }
+    let listener =
+        tokio::net::TcpListener::from_std(listener).map_err(|source| StartError::Bind {
+            addr: config.listen,
+            source,
+        })?;
+    let tls = match &config.tls {
+        None => None,
         Some((cert, key)) => {
             let _ = rustls::crypto::ring::default_provider().install_default();
             let tls = axum_server::tls_rustls::RustlsConfig::from_pem_file(cert, key)
                 .await
                 .map_err(|e| StartError::Tls(e.to_string()))?;
-            let server = axum_server::from_tcp_rustls(listener, tls).handle(handle.clone());
-            tokio::spawn(async move { server.serve(app).await })
+            Some(tokio_rustls::TlsAcceptor::from(tls.get_inner()))
         }
     };
+    let nofile = listen::raise_nofile_limit();
+    let max_connections = listen::connection_cap(config.limits.max_connections, nofile);
+    if max_connections < config.limits.max_connections {
+        tracing::warn!(
+            configured = config.limits.max_connections,
+            max_connections,
+            "connection cap lowered to fit the open-file limit"
+        );
+    }
+    let bounds = listen::ConnBounds::new(&config.limits, max_connections, trusted);
+    let (stopper, task) = listen::serve(listener, tls, app, bounds);
     // Expire old queue entries, sessions and codes in the background.
     let purger = service.clone();
     tokio::spawn(async move {
@@ -141,7 +157,7 @@ pub async fn start(config: ServerConfig) -> Result<RunningServer, StartError> {
     Ok(RunningServer {
         addr,
         service,
-        handle,
+        stopper,
         task,
     })
 }

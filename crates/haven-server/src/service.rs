@@ -32,7 +32,7 @@ use rand::RngCore;
 use sha2::{Digest, Sha256};
 use tokio::sync::watch;
 
-use crate::blobs::{BlobError, BlobStore};
+use crate::blobs::{BlobError, BlobReader, BlobStore, ByteStream};
 use crate::config::ServerLimits;
 use crate::groups::{self, GroupView, Leaf, VerifyError};
 use crate::store::{
@@ -108,6 +108,15 @@ impl From<VerifyError> for ServiceError {
 
 impl From<BlobError> for ServiceError {
     fn from(e: BlobError) -> Self {
+        match e {
+            BlobError::TooLarge { max } => {
+                return ServiceError::TooLarge(format!("attachment larger than {max} bytes"))
+            }
+            BlobError::Body(detail) => {
+                return ServiceError::BadRequest(format!("upload interrupted: {detail}"))
+            }
+            BlobError::Io(_) => {}
+        }
         ServiceError::Internal(e.to_string())
     }
 }
@@ -213,6 +222,10 @@ pub struct Service {
     hub: Hub,
     limiter: RateLimiter,
     sessions: Mutex<HashMap<Vec<u8>, (DeviceId, Millis)>>,
+    /// Held shared by an upload from writing its record to making its file visible, and
+    /// exclusively by the purge from finding unnamed blobs to deleting their files, so the purge
+    /// never deletes a file an upload has just recorded.
+    blob_files: tokio::sync::RwLock<()>,
 }
 
 const FRANK_KEY_NAME: &str = "frank-key-v1";
@@ -245,6 +258,7 @@ impl Service {
             limits,
             hub: Hub::default(),
             sessions: Mutex::default(),
+            blob_files: tokio::sync::RwLock::new(()),
         })
     }
 
@@ -1050,36 +1064,97 @@ impl Service {
         Ok(api::Accepted { count })
     }
 
-    /// Drops expired entries and sessions.
+    /// Drops expired entries and sessions, and expired blobs (records, and the bytes no record
+    /// names any more). Returns the queue entries dropped.
     pub async fn purge(&self) -> ServiceResult<u64> {
-        Ok(self.store.purge_expired(now_ms()).await?)
+        let now = now_ms();
+        let dropped = self.store.purge_expired(now).await?;
+        let _files = self.blob_files.write().await;
+        let gone = self.store.purge_blobs(now).await?;
+        for id in &gone {
+            if let Err(e) = self.blobs.delete(id).await {
+                // Its record is gone, so it is never served; a later start does not retry, but
+                // the file is orphaned rather than half-deleted.
+                tracing::warn!(blob = %id.as_str(), error = %e, "could not delete expired blob");
+            }
+        }
+        if !gone.is_empty() {
+            tracing::info!(blobs = gone.len(), "purged expired blobs");
+        }
+        Ok(dropped)
     }
 
     // --- blobs ---
 
-    /// Stores an encrypted attachment.
-    pub async fn put_blob(&self, _who: &Authed, bytes: &[u8]) -> ServiceResult<api::BlobStored> {
-        if bytes.len() > self.limits.max_blob {
+    /// Stores an encrypted attachment, streamed from `body` (`declared` is its Content-Length,
+    /// if sent: a body declared too large, or over the quota, is refused before it is read).
+    /// The owner is the device's account; its live blobs may hold at most
+    /// [`ServerLimits::max_blob_bytes_per_account`] bytes. Refused or interrupted uploads leave
+    /// nothing behind.
+    pub async fn put_blob(
+        &self,
+        who: &Authed,
+        body: ByteStream,
+        declared: Option<u64>,
+    ) -> ServiceResult<api::BlobStored> {
+        let max = self.limits.max_blob as u64;
+        let quota = self.limits.max_blob_bytes_per_account;
+        if declared.is_some_and(|n| n > max) {
             return Err(ServiceError::TooLarge(format!(
-                "attachment larger than {} bytes",
-                self.limits.max_blob
+                "attachment larger than {max} bytes"
             )));
         }
-        if bytes.is_empty() {
+        if declared == Some(0) {
             return Err(ServiceError::BadRequest("empty attachment".into()));
         }
-        let blob_id = self.blobs.put(bytes).await?;
-        Ok(api::BlobStored {
-            blob_id,
-            size: bytes.len() as u64,
-        })
+        let owner = self
+            .store
+            .device(&who.device)
+            .await?
+            .ok_or(ServiceError::Unauthorized("unknown device"))?
+            .user;
+        let now = now_ms();
+        if let Some(n) = declared {
+            let used = self.store.blob_usage(&owner, now).await?;
+            if used.saturating_add(n) > quota {
+                return Err(quota_refused(quota));
+            }
+        }
+        let staged = self.blobs.stage(body, max).await?;
+        if staged.size == 0 {
+            return Err(ServiceError::BadRequest("empty attachment".into()));
+        }
+        let size = staged.size;
+        let expires_at = now.saturating_add(self.limits.blob_ttl.as_millis() as Millis);
+        let _files = self.blob_files.read().await;
+        match self
+            .store
+            .record_blob(&owner, &staged.id, size, now, expires_at, quota)
+            .await
+        {
+            Ok(()) => {}
+            Err(StoreError::Limit { .. }) => return Err(quota_refused(quota)),
+            Err(e) => return Err(e.into()),
+        }
+        let blob_id = self.blobs.commit(staged).await?;
+        Ok(api::BlobStored { blob_id, size })
     }
 
-    /// Reads an encrypted attachment.
-    pub async fn get_blob(&self, _who: &Authed, id: &BlobId) -> ServiceResult<Vec<u8>> {
+    /// Opens an encrypted attachment for streaming: its length and a reader. Only blobs with a
+    /// live record are served.
+    pub async fn get_blob(&self, _who: &Authed, id: &BlobId) -> ServiceResult<(u64, BlobReader)> {
+        if self.store.blob_live(id, now_ms()).await?.is_none() {
+            return Err(ServiceError::NotFound("blob"));
+        }
         self.blobs
-            .get(id)
+            .open(id)
             .await?
             .ok_or(ServiceError::NotFound("blob"))
     }
+}
+
+fn quota_refused(quota: u64) -> ServiceError {
+    ServiceError::Limit(format!(
+        "blob storage quota of {quota} bytes per account reached; stored blobs expire with time"
+    ))
 }

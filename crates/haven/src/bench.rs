@@ -336,6 +336,9 @@ async fn idle(connections: usize, as_json: bool) -> anyhow::Result<ExitCode> {
             "127.0.0.1:0",
             "--auth-burst",
             "1000000",
+            // Every bench connection comes from 127.0.0.1.
+            "--max-connections-per-address",
+            "1000000",
             "--data",
         ])
         .arg(dir.path().join("server"))

@@ -64,6 +64,43 @@ pub struct ServerArgs {
     /// every two seconds).
     #[arg(long, default_value_t = 30)]
     pub auth_burst: u32,
+    /// A reverse proxy (IP or CIDR, repeatable) whose X-Forwarded-For is believed for rate
+    /// limits; without one the peer address is the client address.
+    #[arg(long = "trusted-proxy", value_name = "CIDR")]
+    pub trusted_proxies: Vec<String>,
+    /// Most open connections (WebSockets included); lowered to fit the open-file limit.
+    #[arg(long, default_value_t = 10_000)]
+    pub max_connections: usize,
+    /// Most open connections per client address (IPv6: per /64; trusted proxies exempt).
+    #[arg(long, default_value_t = 256)]
+    pub max_connections_per_address: usize,
+    /// Seconds a connection may take to send a request head (also the keep-alive idle limit).
+    #[arg(long, default_value_t = 15)]
+    pub header_read_timeout_secs: u64,
+    /// Seconds without a byte moving after which a connection is closed.
+    #[arg(long, default_value_t = 60)]
+    pub idle_timeout_secs: u64,
+    /// Most concurrent WebSockets per device (a new one closes the oldest).
+    #[arg(long, default_value_t = 4)]
+    pub max_ws_per_device: usize,
+    /// Most MiB of attachments one account may have stored at a time.
+    #[arg(long, default_value_t = 1024)]
+    pub blob_quota_mib: u64,
+    /// Days an attachment is kept after its upload.
+    #[arg(long, default_value_t = 30)]
+    pub blob_ttl_days: u64,
+}
+
+/// Parses `--trusted-proxy` values: CIDRs, or single addresses (as /32 or /128).
+fn trusted_proxies(values: &[String]) -> anyhow::Result<Vec<ipnet::IpNet>> {
+    values
+        .iter()
+        .map(|v| {
+            v.parse::<ipnet::IpNet>()
+                .or_else(|_| v.parse::<std::net::IpAddr>().map(ipnet::IpNet::from))
+                .map_err(|_| anyhow::anyhow!("--trusted-proxy {v:?}: not an IP address or CIDR"))
+        })
+        .collect()
 }
 
 pub async fn server(args: ServerArgs) -> anyhow::Result<ExitCode> {
@@ -76,6 +113,13 @@ pub async fn server(args: ServerArgs) -> anyhow::Result<ExitCode> {
     let limits = ServerLimits {
         max_blob: args.max_attachment_mib << 20,
         auth_burst: args.auth_burst,
+        max_connections: args.max_connections,
+        max_connections_per_address: args.max_connections_per_address,
+        header_read_timeout: std::time::Duration::from_secs(args.header_read_timeout_secs),
+        idle_timeout: std::time::Duration::from_secs(args.idle_timeout_secs),
+        max_ws_per_device: args.max_ws_per_device,
+        max_blob_bytes_per_account: args.blob_quota_mib << 20,
+        blob_ttl: std::time::Duration::from_secs(args.blob_ttl_days.saturating_mul(24 * 3600)),
         ..ServerLimits::default()
     };
     let config = ServerConfig {
@@ -84,6 +128,7 @@ pub async fn server(args: ServerArgs) -> anyhow::Result<ExitCode> {
         database: args.database,
         tls: args.tls_cert.zip(args.tls_key),
         limits,
+        trusted_proxies: trusted_proxies(&args.trusted_proxies)?,
     };
     let tls = config.tls.is_some();
     let running = haven_server::start(config).await?;

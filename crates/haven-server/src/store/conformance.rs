@@ -1638,6 +1638,110 @@ where
     }
 }
 
+// --- blob records ---
+
+fn bid(n: u8) -> haven_proto::BlobId {
+    haven_proto::BlobId::from_digest([n; 32])
+}
+
+async fn blob_records_quota_and_renewal<S: Store>(s: Arc<S>) {
+    people(&*s).await;
+    let (alice, bob) = (user("alice"), user("bob"));
+    s.record_blob(&alice, &bid(1), 60, NOW, NOW + TTL, 100)
+        .await
+        .unwrap();
+    // Over the quota: refused, nothing written.
+    let err = s
+        .record_blob(&alice, &bid(2), 41, NOW, NOW + TTL, 100)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, StoreError::Limit { what, max: 100 } if what == crate::blobs::records::QUOTA),
+        "{err:?}"
+    );
+    assert_eq!(s.blob_live(&bid(2), NOW).await.unwrap(), None);
+    assert_eq!(s.blob_usage(&alice, NOW).await.unwrap(), 60);
+    // Exactly at the quota is fine; the same blob again counts once and renews its expiry.
+    s.record_blob(&alice, &bid(2), 40, NOW, NOW + TTL, 100)
+        .await
+        .unwrap();
+    s.record_blob(&alice, &bid(1), 60, NOW + 5, NOW + 5 + TTL, 100)
+        .await
+        .unwrap();
+    assert_eq!(s.blob_usage(&alice, NOW).await.unwrap(), 100);
+    // Quotas are per account; the same bytes stored by bob count for bob.
+    s.record_blob(&bob, &bid(1), 60, NOW, NOW + TTL, 100)
+        .await
+        .unwrap();
+    assert_eq!(s.blob_usage(&bob, NOW).await.unwrap(), 60);
+    assert_eq!(s.blob_live(&bid(1), NOW).await.unwrap(), Some(60));
+    // Unknown owners are refused.
+    let err = s
+        .record_blob(&user("nobody"), &bid(3), 1, NOW, NOW + TTL, 100)
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StoreError::NotFound("user")), "{err:?}");
+    // Expired records do not count against the quota.
+    assert_eq!(s.blob_usage(&alice, NOW + TTL).await.unwrap(), 60);
+    assert_eq!(s.blob_usage(&alice, NOW + TTL + 5).await.unwrap(), 0);
+}
+
+async fn blob_records_expire_and_purge<S: Store>(s: Arc<S>) {
+    people(&*s).await;
+    let (alice, bob) = (user("alice"), user("bob"));
+    s.record_blob(&alice, &bid(1), 10, NOW, NOW + 100, 1000)
+        .await
+        .unwrap();
+    s.record_blob(&alice, &bid(2), 10, NOW, NOW + 100, 1000)
+        .await
+        .unwrap();
+    s.record_blob(&bob, &bid(2), 10, NOW, NOW + 500, 1000)
+        .await
+        .unwrap();
+    s.record_blob(&bob, &bid(3), 10, NOW, NOW + 500, 1000)
+        .await
+        .unwrap();
+    assert!(s.purge_blobs(NOW + 99).await.unwrap().is_empty());
+    assert_eq!(s.blob_live(&bid(1), NOW + 99).await.unwrap(), Some(10));
+    // Dead from expires_at on.
+    assert_eq!(s.blob_live(&bid(1), NOW + 100).await.unwrap(), None);
+    // bid(2) is still named by bob's record: only bid(1) goes.
+    assert_eq!(s.purge_blobs(NOW + 100).await.unwrap(), vec![bid(1)]);
+    assert_eq!(s.blob_live(&bid(2), NOW + 100).await.unwrap(), Some(10));
+    assert!(s.purge_blobs(NOW + 100).await.unwrap().is_empty());
+    let mut gone = s.purge_blobs(NOW + 500).await.unwrap();
+    gone.sort_by(|a, b| a.as_str().cmp(b.as_str()));
+    let mut want = vec![bid(2), bid(3)];
+    want.sort_by(|a, b| a.as_str().cmp(b.as_str()));
+    assert_eq!(gone, want);
+    assert_eq!(s.blob_usage(&bob, NOW).await.unwrap(), 0);
+}
+
+async fn blob_quota_race<S: Store>(s: Arc<S>) {
+    people(&*s).await;
+    let alice = user("alice");
+    // Ten concurrent 30-byte blobs under a 100-byte quota: exactly three fit.
+    let tasks: Vec<_> = (0..10u8)
+        .map(|i| {
+            let (s, alice) = (s.clone(), alice.clone());
+            tokio::spawn(async move {
+                s.record_blob(&alice, &bid(10 + i), 30, NOW, NOW + TTL, 100)
+                    .await
+            })
+        })
+        .collect();
+    let mut ok = 0;
+    for t in tasks {
+        match t.await.unwrap() {
+            Ok(()) => ok += 1,
+            Err(StoreError::Limit { .. }) => {}
+            Err(e) => panic!("{e:?}"),
+        }
+    }
+    assert_eq!(ok, 3);
+    assert_eq!(s.blob_usage(&alice, NOW).await.unwrap(), 90);
+}
+
 macro_rules! conformance_suite {
     ($($case:ident),* $(,)?) => {
         mod sqlite_backend {
@@ -1689,6 +1793,9 @@ conformance_suite!(
     ack_own_rows_only_and_idempotent,
     purge_expired_drops_everything_expired,
     server_secret_first_wins,
+    blob_records_quota_and_renewal,
+    blob_records_expire_and_purge,
+    blob_quota_race,
 );
 
 // --- backend-specific ---

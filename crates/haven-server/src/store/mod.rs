@@ -288,7 +288,7 @@ pub struct Limits {
 
 /// The storage interface. All methods are atomic (see the module docs).
 #[async_trait]
-pub trait Store: Send + Sync + 'static {
+pub trait Store: crate::blobs::BlobRecords + Send + Sync + 'static {
     // --- accounts and devices ---
 
     /// Creates a user with its first device. `AlreadyExists("user")` if the name is taken.

@@ -39,7 +39,7 @@ const ATTEMPTS: u32 = 5;
 /// The PostgreSQL store.
 #[derive(Debug, Clone)]
 pub struct PgStore {
-    pool: PgPool,
+    pub(crate) pool: PgPool,
 }
 
 /// An error inside a transaction: either the store's answer, or a database error that may be

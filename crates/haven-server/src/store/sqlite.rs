@@ -282,10 +282,11 @@ fn configure(conn: &Connection) -> StoreResult<()> {
 }
 
 /// The migrations, in order, for a fresh in-memory database.
-const MIGRATIONS: [&str; 3] = [
+const MIGRATIONS: [&str; 4] = [
     include_str!("../../migrations/sqlite/0001_init.sql"),
     include_str!("../../migrations/sqlite/0002_group_commits.sql"),
     include_str!("../../migrations/sqlite/0003_verified_groups.sql"),
+    include_str!("../../migrations/sqlite/0005_blob_records.sql"),
 ];
 
 impl SqliteStore {
@@ -339,7 +340,7 @@ impl SqliteStore {
     }
 
     /// Runs `work` as one atomic write (see the module docs).
-    async fn write<R, F>(&self, work: F) -> StoreResult<R>
+    pub(crate) async fn write<R, F>(&self, work: F) -> StoreResult<R>
     where
         R: Send + 'static,
         F: FnOnce(&Connection) -> StoreResult<R> + Send + 'static,
@@ -359,7 +360,7 @@ impl SqliteStore {
     }
 
     /// Runs `work` on a read connection, in one read transaction (one snapshot).
-    async fn read<R, F>(&self, work: F) -> StoreResult<R>
+    pub(crate) async fn read<R, F>(&self, work: F) -> StoreResult<R>
     where
         R: Send + 'static,
         F: FnOnce(&Connection) -> StoreResult<R> + Send + 'static,
@@ -429,7 +430,11 @@ fn json_ids(ids: &[i64]) -> StoreResult<String> {
 }
 
 /// Runs one cached statement; the number of rows changed.
-fn exec(conn: &Connection, sql: &str, params: impl rusqlite::Params) -> StoreResult<usize> {
+pub(crate) fn exec(
+    conn: &Connection,
+    sql: &str,
+    params: impl rusqlite::Params,
+) -> StoreResult<usize> {
     Ok(conn.prepare_cached(sql)?.execute(params)?)
 }
 

@@ -28,6 +28,13 @@ pub struct TestServer {
     _dir: tempfile::TempDir,
 }
 
+impl TestServer {
+    /// The test's directory (the server's data directory is `data` inside it).
+    pub fn dir(&self) -> &std::path::Path {
+        self._dir.path()
+    }
+}
+
 pub async fn server_with(limits: ServerLimits) -> TestServer {
     let dir = tempfile::tempdir().unwrap();
     let mut config = ServerConfig::embedded(dir.path().join("data"));
