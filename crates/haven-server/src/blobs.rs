@@ -3,6 +3,11 @@
 //! The server only ever sees ciphertext: clients encrypt each file with a fresh key before
 //! uploading. A blob's id is the SHA-256 of its bytes, so the same upload twice is stored once and
 //! a download can be checked by the client.
+//!
+//! On disk the blob directory and its subdirectories are `0700` and every blob `0600`
+//! ([`crate::datadir`]); directories found looser at start are tightened. Blob files written by
+//! older versions keep their mode, but the `0700` directories above them already shut out every
+//! other account.
 
 use std::path::PathBuf;
 
@@ -34,9 +39,15 @@ pub struct LocalBlobStore {
 }
 
 impl LocalBlobStore {
-    /// Uses (and creates) `dir`.
+    /// Uses (and creates, `0700`) `dir`; tightens it and its subdirectories if looser.
     pub fn new(dir: PathBuf) -> Result<Self, BlobError> {
-        std::fs::create_dir_all(&dir)?;
+        crate::datadir::ensure_private_dir(&dir)?;
+        for entry in std::fs::read_dir(&dir)? {
+            let entry = entry?;
+            if entry.file_type()?.is_dir() {
+                crate::datadir::tighten(&entry.path(), crate::datadir::DIR_MODE)?;
+            }
+        }
         Ok(LocalBlobStore { dir })
     }
 
@@ -61,11 +72,11 @@ impl BlobStore for LocalBlobStore {
         let bytes = bytes.to_vec();
         tokio::task::spawn_blocking(move || -> std::io::Result<()> {
             use std::io::Write;
-            std::fs::create_dir_all(&parent)?;
+            crate::datadir::ensure_private_dir(&parent)?;
             let mut rnd = [0u8; 8];
             rand::RngCore::fill_bytes(&mut rand::rngs::OsRng, &mut rnd);
             let tmp = parent.join(format!(".tmp-{}", hex::encode(rnd)));
-            let mut f = std::fs::File::create(&tmp)?;
+            let mut f = crate::datadir::new_private_file(&tmp)?;
             f.write_all(&bytes)?;
             f.sync_all()?;
             drop(f);
