@@ -382,6 +382,18 @@ impl Client {
             }
         }
         let mut client = Client { engine, api };
+        if client.api.has_token() {
+            // The stored session may have been revoked (`haven logout --all` on another
+            // device): one cheap request tells, and the device logs in again with its key.
+            match client.api.key_package_count().await {
+                Err(e) if e.code() == Some(ErrorCode::Unauthorized) => {
+                    client.engine.clear_session_token()?;
+                    client.api.set_token(None);
+                }
+                Err(e) => return Err(e.into()),
+                Ok(_) => {}
+            }
+        }
         if !client.api.has_token() {
             client.login().await?;
         }
