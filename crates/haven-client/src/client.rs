@@ -15,14 +15,24 @@
 //! commit it accepted with success, so we merge it; a conflict means another commit won, so we
 //! clear ours and process the winner. Clearing an accepted commit would strand the device in
 //! the old epoch for good; this is what prevents it.
+//!
+//! Devices. A newly linked device of ours is added to our conversations only by the device that
+//! minted its link code: the code's SHA-256 is remembered when it is minted, and the server's
+//! `DeviceLinked` entry names the hash of the code used. Every other device of the account
+//! leaves it out, so a link code that someone else minted with our session (a stolen token; the
+//! server now also wants a proof by the device key) adds the new device nowhere. A removed
+//! device (`DeviceRemoved`) is taken out, with MLS Removes, of every active conversation of
+//! ours that still has it. Trust assumption: the server delivers these entries honestly; a
+//! malicious server linking its own device with a code it saw is the key-transparency issue's
+//! to close (DESIGN.md, capability 5).
 
 use std::path::Path;
 use std::time::{Duration, Instant};
 
 use ed25519_dalek::{Signer, SigningKey};
-use sha2::Digest;
 use haven_proto::api::{self, ClaimedKeyPackages, ErrorCode};
 use haven_proto::{DeviceId, GroupId, UserName};
+use sha2::Digest;
 
 use crate::address::{self, Candidate, Found, IdPrefix};
 use crate::attachment::{self, AttachmentError};
@@ -509,10 +519,7 @@ impl Client {
     /// account's other devices do not.
     pub async fn link_code(&mut self) -> Result<api::LinkCodeResponse, ClientError> {
         let proof = self.device_proof(api::PROOF_LINK_CODE, b"").await?;
-        let resp = self
-            .api
-            .link_code(&api::LinkCodeRequest { proof })
-            .await?;
+        let resp = self.api.link_code(&api::LinkCodeRequest { proof }).await?;
         let hash = sha2::Sha256::digest(resp.code.as_bytes());
         self.engine
             .record_minted_link_code(&hash, resp.expires_at, now_ms())?;

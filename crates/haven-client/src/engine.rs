@@ -1828,7 +1828,6 @@ fn minted_codes(db: &Connection) -> Result<Vec<(String, u64)>, EngineError> {
 }
 
 fn put_minted_codes(db: &Connection, codes: &[(String, u64)]) -> Result<(), EngineError> {
-    let bytes =
-        serde_json::to_vec(codes).map_err(|_| EngineError::Corrupt("minted link codes"))?;
+    let bytes = serde_json::to_vec(codes).map_err(|_| EngineError::Corrupt("minted link codes"))?;
     store::meta_put(db, keys::MINTED_LINK_CODES, &bytes)
 }

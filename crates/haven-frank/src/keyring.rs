@@ -469,13 +469,40 @@ mod tests {
         assert_eq!(EncodedTag::decode(&[2; 36]), Err(FrankError::Length));
         let k = "00".repeat(32);
         for (text, err) in [
-            ("", KeyringError::Syntax { line: 1, what: "the first line must be \"haven-frank-keys v1\"" }),
+            (
+                "",
+                KeyringError::Syntax {
+                    line: 1,
+                    what: "the first line must be \"haven-frank-keys v1\"",
+                },
+            ),
             ("haven-frank-keys v1\n", KeyringError::Current),
-            (&*format!("haven-frank-keys v1\n1 0 - {k}\n"), KeyringError::Current),
-            (&*format!("haven-frank-keys v1\n1 0 current {k}\n1 0 - {k}\n"), KeyringError::DuplicateId(KeyId(1))),
-            (&*format!("haven-frank-keys v1\n1 0 current,legacy {k}\n2 0 legacy {k}\n"), KeyringError::Legacy),
-            (&*format!("haven-frank-keys v1\n1 0 current {k}0\n"), KeyringError::Syntax { line: 2, what: "the key must be 64 hex digits" }),
-            (&*format!("haven-frank-keys v1\n1 0 now {k}\n"), KeyringError::Syntax { line: 2, what: "unknown flag (want current, legacy or -)" }),
+            (
+                &*format!("haven-frank-keys v1\n1 0 - {k}\n"),
+                KeyringError::Current,
+            ),
+            (
+                &*format!("haven-frank-keys v1\n1 0 current {k}\n1 0 - {k}\n"),
+                KeyringError::DuplicateId(KeyId(1)),
+            ),
+            (
+                &*format!("haven-frank-keys v1\n1 0 current,legacy {k}\n2 0 legacy {k}\n"),
+                KeyringError::Legacy,
+            ),
+            (
+                &*format!("haven-frank-keys v1\n1 0 current {k}0\n"),
+                KeyringError::Syntax {
+                    line: 2,
+                    what: "the key must be 64 hex digits",
+                },
+            ),
+            (
+                &*format!("haven-frank-keys v1\n1 0 now {k}\n"),
+                KeyringError::Syntax {
+                    line: 2,
+                    what: "unknown flag (want current, legacy or -)",
+                },
+            ),
         ] {
             assert_eq!(Keyring::decode_file(text).unwrap_err(), err, "{text}");
         }

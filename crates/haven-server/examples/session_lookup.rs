@@ -33,7 +33,11 @@ fn summary(name: &str, mut t: Vec<Duration>) {
     );
 }
 
-async fn service_over(store: Arc<dyn Store>, dir: &std::path::Path, tag: &str) -> (Service, String) {
+async fn service_over(
+    store: Arc<dyn Store>,
+    dir: &std::path::Path,
+    tag: &str,
+) -> (Service, String) {
     let user = UserName::new(&format!("bench{tag}{}", now_ms())).unwrap();
     let device = DeviceId::from_bytes(rand::random());
     store
@@ -133,6 +137,12 @@ async fn main() {
     if let Ok(url) = std::env::var("HAVEN_TEST_POSTGRES_URL") {
         let pg = store::open_store(&url).await.unwrap();
         let (service, token) = service_over(pg, dir.path(), "p").await;
-        time_authenticate("authenticate, PostgreSQL (loopback)", &service, &token, rounds).await;
+        time_authenticate(
+            "authenticate, PostgreSQL (loopback)",
+            &service,
+            &token,
+            rounds,
+        )
+        .await;
     }
 }

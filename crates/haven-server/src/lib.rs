@@ -86,9 +86,8 @@ impl RunningServer {
 
 /// Opens storage and starts serving; returns once the listener is bound.
 pub async fn start(config: ServerConfig) -> Result<RunningServer, StartError> {
-    datadir::ensure_private_dir(&config.data_dir).map_err(|e| {
-        StartError::Data(format!("{}: {e}", config.data_dir.display()))
-    })?;
+    datadir::ensure_private_dir(&config.data_dir)
+        .map_err(|e| StartError::Data(format!("{}: {e}", config.data_dir.display())))?;
     let store = match &config.database {
         Some(url) => store::open_store(url).await,
         None => store::open_store(&config.data_dir.join("haven.db").to_string_lossy()).await,
@@ -96,9 +95,10 @@ pub async fn start(config: ServerConfig) -> Result<RunningServer, StartError> {
     .map_err(|e| StartError::Database(e.to_string()))?;
     let blobs = blobs::LocalBlobStore::new(config.data_dir.join("blobs"))
         .map_err(|e| StartError::Data(e.to_string()))?;
-    let frank_keys = frank_keys::load_or_create(&config.data_dir, &*store, service::now_ms() as u64)
-        .await
-        .map_err(|e| StartError::Keys(e.to_string()))?;
+    let frank_keys =
+        frank_keys::load_or_create(&config.data_dir, &*store, service::now_ms() as u64)
+            .await
+            .map_err(|e| StartError::Keys(e.to_string()))?;
     let service = Arc::new(service::Service::new(
         store,
         Arc::new(blobs),

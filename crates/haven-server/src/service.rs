@@ -17,6 +17,22 @@
 //! every MLS leaf must carry the signature key its device registered. Exactly one commit is
 //! accepted per epoch, and a Welcome is released only with its accepted commit, to exactly the
 //! devices that commit adds.
+//!
+//! Sessions and devices (security review 2026-12, finding 11). A session token is a bearer
+//! secret: whoever holds it acts as the device for routine calls (send, fetch, commit). It is
+//! looked up in the database on every request — no process cache — so revoking it (`logout`, a
+//! device removal) stops it at once on every node. Changing the account's set of devices needs
+//! more than the token: minting a link code and removing a device take a fresh
+//! [`api::DeviceProof`], a signature by the acting device's authentication key over a
+//! single-use server nonce, the purpose and the subject ([`api::device_proof_message`]). Trust
+//! assumption: the authentication key stays on its device (it never leaves the client's
+//! profile); a thief with the token alone can read what the token fetches until it is revoked,
+//! but cannot add a device that would keep reading afterwards. A removed device is revoked in
+//! one transaction (sessions, key packages, claims, queue, group routing, the account's
+//! outstanding link codes) and the account's other devices are told (`DeviceRemoved`) so that
+//! they commit MLS Removes of its leaf; until that commit lands, other members still encrypt to
+//! the leaf, but nothing is routed to it and it cannot log in. The franking keys come from
+//! [`crate::frank_keys`] (a key file, not the database).
 
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -403,7 +419,11 @@ impl Service {
             return Err(BAD);
         }
         let hash = sha256(token.as_bytes());
-        let device = self.store.session_device(&hash, now_ms()).await?.ok_or(BAD)?;
+        let device = self
+            .store
+            .session_device(&hash, now_ms())
+            .await?
+            .ok_or(BAD)?;
         Ok(Authed {
             device,
             token_hash: hash,
@@ -411,7 +431,11 @@ impl Service {
     }
 
     /// Revokes the caller's session, or (`all`) every session of every device of its account.
-    pub async fn logout(&self, who: &Authed, req: api::LogoutRequest) -> ServiceResult<api::Accepted> {
+    pub async fn logout(
+        &self,
+        who: &Authed,
+        req: api::LogoutRequest,
+    ) -> ServiceResult<api::Accepted> {
         let count = if req.all {
             let user = self.user_of(&who.device).await?;
             self.store.revoke_user_sessions(&user).await?

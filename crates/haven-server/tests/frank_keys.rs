@@ -68,7 +68,9 @@ async fn the_old_key_moves_to_the_key_file_and_old_tags_still_verify() {
     {
         let s = store::open_store(&db.to_string_lossy()).await.unwrap();
         assert_eq!(
-            s.get_server_secret(frank_keys::LEGACY_SECRET).await.unwrap(),
+            s.get_server_secret(frank_keys::LEGACY_SECRET)
+                .await
+                .unwrap(),
             None
         );
     }
@@ -76,7 +78,10 @@ async fn the_old_key_moves_to_the_key_file_and_old_tags_still_verify() {
     conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))
         .unwrap();
     drop(conn);
-    assert!(!contains(&db, old_key.as_bytes()), "the old key is still in haven.db");
+    assert!(
+        !contains(&db, old_key.as_bytes()),
+        "the old key is still in haven.db"
+    );
 
     // Rotation: a new current key 2; after a restart tags name key 2, and the v1 tag and the
     // tag of key 1 still verify.
@@ -102,7 +107,11 @@ async fn a_missing_or_foreign_key_file_stops_the_server() {
     let dir = tempfile::tempdir().unwrap();
     let (a, b) = (dir.path().join("a"), dir.path().join("b"));
     for d in [&a, &b] {
-        haven_server::start(config(d)).await.unwrap().shutdown().await;
+        haven_server::start(config(d))
+            .await
+            .unwrap()
+            .shutdown()
+            .await;
     }
     let keys_a = std::fs::read(frank_keys::path(&a)).unwrap();
     // Another deployment's key file: refused, and nothing is tagged with it.
@@ -121,7 +130,11 @@ async fn a_missing_or_foreign_key_file_stops_the_server() {
     }
     // Its own key file back: starts.
     std::fs::write(frank_keys::path(&a), &keys_a).unwrap();
-    haven_server::start(config(&a)).await.unwrap().shutdown().await;
+    haven_server::start(config(&a))
+        .await
+        .unwrap()
+        .shutdown()
+        .await;
 }
 
 /// Several nodes over one PostgreSQL database: the first node creates the key file, a node

@@ -53,7 +53,10 @@ pub fn main(args: AdminArgs) -> anyhow::Result<ExitCode> {
                 println!(
                     "{id} created_at_ms={} fingerprint={} {}",
                     e.created_at_ms,
-                    fp.iter().take(8).map(|b| format!("{b:02x}")).collect::<String>(),
+                    fp.iter()
+                        .take(8)
+                        .map(|b| format!("{b:02x}"))
+                        .collect::<String>(),
                     flags.join(",")
                 );
             }

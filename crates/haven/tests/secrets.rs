@@ -98,7 +98,13 @@ fn assert_private(data: &Path) {
         assert_eq!(*m, want, "{} is {m:o}; all: {all:?}", p.display());
     }
     // The files that hold secrets are all there.
-    for f in ["haven.db", "haven.db-wal", "haven.db-shm", "frank-keys", "blobs"] {
+    for f in [
+        "haven.db",
+        "haven.db-wal",
+        "haven.db-shm",
+        "frank-keys",
+        "blobs",
+    ] {
         assert!(data.join(f).exists(), "{f} missing: {all:?}");
     }
 }
@@ -149,7 +155,13 @@ async fn file_modes_after_first_start_and_after_restart() {
 }
 
 /// Signs a device proof for `device` with `key` over a fresh challenge.
-async fn proof(url: &str, device: &haven_proto::DeviceId, key: &SigningKey, purpose: &str, subject: &[u8]) -> Value {
+async fn proof(
+    url: &str,
+    device: &haven_proto::DeviceId,
+    key: &SigningKey,
+    purpose: &str,
+    subject: &[u8],
+) -> Value {
     let (st, v) = call(
         "POST",
         &format!("{url}/v1/login/challenge"),
@@ -184,7 +196,13 @@ async fn a_stolen_session_token_cannot_add_or_remove_a_device() {
     bob.sync().await.unwrap();
 
     // The thief has alice's bearer token (read from a log, a proxy, a backup of her profile).
-    let token = alice.engine().session_token().unwrap().unwrap().token.clone();
+    let token = alice
+        .engine()
+        .session_token()
+        .unwrap()
+        .unwrap()
+        .token
+        .clone();
     let alice_id = alice.device_id().clone();
     // The old attack: POST /v1/devices/link-code with the token and an empty body.
     let (st, v) = call(
@@ -218,7 +236,14 @@ async fn a_stolen_session_token_cannot_add_or_remove_a_device() {
     alice.sync().await.unwrap();
     phone.sync().await.unwrap();
     let phone_id = phone.device_id().clone();
-    let forged = proof(&url, &alice_id, &thief_key, api::PROOF_REMOVE_DEVICE, phone_id.as_str().as_bytes()).await;
+    let forged = proof(
+        &url,
+        &alice_id,
+        &thief_key,
+        api::PROOF_REMOVE_DEVICE,
+        phone_id.as_str().as_bytes(),
+    )
+    .await;
     let (st, v) = call(
         "POST",
         &format!("{url}/v1/devices/{phone_id}/remove"),
@@ -269,8 +294,14 @@ async fn a_stolen_session_token_cannot_add_or_remove_a_device() {
     bob.send_text(&Target::User(u("alice")), "alice, private: meet at 9")
         .await
         .unwrap();
-    assert_eq!(texts(&tablet.sync().await.unwrap()), vec!["alice, private: meet at 9"]);
-    assert_eq!(texts(&alice.sync().await.unwrap()), vec!["alice, private: meet at 9"]);
+    assert_eq!(
+        texts(&tablet.sync().await.unwrap()),
+        vec!["alice, private: meet at 9"]
+    );
+    assert_eq!(
+        texts(&alice.sync().await.unwrap()),
+        vec!["alice, private: meet at 9"]
+    );
     server.shutdown().await;
 }
 
@@ -280,14 +311,28 @@ async fn logout_revokes_sessions_at_once() {
     let server = start(&dir.path().join("data")).await;
     let url = server.url(false);
     let h = home(dir.path(), "alice");
-    let mut alice = Client::register(&h, &url, &u("alice"), "laptop").await.unwrap();
+    let mut alice = Client::register(&h, &url, &u("alice"), "laptop")
+        .await
+        .unwrap();
     let code = alice.link_code().await.unwrap().code;
     let phone = Client::link(&home(dir.path(), "phone"), &url, &code, "phone")
         .await
         .unwrap();
     let kp = format!("{url}/v1/key-packages");
-    let t1 = alice.engine().session_token().unwrap().unwrap().token.clone();
-    let t2 = phone.engine().session_token().unwrap().unwrap().token.clone();
+    let t1 = alice
+        .engine()
+        .session_token()
+        .unwrap()
+        .unwrap()
+        .token
+        .clone();
+    let t2 = phone
+        .engine()
+        .session_token()
+        .unwrap()
+        .unwrap()
+        .token
+        .clone();
     assert_eq!(call("GET", &kp, Some(&t1), None).await.0, 200);
     // The very next request with the revoked token fails: there is no session cache.
     assert_eq!(alice.logout(false).await.unwrap(), 1);
@@ -295,7 +340,13 @@ async fn logout_revokes_sessions_at_once() {
     assert_eq!(call("GET", &kp, Some(&t2), None).await.0, 200);
     // The device logs in again with its key.
     let mut alice = Client::open(&h).await.unwrap();
-    let t1b = alice.engine().session_token().unwrap().unwrap().token.clone();
+    let t1b = alice
+        .engine()
+        .session_token()
+        .unwrap()
+        .unwrap()
+        .token
+        .clone();
     assert_ne!(t1b, t1);
     // --all: every session of every device of the account.
     assert_eq!(alice.logout(true).await.unwrap(), 2);
@@ -340,15 +391,35 @@ async fn a_removed_device_is_cut_off_and_removed_from_every_group() {
         c.sync().await.unwrap();
     }
     let phone_id = phone.device_id().clone();
-    let phone_token = phone.engine().session_token().unwrap().unwrap().token.clone();
+    let phone_token = phone
+        .engine()
+        .session_token()
+        .unwrap()
+        .unwrap()
+        .token
+        .clone();
     let trio = carol.resolve("#trio").unwrap();
-    assert!(carol.engine().members(&trio).unwrap().iter().any(|(_, d)| d == &phone_id));
+    assert!(carol
+        .engine()
+        .members(&trio)
+        .unwrap()
+        .iter()
+        .any(|(_, d)| d == &phone_id));
 
     // The laptop refuses to remove itself; then removes the phone.
-    assert!(alice.remove_device(alice.device_id().clone().as_str()).await.is_err());
+    assert!(alice
+        .remove_device(alice.device_id().clone().as_str())
+        .await
+        .is_err());
     assert_eq!(alice.remove_device("phone").await.unwrap(), phone_id);
     // The phone is logged out and can no longer log in.
-    let (st, _) = call("GET", &format!("{url}/v1/key-packages"), Some(&phone_token), None).await;
+    let (st, _) = call(
+        "GET",
+        &format!("{url}/v1/key-packages"),
+        Some(&phone_token),
+        None,
+    )
+    .await;
     assert_eq!(st, 401);
     assert!(Client::open(&home(dir.path(), "phone")).await.is_err());
     let devices = alice.api().user(&u("alice")).await.unwrap().devices;
@@ -358,9 +429,18 @@ async fn a_removed_device_is_cut_off_and_removed_from_every_group() {
         c.sync().await.unwrap();
     }
     let direct = alice.resolve("bob").unwrap();
-    for (who, g) in [(&alice, &direct), (&alice, &trio), (&carol, &trio), (&bob, &trio)] {
+    for (who, g) in [
+        (&alice, &direct),
+        (&alice, &trio),
+        (&carol, &trio),
+        (&bob, &trio),
+    ] {
         assert!(
-            !who.engine().members(g).unwrap().iter().any(|(_, d)| d == &phone_id),
+            !who.engine()
+                .members(g)
+                .unwrap()
+                .iter()
+                .any(|(_, d)| d == &phone_id),
             "{} still has the phone in a group",
             who.user()
         );
@@ -369,12 +449,28 @@ async fn a_removed_device_is_cut_off_and_removed_from_every_group() {
         .send_text(&Target::Group("trio".into()), "after the phone is gone")
         .await
         .unwrap();
-    assert_eq!(texts(&alice.sync().await.unwrap()), vec!["after the phone is gone"]);
+    assert_eq!(
+        texts(&alice.sync().await.unwrap()),
+        vec!["after the phone is gone"]
+    );
     // The last device cannot be removed (the server says so; the client cannot even ask).
     let laptop_key = SigningKey::from_bytes(alice.engine().identity().auth_secret.as_bytes());
     let me = alice.device_id().clone();
-    let p = proof(&url, &me, &laptop_key, api::PROOF_REMOVE_DEVICE, me.as_str().as_bytes()).await;
-    let token = alice.engine().session_token().unwrap().unwrap().token.clone();
+    let p = proof(
+        &url,
+        &me,
+        &laptop_key,
+        api::PROOF_REMOVE_DEVICE,
+        me.as_str().as_bytes(),
+    )
+    .await;
+    let token = alice
+        .engine()
+        .session_token()
+        .unwrap()
+        .unwrap()
+        .token
+        .clone();
     let (st, v) = call(
         "POST",
         &format!("{url}/v1/devices/{me}/remove"),
@@ -383,6 +479,9 @@ async fn a_removed_device_is_cut_off_and_removed_from_every_group() {
     )
     .await;
     assert_eq!((st, v["code"].as_str()), (403, Some("forbidden")), "{v}");
-    assert!(v["message"].as_str().unwrap().contains("last device"), "{v}");
+    assert!(
+        v["message"].as_str().unwrap().contains("last device"),
+        "{v}"
+    );
     server.shutdown().await;
 }

@@ -461,7 +461,10 @@ async fn revoke_device_cuts_it_off<S: Store>(s: Arc<S>) {
     // The user's other device is told; nobody else is.
     assert_eq!(
         payloads(&*s, &dev(1)).await,
-        vec![(EntryKind::DeviceRemoved, format!("removed {}", dev(5)).into_bytes())]
+        vec![(
+            EntryKind::DeviceRemoved,
+            format!("removed {}", dev(5)).into_bytes()
+        )]
     );
     assert!(payloads(&*s, &dev(3)).await.is_empty());
     // Removing it again, or removing alice's last device now, is refused.

@@ -17,6 +17,10 @@
 //! the last id I saw". The queue depth a limit is checked against counts the entries stored for
 //! the device, including expired ones not yet purged. A `NewMessage` with a `sender` needs that
 //! device to exist (`NotFound("device")`): fetched entries name the sender's user.
+//!
+//! Devices are never deleted: a removed device is *revoked* ([`Store::revoke_device`]) and from
+//! then on is gone for every other method (not listed, not found, refused as `NotFound("device")`
+//! by writes), while messages and history that name it keep their references.
 
 use std::collections::BTreeSet;
 use std::path::Path;

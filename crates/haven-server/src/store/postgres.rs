@@ -167,9 +167,9 @@ async fn insert_expiring(
 async fn device_exists(conn: &mut PgConnection, device: &DeviceId) -> TxResult<bool> {
     let found: Option<i32> =
         sqlx::query_scalar("SELECT 1 FROM devices WHERE id = $1 AND revoked_at IS NULL")
-        .bind(device.as_str())
-        .fetch_optional(&mut *conn)
-        .await?;
+            .bind(device.as_str())
+            .fetch_optional(&mut *conn)
+            .await?;
     Ok(found.is_some())
 }
 
@@ -330,11 +330,12 @@ async fn add_key_packages_tx(
     limits: &Limits,
 ) -> TxResult<u32> {
     // Locking the device row serialises concurrent uploads for the device, so the count holds.
-    let found: Option<i32> =
-        sqlx::query_scalar("SELECT 1 FROM devices WHERE id = $1 AND revoked_at IS NULL FOR NO KEY UPDATE")
-            .bind(device.as_str())
-            .fetch_optional(&mut *conn)
-            .await?;
+    let found: Option<i32> = sqlx::query_scalar(
+        "SELECT 1 FROM devices WHERE id = $1 AND revoked_at IS NULL FOR NO KEY UPDATE",
+    )
+    .bind(device.as_str())
+    .fetch_optional(&mut *conn)
+    .await?;
     if found.is_none() {
         return Err(StoreError::NotFound("device").into());
     }
@@ -527,11 +528,12 @@ async fn link_device_tx(
         Some((user, expires_at)) if now < expires_at => parse_user(&user)?,
         _ => return Err(StoreError::NotFound("link code").into()),
     };
-    let others: Vec<String> =
-        sqlx::query_scalar("SELECT id FROM devices WHERE user_name = $1 AND revoked_at IS NULL ORDER BY id")
-            .bind(user.as_str())
-            .fetch_all(&mut *conn)
-            .await?;
+    let others: Vec<String> = sqlx::query_scalar(
+        "SELECT id FROM devices WHERE user_name = $1 AND revoked_at IS NULL ORDER BY id",
+    )
+    .bind(user.as_str())
+    .fetch_all(&mut *conn)
+    .await?;
     let others = others
         .iter()
         .map(|d| parse_device(d))

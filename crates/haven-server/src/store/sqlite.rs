@@ -755,8 +755,14 @@ impl Store for SqliteStore {
 
     async fn revoke_session(&self, token_hash: &[u8]) -> StoreResult<bool> {
         let token_hash = token_hash.to_vec();
-        self.write(move |c| Ok(exec(c, "DELETE FROM sessions WHERE token_hash = ?1", [token_hash])? > 0))
-            .await
+        self.write(move |c| {
+            Ok(exec(
+                c,
+                "DELETE FROM sessions WHERE token_hash = ?1",
+                [token_hash],
+            )? > 0)
+        })
+        .await
     }
 
     async fn revoke_user_sessions(&self, user: &UserName) -> StoreResult<u64> {
@@ -781,7 +787,9 @@ impl Store for SqliteStore {
         let (device, event) = (device.clone(), event.clone());
         self.write(move |c| {
             let user: String = c
-                .prepare_cached("SELECT user_name FROM devices WHERE id = ?1 AND revoked_at IS NULL")?
+                .prepare_cached(
+                    "SELECT user_name FROM devices WHERE id = ?1 AND revoked_at IS NULL",
+                )?
                 .query_row([device.as_str()], |r| r.get(0))
                 .optional()?
                 .ok_or(StoreError::NotFound("device"))?;
@@ -794,7 +802,11 @@ impl Store for SqliteStore {
                 return Err(StoreError::LastDevice);
             }
             let d = device.as_str();
-            exec(c, "UPDATE devices SET revoked_at = ?2, queue_depth = 0 WHERE id = ?1", params![d, now])?;
+            exec(
+                c,
+                "UPDATE devices SET revoked_at = ?2, queue_depth = 0 WHERE id = ?1",
+                params![d, now],
+            )?;
             for sql in [
                 "DELETE FROM sessions WHERE device_id = ?1",
                 "DELETE FROM challenges WHERE device_id = ?1",
@@ -804,7 +816,8 @@ impl Store for SqliteStore {
             ] {
                 exec(c, sql, [d])?;
             }
-            let mut stmt = c.prepare_cached("DELETE FROM queue WHERE device_id = ?1 RETURNING message_id")?;
+            let mut stmt =
+                c.prepare_cached("DELETE FROM queue WHERE device_id = ?1 RETURNING message_id")?;
             let messages = stmt
                 .query_map([d], |r| r.get::<_, i64>(0))?
                 .collect::<Result<Vec<_>, _>>()?;
@@ -823,7 +836,11 @@ impl Store for SqliteStore {
                 .collect::<Result<Vec<_>, _>>()?;
             drop(stmt);
             groups.sort();
-            exec(c, "DELETE FROM link_codes WHERE user_name = ?1", [user.as_str()])?;
+            exec(
+                c,
+                "DELETE FROM link_codes WHERE user_name = ?1",
+                [user.as_str()],
+            )?;
             enqueue(c, &others, &event)?;
             groups
                 .iter()
@@ -1286,10 +1303,11 @@ impl Store for SqliteStore {
     async fn get_server_secret(&self, name: &str) -> StoreResult<Option<Vec<u8>>> {
         let name = name.to_owned();
         self.read(move |c| {
-            Ok(c
-                .prepare_cached("SELECT secret FROM server_secrets WHERE name = ?1")?
-                .query_row([&name], |r| r.get(0))
-                .optional()?)
+            Ok(
+                c.prepare_cached("SELECT secret FROM server_secrets WHERE name = ?1")?
+                    .query_row([&name], |r| r.get(0))
+                    .optional()?,
+            )
         })
         .await
     }
