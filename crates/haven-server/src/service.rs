@@ -430,6 +430,17 @@ impl Service {
         })
     }
 
+    /// Checks that the session `who` was authenticated with is still live (a long-lived
+    /// connection asks before each push, so a revoked session gets nothing more on any node).
+    pub async fn check_session(&self, who: &Authed) -> ServiceResult<()> {
+        match self.store.session_device(&who.token_hash, now_ms()).await? {
+            Some(d) if d == who.device => Ok(()),
+            _ => Err(ServiceError::Unauthorized(
+                "the session was revoked or expired",
+            )),
+        }
+    }
+
     /// Revokes the caller's session, or (`all`) every session of every device of its account.
     pub async fn logout(
         &self,

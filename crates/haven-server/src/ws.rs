@@ -4,7 +4,8 @@
 //! ([`haven_proto::api::QueueEntry`]), then new ones as they arrive. The queue stays the source of
 //! truth: an entry leaves it only when the device acknowledges it (a `{"ack":{"ids":[…]}}` frame
 //! or `POST /v1/queue/ack`), so a dropped connection loses nothing and a reconnect re-sends what
-//! was not acknowledged (at-least-once; clients de-duplicate by queue id).
+//! was not acknowledged (at-least-once; clients de-duplicate by queue id). Before each push the
+//! session is checked again, so a revoked session (logout, device removal) gets nothing more.
 
 use std::time::Duration;
 
@@ -41,6 +42,17 @@ async fn serve(s: AppState, who: Authed, mut socket: WebSocket) -> Result<(), St
     let mut ping = tokio::time::interval(Duration::from_secs(30));
     ping.tick().await;
     loop {
+        // The session may have been revoked since the upgrade (logout, device removal, on any
+        // node): then nothing more is pushed.
+        if s.check_session(&who).await.is_err() {
+            let _ = socket
+                .send(Message::Close(Some(axum::extract::ws::CloseFrame {
+                    code: 1008,
+                    reason: "session revoked or expired".into(),
+                })))
+                .await;
+            return Ok(());
+        }
         // Push everything queued after what this connection already sent.
         loop {
             let batch = s

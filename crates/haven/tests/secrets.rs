@@ -315,9 +315,10 @@ async fn logout_revokes_sessions_at_once() {
         .await
         .unwrap();
     let code = alice.link_code().await.unwrap().code;
-    let phone = Client::link(&home(dir.path(), "phone"), &url, &code, "phone")
+    let mut phone = Client::link(&home(dir.path(), "phone"), &url, &code, "phone")
         .await
         .unwrap();
+    phone.sync().await.unwrap();
     let kp = format!("{url}/v1/key-packages");
     let t1 = alice
         .engine()
@@ -348,8 +349,21 @@ async fn logout_revokes_sessions_at_once() {
         .token
         .clone();
     assert_ne!(t1b, t1);
+    // A live push connection of the phone's session gets nothing once the session is revoked.
+    let mut bob = Client::register(&home(dir.path(), "bob"), &url, &u("bob"), "t")
+        .await
+        .unwrap();
+    let mut push = phone.api().push_stream().await.unwrap();
     // --all: every session of every device of the account.
     assert_eq!(alice.logout(true).await.unwrap(), 2);
+    bob.send_text(&Target::User(u("alice")), "after logout")
+        .await
+        .unwrap();
+    match tokio::time::timeout(std::time::Duration::from_secs(20), push.next()).await {
+        Ok(Ok(Some(entry))) => panic!("a revoked session was pushed {entry:?}"),
+        Ok(_) => {}
+        Err(_) => panic!("the push connection of a revoked session stayed open"),
+    }
     assert_eq!(call("GET", &kp, Some(&t1b), None).await.0, 401);
     assert_eq!(call("GET", &kp, Some(&t2), None).await.0, 401);
     // The phone notices its session is gone and logs in again.
