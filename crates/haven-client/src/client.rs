@@ -15,6 +15,16 @@
 //! commit it accepted with success, so we merge it; a conflict means another commit won, so we
 //! clear ours and process the winner. Clearing an accepted commit would strand the device in
 //! the old epoch for good; this is what prevents it.
+//!
+//! Devices. A newly linked device of ours is added to our conversations only by the device that
+//! minted its link code: the code's SHA-256 is remembered when it is minted, and the server's
+//! `DeviceLinked` entry names the hash of the code used. Every other device of the account
+//! leaves it out, so a link code that someone else minted with our session (a stolen token; the
+//! server now also wants a proof by the device key) adds the new device nowhere. A removed
+//! device (`DeviceRemoved`) is taken out, with MLS Removes, of every active conversation of
+//! ours that still has it. Trust assumption: the server delivers these entries honestly; a
+//! malicious server linking its own device with a code it saw is the key-transparency issue's
+//! to close (DESIGN.md, capability 5).
 
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -22,6 +32,7 @@ use std::time::{Duration, Instant};
 use ed25519_dalek::{Signer, SigningKey};
 use haven_proto::api::{self, ClaimedKeyPackages, ErrorCode};
 use haven_proto::{DeviceId, GroupId, UserName};
+use sha2::Digest;
 
 use crate::address::{self, Candidate, Found, IdPrefix};
 use crate::attachment::{self, AttachmentError};
@@ -381,6 +392,18 @@ impl Client {
             }
         }
         let mut client = Client { engine, api };
+        if client.api.has_token() {
+            // The stored session may have been revoked (`haven logout --all` on another
+            // device): one cheap request tells, and the device logs in again with its key.
+            match client.api.key_package_count().await {
+                Err(e) if e.code() == Some(ErrorCode::Unauthorized) => {
+                    client.engine.clear_session_token()?;
+                    client.api.set_token(None);
+                }
+                Err(e) => return Err(e.into()),
+                Ok(_) => {}
+            }
+        }
         if !client.api.has_token() {
             client.login().await?;
         }
@@ -463,9 +486,113 @@ impl Client {
         Ok(())
     }
 
-    /// A one-time code to link a new device to this account.
+    /// A fresh [`api::DeviceProof`] by this device's authentication key for `purpose` and
+    /// `subject` (a nonce from the server, signed over [`api::device_proof_message`]).
+    async fn device_proof(
+        &mut self,
+        purpose: &str,
+        subject: &[u8],
+    ) -> Result<api::DeviceProof, ClientError> {
+        let device_id = self.device_id().clone();
+        let ch = self
+            .api
+            .challenge(&api::ChallengeRequest {
+                device_id: device_id.clone(),
+            })
+            .await?;
+        let key = SigningKey::from_bytes(self.engine.identity().auth_secret.as_bytes());
+        let signature = key
+            .sign(&api::device_proof_message(
+                purpose, &device_id, &ch.nonce, subject,
+            ))
+            .to_bytes()
+            .to_vec();
+        Ok(api::DeviceProof {
+            nonce: ch.nonce,
+            signature,
+        })
+    }
+
+    /// A one-time code to link a new device to this account. Minting it takes a proof by this
+    /// device's key (a session token alone cannot), and the code is remembered: when a device
+    /// links with it, this device adds it to its conversations ([`Client::sync`]); the
+    /// account's other devices do not.
     pub async fn link_code(&mut self) -> Result<api::LinkCodeResponse, ClientError> {
-        Ok(self.api.link_code().await?)
+        let proof = self.device_proof(api::PROOF_LINK_CODE, b"").await?;
+        let resp = self.api.link_code(&api::LinkCodeRequest { proof }).await?;
+        let hash = sha2::Sha256::digest(resp.code.as_bytes());
+        self.engine
+            .record_minted_link_code(&hash, resp.expires_at, now_ms())?;
+        Ok(resp)
+    }
+
+    /// Revokes this device's session on the server (or, with `all`, every session of every
+    /// device of the account) and forgets it here. The device keeps its keys: the next command
+    /// logs in again with them.
+    pub async fn logout(&mut self, all: bool) -> Result<u32, ClientError> {
+        let n = self.api.logout(&api::LogoutRequest { all }).await?;
+        self.engine.clear_session_token()?;
+        self.api.set_token(None);
+        Ok(n.count)
+    }
+
+    /// Removes another device of this account (`device`: its id, or its name if unique) on a
+    /// proof by this device's key; then commits MLS Removes of it in every conversation of
+    /// ours it is in. The server refuses removing the account's last device. Returns the
+    /// removed device's id.
+    pub async fn remove_device(&mut self, device: &str) -> Result<DeviceId, ClientError> {
+        let me = self.user().clone();
+        let devices = self.api.user(&me).await?.devices;
+        let matching: Vec<&api::DeviceInfo> = devices
+            .iter()
+            .filter(|d| d.device_id.as_str() == device || d.name == device)
+            .collect();
+        let target = match matching.as_slice() {
+            [one] => one.device_id.clone(),
+            [] => return Err(usage(format!("no device {device} in this account"))),
+            _ => {
+                return Err(usage(format!(
+                    "several devices are named {device}; give its id (haven device list)"
+                )))
+            }
+        };
+        if &target == self.device_id() {
+            return Err(usage(
+                "this is the device you are using; remove it from another device, or `haven logout`",
+            ));
+        }
+        let proof = self
+            .device_proof(api::PROOF_REMOVE_DEVICE, target.as_str().as_bytes())
+            .await?;
+        self.api
+            .remove_device(&target, &api::RemoveDeviceRequest { proof })
+            .await?;
+        self.process_queue().await?;
+        self.remove_device_from_groups(&target).await?;
+        Ok(target)
+    }
+
+    /// Commits MLS Removes of `device` (a removed device of ours) in every active conversation
+    /// that still has it.
+    async fn remove_device_from_groups(&mut self, device: &DeviceId) -> Result<(), ClientError> {
+        if device == self.device_id() {
+            return Ok(());
+        }
+        for c in self.engine.conversations()? {
+            if c.state != ConversationState::Active {
+                continue;
+            }
+            let g = c.group_id.clone();
+            let devices = [device.clone()];
+            self.commit_with_retry(|e| {
+                if !e.members(&g)?.iter().any(|(_, d)| d == &devices[0]) {
+                    return Ok(None);
+                }
+                Ok(Some(e.remove_devices(&g, &devices)?))
+            })
+            .await?;
+        }
+        Ok(())
     }
 
     /// The display label of a conversation ([`address::label_of`]).
@@ -1195,6 +1322,7 @@ impl Client {
             match &p {
                 Processed::Proposal { .. }
                 | Processed::DeviceLinked(_)
+                | Processed::DeviceRemoved(_)
                 | Processed::Joined(_)
                 | Processed::Invited(_) => follow.push(p.clone()),
                 _ => {}
@@ -1250,7 +1378,18 @@ impl Client {
                         self.commit_proposals(&group_id).await?
                     }
                 }
-                Processed::DeviceLinked(d) => self.add_linked_device(&d.device_id).await?,
+                // Only the device that minted the link code adds the new device: a link
+                // code some other session minted (a stolen token, say) adds it nowhere.
+                Processed::DeviceLinked(d) => {
+                    let ours = match &d.link_code_sha256 {
+                        Some(h) => self.engine.take_minted_link_code(h)?,
+                        None => false,
+                    };
+                    if ours {
+                        self.add_linked_device(&d.device_id).await?
+                    }
+                }
+                Processed::DeviceRemoved(d) => self.remove_device_from_groups(&d.device_id).await?,
                 Processed::Joined(_) | Processed::Invited(_) => {
                     self.replenish_key_packages().await?
                 }

@@ -13,7 +13,9 @@ use std::collections::{BTreeSet, HashMap, HashSet};
 use std::path::Path;
 
 use haven_frank::{Commitment, FrankSalt};
-use haven_proto::api::{ClaimedKeyPackages, DeviceLinked, EntryKind, Millis, QueueEntry};
+use haven_proto::api::{
+    ClaimedKeyPackages, DeviceLinked, DeviceRemoved, EntryKind, Millis, QueueEntry,
+};
 use haven_proto::{DeviceId, GroupId, UserName};
 use openmls::prelude as mls;
 use openmls::prelude::tls_codec::{Deserialize as _, Serialize as _};
@@ -266,8 +268,12 @@ pub enum Processed {
         commit_needed: bool,
     },
     /// Another device of our user was linked (these entries are queued only to the user's own
-    /// devices); add it to our conversations.
+    /// devices). The network layer adds it to our conversations only if this device minted
+    /// its link code ([`Engine::take_minted_link_code`]).
     DeviceLinked(DeviceLinked),
+    /// A device of our user was removed; the network layer commits MLS Removes of it in our
+    /// groups that still have it.
+    DeviceRemoved(DeviceRemoved),
     /// Already processed (redelivery) — nothing changed.
     Duplicate,
     /// Refused; recorded as processed so it is acknowledged and never shown.
@@ -287,6 +293,7 @@ impl Processed {
             Processed::Commit(_) => "commit",
             Processed::Proposal { .. } => "proposal",
             Processed::DeviceLinked(_) => "device_linked",
+            Processed::DeviceRemoved(_) => "device_removed",
             Processed::Duplicate => "duplicate",
             Processed::Dropped { reason } => reason.as_str(),
         }
@@ -437,7 +444,14 @@ mod keys {
     pub const SIG_PUB: &str = "mls_signature_public_key";
     pub const TOKEN: &str = "session_token";
     pub const TOKEN_EXP: &str = "session_expires_at";
+    /// Link codes this device minted and that no device has used yet: a JSON array of
+    /// `[hex SHA-256 of the code, expires_at]`.
+    pub const MINTED_LINK_CODES: &str = "minted_link_codes";
 }
+
+/// How long after its expiry a minted link code is still recognised: its `DeviceLinked` entry
+/// may be fetched long after the code was used (the device was offline).
+const MINTED_CODE_GRACE_MS: u64 = 31 * 24 * 3600 * 1000;
 
 impl Engine {
     /// Creates a profile in `home` (created if missing): the database, a fresh MLS signature
@@ -581,6 +595,39 @@ impl Engine {
                 keys::TOKEN_EXP,
                 token.expires_at.to_string().as_bytes(),
             )
+        })
+    }
+
+    /// Records a link code this device minted (by its SHA-256), so that its `DeviceLinked`
+    /// entry is recognised as ours. Codes long expired are dropped.
+    pub fn record_minted_link_code(
+        &mut self,
+        code_sha256: &[u8],
+        expires_at: u64,
+        now: u64,
+    ) -> Result<(), EngineError> {
+        let entry = (hex::encode(code_sha256), expires_at);
+        self.with_tx(|c| {
+            let mut codes = minted_codes(c.db)?;
+            codes.retain(|(_, exp)| exp.saturating_add(MINTED_CODE_GRACE_MS) > now);
+            codes.push(entry);
+            put_minted_codes(c.db, &codes)
+        })
+    }
+
+    /// Whether this device minted the link code with SHA-256 `code_sha256`; if so, forgets it
+    /// (a code links one device).
+    pub fn take_minted_link_code(&mut self, code_sha256: &[u8]) -> Result<bool, EngineError> {
+        let want = hex::encode(code_sha256);
+        self.with_tx(|c| {
+            let mut codes = minted_codes(c.db)?;
+            let before = codes.len();
+            codes.retain(|(h, _)| h != &want);
+            if codes.len() == before {
+                return Ok(false);
+            }
+            put_minted_codes(c.db, &codes)?;
+            Ok(true)
         })
     }
 
@@ -1403,6 +1450,16 @@ impl Ctx<'_> {
                     },
                 )
             }
+            EntryKind::DeviceRemoved => {
+                return Ok(
+                    match serde_json::from_slice::<DeviceRemoved>(&entry.payload) {
+                        Ok(d) => Processed::DeviceRemoved(d),
+                        Err(_) => Processed::Dropped {
+                            reason: DropReason::Malformed,
+                        },
+                    },
+                )
+            }
             EntryKind::Welcome => {
                 self.groups.borrow_mut().clear();
                 self.in_savepoint(|| self.welcome(entry))?
@@ -1633,7 +1690,9 @@ impl Ctx<'_> {
         ) else {
             return dropped(DropReason::Franking);
         };
-        if !c_aad.ct_eq(&c_env) || frank.server_tag.len() != haven_frank::LEN {
+        // A tag the client cannot check (only the server holds its keys) but must be able to
+        // hand back in a report: a v1 or v2 tag (`haven_frank::keyring`).
+        if !c_aad.ct_eq(&c_env) || haven_frank::EncodedTag::decode(&frank.server_tag).is_err() {
             return dropped(DropReason::Franking);
         }
         let Ok((salt, content_bytes)) = open_envelope(&plaintext) else {
@@ -1757,3 +1816,18 @@ impl Ctx<'_> {
 
 #[cfg(test)]
 mod tests;
+
+/// The minted link codes recorded in the profile (see `keys::MINTED_LINK_CODES`).
+fn minted_codes(db: &Connection) -> Result<Vec<(String, u64)>, EngineError> {
+    match store::meta_get(db, keys::MINTED_LINK_CODES)? {
+        None => Ok(Vec::new()),
+        Some(b) => {
+            serde_json::from_slice(&b).map_err(|_| EngineError::Corrupt("minted link codes"))
+        }
+    }
+}
+
+fn put_minted_codes(db: &Connection, codes: &[(String, u64)]) -> Result<(), EngineError> {
+    let bytes = serde_json::to_vec(codes).map_err(|_| EngineError::Corrupt("minted link codes"))?;
+    store::meta_put(db, keys::MINTED_LINK_CODES, &bytes)
+}

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use futures_util::{FutureExt, SinkExt, StreamExt};
 use haven_proto::api::{self, ApiError, ErrorCode};
-use haven_proto::{BlobId, GroupId, UserName};
+use haven_proto::{BlobId, DeviceId, GroupId, UserName};
 use reqwest::header::{AUTHORIZATION, CONTENT_TYPE};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
@@ -240,9 +240,26 @@ impl Api {
     }
 
     /// `POST /v1/devices/link-code`.
-    pub async fn link_code(&self) -> Result<api::LinkCodeResponse, NetError> {
-        self.post("/v1/devices/link-code", &serde_json::json!({}))
+    pub async fn link_code(
+        &self,
+        req: &api::LinkCodeRequest,
+    ) -> Result<api::LinkCodeResponse, NetError> {
+        self.post("/v1/devices/link-code", req).await
+    }
+
+    /// `POST /v1/devices/{id}/remove`.
+    pub async fn remove_device(
+        &self,
+        device: &DeviceId,
+        req: &api::RemoveDeviceRequest,
+    ) -> Result<api::Accepted, NetError> {
+        self.post(&format!("/v1/devices/{device}/remove"), req)
             .await
+    }
+
+    /// `POST /v1/logout`.
+    pub async fn logout(&self, req: &api::LogoutRequest) -> Result<api::Accepted, NetError> {
+        self.post("/v1/logout", req).await
     }
 
     /// `POST /v1/link`.

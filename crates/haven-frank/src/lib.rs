@@ -25,9 +25,18 @@
 //! because the salt is uniformly random and secret until a report. The server's tag stops a
 //! reporter from inventing (sender, group, time): only the server holds `k_srv`.
 //!
-//! Trust assumptions: the server's key `k_srv` stays with the server; the salt is only ever
+//! The server's tag as above is version 1. Servers now make version-2 tags, which carry the id
+//! of the key that made them so the key can rotate (a `Keyring` of several keys, one current);
+//! v1 tags stay verifiable with the keyring's legacy key. [`keyring`] has the encoding.
+//!
+//! Trust assumptions: the server's keys stay with the server (the server keeps them in a key
+//! file of their own, readable by the server's account alone); the salt is only ever
 //! revealed in a report. The test vectors in `vectors/frank.json` come from the generator in
 //! `examples/gen_vectors.rs`, and `vectors/crosscheck.py` checks them with Python's own HMAC.
+
+pub mod keyring;
+
+pub use keyring::{server_tag_v2, EncodedTag, KeyEntry, KeyId, Keyring, KeyringError};
 
 use hmac::{Hmac, Mac};
 use rand::RngCore;

@@ -16,3 +16,13 @@ for v in vectors:
            + struct.pack(">Q", v["received_at_ms"]))
     assert hmac.new(bytes.fromhex(v["server_key"]), msg, hashlib.sha256).hexdigest() == v["server_tag"], v
 print(f"{len(vectors)} franking vectors agree with Python's hmac")
+
+vectors = json.load(open(os.path.join(here, "frank-v2.json")))
+for v in vectors:
+    c = bytes.fromhex(v["commitment"])
+    kid = struct.pack(">I", v["key_id"])
+    msg = (b"haven/frank/v2/server" + kid + lp(c) + lp(v["sender_device"].encode()) + lp(bytes.fromhex(v["group_id"]))
+           + struct.pack(">Q", v["received_at_ms"]))
+    mac = hmac.new(bytes.fromhex(v["server_key"]), msg, hashlib.sha256).digest()
+    assert (b"\x02" + kid + mac).hex() == v["server_tag"], v
+print(f"{len(vectors)} v2 franking vectors agree with Python's hmac")

@@ -9,7 +9,9 @@
 //! | POST | `/v1/register` | – | [`RegisterRequest`] → [`DeviceRegistered`] |
 //! | POST | `/v1/login/challenge` | – | [`ChallengeRequest`] → [`ChallengeResponse`] |
 //! | POST | `/v1/login` | – | [`LoginRequest`] → [`LoginResponse`] |
-//! | POST | `/v1/devices/link-code` | device | → [`LinkCodeResponse`] |
+//! | POST | `/v1/devices/link-code` | device + proof | [`LinkCodeRequest`] → [`LinkCodeResponse`] |
+//! | POST | `/v1/devices/{id}/remove` | device + proof | [`RemoveDeviceRequest`] → [`Accepted`] |
+//! | POST | `/v1/logout` | device | [`LogoutRequest`] → [`Accepted`] (sessions revoked) |
 //! | POST | `/v1/link` | – | [`LinkRequest`] → [`DeviceRegistered`] |
 //! | GET | `/v1/users/{name}` | device | → [`UserDevices`] |
 //! | POST | `/v1/key-packages` | device | [`UploadKeyPackages`] → [`KeyPackageCount`] |
@@ -27,7 +29,10 @@
 //! | GET | `/v1/blobs/{id}` | device | → raw bytes |
 //!
 //! "device" means a `Authorization: Bearer <token>` header from [`LoginResponse`] (the WebSocket
-//! also accepts it as the `Sec-WebSocket-Protocol` value `haven.bearer.<token>`).
+//! also accepts it as the `Sec-WebSocket-Protocol` value `haven.bearer.<token>`). "proof" means
+//! the request also carries a fresh [`DeviceProof`]: a signature by the device's authentication
+//! key over [`device_proof_message`], so that a stolen session token alone cannot add or remove
+//! devices (security review 2026-12, finding 11).
 
 use serde::{Deserialize, Serialize};
 
@@ -205,6 +210,83 @@ pub fn login_message(device_id: &DeviceId, nonce: &[u8]) -> Vec<u8> {
         m.extend_from_slice(field);
     }
     m
+}
+
+/// Purpose of a [`DeviceProof`] for minting a link code (subject: empty).
+pub const PROOF_LINK_CODE: &str = "link-code";
+/// Purpose of a [`DeviceProof`] for removing a device (subject: the removed device's id).
+pub const PROOF_REMOVE_DEVICE: &str = "remove-device";
+
+/// A fresh proof that the acting device's authentication key approves one action.
+///
+/// The device asks for a nonce with `POST /v1/login/challenge` (the same single-use,
+/// two-minute challenges as login) and signs [`device_proof_message`] with its authentication
+/// key. The server consumes the nonce before it checks the signature, so a proof works once,
+/// for one purpose and subject, by one device, within the challenge's lifetime.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DeviceProof {
+    /// The nonce from [`ChallengeResponse`] (issued for the acting device).
+    #[serde(with = "b64")]
+    pub nonce: Vec<u8>,
+    /// Ed25519 signature over [`device_proof_message`].
+    #[serde(with = "b64")]
+    pub signature: Vec<u8>,
+}
+
+/// The bytes a device signs in a [`DeviceProof`]:
+///
+/// ```text
+/// "haven/device-proof/v1" 0x00 ‖ lp(purpose) ‖ lp(device id) ‖ lp(nonce) ‖ lp(subject)
+/// ```
+///
+/// `lp(x)` is a 4-byte big-endian length, then `x`. The label differs from the login label
+/// (`haven/login/v1`), so a login signature is never a proof nor the other way round; the
+/// purpose ([`PROOF_LINK_CODE`], [`PROOF_REMOVE_DEVICE`]) and subject keep a proof for one
+/// action from serving another. Test vector: `device_proof_vector` in this module's tests.
+pub fn device_proof_message(
+    purpose: &str,
+    device_id: &DeviceId,
+    nonce: &[u8],
+    subject: &[u8],
+) -> Vec<u8> {
+    let mut m = b"haven/device-proof/v1\0".to_vec();
+    for field in [
+        purpose.as_bytes(),
+        device_id.as_str().as_bytes(),
+        nonce,
+        subject,
+    ] {
+        m.extend_from_slice(&(field.len() as u32).to_be_bytes());
+        m.extend_from_slice(field);
+    }
+    m
+}
+
+/// Mint a link code: needs a [`DeviceProof`] for [`PROOF_LINK_CODE`].
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LinkCodeRequest {
+    /// The acting device's proof.
+    pub proof: DeviceProof,
+}
+
+/// Remove a device of the caller's account: needs a [`DeviceProof`] for
+/// [`PROOF_REMOVE_DEVICE`] with the removed device's id as subject.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RemoveDeviceRequest {
+    /// The acting device's proof.
+    pub proof: DeviceProof,
+}
+
+/// Revoke sessions: this one, or every session of every device of the account.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LogoutRequest {
+    /// Every session of the account, not just the caller's.
+    #[serde(default)]
+    pub all: bool,
 }
 
 /// A one-time code for linking a new device.
@@ -400,6 +482,8 @@ pub enum EntryKind {
     Welcome,
     /// Another device of this user was linked; payload is a JSON [`DeviceLinked`].
     DeviceLinked,
+    /// A device of this user was removed; payload is a JSON [`DeviceRemoved`].
+    DeviceRemoved,
 }
 
 impl EntryKind {
@@ -411,6 +495,7 @@ impl EntryKind {
             EntryKind::Proposal => "proposal",
             EntryKind::Welcome => "welcome",
             EntryKind::DeviceLinked => "device_linked",
+            EntryKind::DeviceRemoved => "device_removed",
         }
     }
 
@@ -422,6 +507,7 @@ impl EntryKind {
             "proposal" => EntryKind::Proposal,
             "welcome" => EntryKind::Welcome,
             "device_linked" => EntryKind::DeviceLinked,
+            "device_removed" => EntryKind::DeviceRemoved,
             _ => return None,
         })
     }
@@ -432,6 +518,19 @@ impl EntryKind {
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct DeviceLinked {
     /// The new device.
+    pub device_id: DeviceId,
+    /// SHA-256 of the link code it used (as [`LinkCodeResponse::code`] spells it), so the
+    /// device that minted the code recognises its own link: only that device adds the new one
+    /// to its conversations. `None` in entries from older servers.
+    #[serde(default, with = "b64::option", skip_serializing_if = "Option::is_none")]
+    pub link_code_sha256: Option<Vec<u8>>,
+}
+
+/// Payload of an [`EntryKind::DeviceRemoved`] entry, queued to the user's other devices: each
+/// commits MLS Removes of that device in the groups it still has it in.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct DeviceRemoved {
+    /// The removed device.
     pub device_id: DeviceId,
 }
 

@@ -16,7 +16,7 @@ use axum::routing::{get, post, put};
 use axum::Router;
 use futures_util::StreamExt;
 use haven_proto::api::{self, ApiError, ErrorCode};
-use haven_proto::{BlobId, GroupId, UserName};
+use haven_proto::{BlobId, DeviceId, GroupId, UserName};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
@@ -230,8 +230,29 @@ async fn login(
     s.login(req).await.into()
 }
 
-async fn link_code(State(s): State<AppState>, Device(d): Device) -> Reply<api::LinkCodeResponse> {
-    s.link_code(&d).await.into()
+async fn link_code(
+    State(s): State<AppState>,
+    Device(d): Device,
+    ApiJson(req): ApiJson<api::LinkCodeRequest>,
+) -> Reply<api::LinkCodeResponse> {
+    s.link_code(&d, req).await.into()
+}
+
+async fn remove_device(
+    State(s): State<AppState>,
+    Device(d): Device,
+    Id(target): Id<DeviceId>,
+    ApiJson(req): ApiJson<api::RemoveDeviceRequest>,
+) -> Reply<api::Accepted> {
+    s.remove_device(&d, &target, req).await.into()
+}
+
+async fn logout(
+    State(s): State<AppState>,
+    Device(d): Device,
+    ApiJson(req): ApiJson<api::LogoutRequest>,
+) -> Reply<api::Accepted> {
+    s.logout(&d, req).await.into()
 }
 
 async fn link(
@@ -400,6 +421,8 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/login/challenge", post(challenge))
         .route("/v1/login", post(login))
         .route("/v1/devices/link-code", post(link_code))
+        .route("/v1/devices/{id}/remove", post(remove_device))
+        .route("/v1/logout", post(logout))
         .route("/v1/link", post(link))
         .route("/v1/users/{name}", get(user))
         .route("/v1/users/{name}/key-packages/claim", post(claim_kps))

@@ -11,12 +11,16 @@
 //! [`store`] is the storage trait with its two backends and their conformance suite; [`blobs`] is
 //! the object store with its records, quota and expiry. [`listen`] is the accept loop that bounds
 //! every connection (header-read and idle timeouts, total and per-address caps), and
-//! [`client_addr`] derives the client address limits key on (trusted proxies only). The server
-//! never holds a byte of plaintext: it sees MLS ciphertext and encrypted attachments only.
+//! [`client_addr`] derives the client address limits key on (trusted proxies only);
+//! [`datadir`] keeps the data directory `0700` and its files `0600`; [`frank_keys`] holds the
+//! franking keyring in its own key file. The server never holds a byte of plaintext: it sees MLS
+//! ciphertext and encrypted attachments only.
 
 pub mod blobs;
 pub mod client_addr;
 pub mod config;
+pub mod datadir;
+pub mod frank_keys;
 pub mod groups;
 pub mod http;
 pub mod listen;
@@ -36,6 +40,9 @@ pub enum StartError {
     /// The data directory or blob store could not be set up.
     #[error("data directory: {0}")]
     Data(String),
+    /// The franking key file is missing, malformed or belongs to another deployment.
+    #[error("franking keys: {0}")]
+    Keys(String),
     /// The database could not be opened or migrated.
     #[error("database: {0}")]
     Database(String),
@@ -84,7 +91,8 @@ impl RunningServer {
 
 /// Opens storage and starts serving; returns once the listener is bound.
 pub async fn start(config: ServerConfig) -> Result<RunningServer, StartError> {
-    std::fs::create_dir_all(&config.data_dir).map_err(|e| StartError::Data(e.to_string()))?;
+    datadir::ensure_private_dir(&config.data_dir)
+        .map_err(|e| StartError::Data(format!("{}: {e}", config.data_dir.display())))?;
     let store = match &config.database {
         Some(url) => store::open_store(url).await,
         None => store::open_store(&config.data_dir.join("haven.db").to_string_lossy()).await,
@@ -92,11 +100,16 @@ pub async fn start(config: ServerConfig) -> Result<RunningServer, StartError> {
     .map_err(|e| StartError::Database(e.to_string()))?;
     let blobs = blobs::LocalBlobStore::new(config.data_dir.join("blobs"))
         .map_err(|e| StartError::Data(e.to_string()))?;
-    let service = Arc::new(
-        service::Service::new(store, Arc::new(blobs), config.limits.clone())
+    let frank_keys =
+        frank_keys::load_or_create(&config.data_dir, &*store, service::now_ms() as u64)
             .await
-            .map_err(|e| StartError::Database(e.to_string()))?,
-    );
+            .map_err(|e| StartError::Keys(e.to_string()))?;
+    let service = Arc::new(service::Service::new(
+        store,
+        Arc::new(blobs),
+        config.limits.clone(),
+        frank_keys,
+    ));
     let trusted = client_addr::TrustedProxies::new(config.trusted_proxies.clone());
     let app = http::router(service.clone()).layer(axum::Extension(trusted.clone()));
     let listener =

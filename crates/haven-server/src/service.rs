@@ -17,6 +17,22 @@
 //! every MLS leaf must carry the signature key its device registered. Exactly one commit is
 //! accepted per epoch, and a Welcome is released only with its accepted commit, to exactly the
 //! devices that commit adds.
+//!
+//! Sessions and devices (security review 2026-12, finding 11). A session token is a bearer
+//! secret: whoever holds it acts as the device for routine calls (send, fetch, commit). It is
+//! looked up in the database on every request — no process cache — so revoking it (`logout`, a
+//! device removal) stops it at once on every node. Changing the account's set of devices needs
+//! more than the token: minting a link code and removing a device take a fresh
+//! [`api::DeviceProof`], a signature by the acting device's authentication key over a
+//! single-use server nonce, the purpose and the subject ([`api::device_proof_message`]). Trust
+//! assumption: the authentication key stays on its device (it never leaves the client's
+//! profile); a thief with the token alone can read what the token fetches until it is revoked,
+//! but cannot add a device that would keep reading afterwards. A removed device is revoked in
+//! one transaction (sessions, key packages, claims, queue, group routing, the account's
+//! outstanding link codes) and the account's other devices are told (`DeviceRemoved`) so that
+//! they commit MLS Removes of its leaf; until that commit lands, other members still encrypt to
+//! the leaf, but nothing is routed to it and it cannot log in. The franking keys come from
+//! [`crate::frank_keys`] (a key file, not the database).
 
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -24,7 +40,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use ed25519_dalek::{Signature, VerifyingKey};
-use haven_frank::{Binding, ServerKey};
+use haven_frank::{Binding, Keyring};
 use haven_proto::api::{self, EntryKind};
 use haven_proto::mls_frame::{self, ContentType, WireFormat};
 use haven_proto::{BlobId, DeviceId, GroupId, UserName};
@@ -91,6 +107,9 @@ impl From<StoreError> for ServiceError {
             StoreError::Limit { what, max } => {
                 ServiceError::Limit(format!("{what} limit of {max} reached"))
             }
+            StoreError::LastDevice => ServiceError::Forbidden(
+                "this is the account's last device; it cannot be removed (link another device first)",
+            ),
             StoreError::Backend(m) => ServiceError::Internal(m),
         }
     }
@@ -211,45 +230,42 @@ async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> 
 pub struct Authed {
     /// The device.
     pub device: DeviceId,
+    /// SHA-256 of the session token it presented (to revoke that session).
+    token_hash: Vec<u8>,
 }
 
 /// The services.
 pub struct Service {
     store: Arc<dyn Store>,
     blobs: Arc<dyn BlobStore>,
-    frank_key: ServerKey,
+    frank_keys: Keyring,
     limits: ServerLimits,
     hub: Hub,
     limiter: RateLimiter,
-    sessions: Mutex<HashMap<Vec<u8>, (DeviceId, Millis)>>,
     /// Held shared by an upload from writing its record to making its file visible, and
     /// exclusively by the purge from finding unnamed blobs to deleting their files, so the purge
     /// never deletes a file an upload has just recorded.
     blob_files: tokio::sync::RwLock<()>,
 }
 
-const FRANK_KEY_NAME: &str = "frank-key-v1";
 const LINK_CODE_TTL_MS: Millis = 10 * 60 * 1000;
 /// How long a key-package claim lets its claimer add the device to the group it named.
 const CLAIM_TTL_MS: Millis = 60 * 60 * 1000;
 const CHALLENGE_TTL_MS: Millis = 2 * 60 * 1000;
 
 impl Service {
-    /// Builds the services over a store and blob store, loading (or creating) the franking key.
-    pub async fn new(
+    /// Builds the services over a store and blob store, tagging with the current key of
+    /// `frank_keys` (loaded by [`crate::frank_keys::load_or_create`]).
+    pub fn new(
         store: Arc<dyn Store>,
         blobs: Arc<dyn BlobStore>,
         limits: ServerLimits,
-    ) -> ServiceResult<Self> {
-        let key = store
-            .server_secret(FRANK_KEY_NAME, ServerKey::random().as_bytes())
-            .await?;
-        let frank_key = ServerKey::from_slice(&key)
-            .map_err(|_| ServiceError::Internal("stored franking key is malformed".into()))?;
-        Ok(Service {
+        frank_keys: Keyring,
+    ) -> Self {
+        Service {
             store,
             blobs,
-            frank_key,
+            frank_keys,
             limiter: RateLimiter {
                 burst: f64::from(limits.auth_burst),
                 refill: limits.auth_refill_per_sec,
@@ -257,9 +273,8 @@ impl Service {
             },
             limits,
             hub: Hub::default(),
-            sessions: Mutex::default(),
             blob_files: tokio::sync::RwLock::new(()),
-        })
+        }
     }
 
     /// The limits in force.
@@ -272,9 +287,9 @@ impl Service {
         &self.hub
     }
 
-    /// The franking key (for report verification and tests).
-    pub fn frank_key(&self) -> &ServerKey {
-        &self.frank_key
+    /// The franking keys (for report verification and tests).
+    pub fn frank_keys(&self) -> &Keyring {
+        &self.frank_keys
     }
 
     fn store_limits(&self) -> Limits {
@@ -408,7 +423,9 @@ impl Service {
         })
     }
 
-    /// Authenticates a bearer token.
+    /// Authenticates a bearer token: one primary-key lookup in the database on every request,
+    /// with no cache in the process, so a revoked session (logout, device removal) stops
+    /// working at once on every server node.
     pub async fn authenticate(&self, token: &str) -> ServiceResult<Authed> {
         const BAD: ServiceError =
             ServiceError::Unauthorized("missing, unknown or expired session token");
@@ -416,26 +433,128 @@ impl Service {
             return Err(BAD);
         }
         let hash = sha256(token.as_bytes());
-        let now = now_ms();
+        let device = self
+            .store
+            .session_device(&hash, now_ms())
+            .await?
+            .ok_or(BAD)?;
+        Ok(Authed {
+            device,
+            token_hash: hash,
+        })
+    }
+
+    /// Checks that the session `who` was authenticated with is still live (a long-lived
+    /// connection asks before each push, so a revoked session gets nothing more on any node).
+    pub async fn check_session(&self, who: &Authed) -> ServiceResult<()> {
+        match self.store.session_device(&who.token_hash, now_ms()).await? {
+            Some(d) if d == who.device => Ok(()),
+            _ => Err(ServiceError::Unauthorized(
+                "the session was revoked or expired",
+            )),
+        }
+    }
+
+    /// Revokes the caller's session, or (`all`) every session of every device of its account.
+    pub async fn logout(
+        &self,
+        who: &Authed,
+        req: api::LogoutRequest,
+    ) -> ServiceResult<api::Accepted> {
+        let count = if req.all {
+            let user = self.user_of(&who.device).await?;
+            self.store.revoke_user_sessions(&user).await?
+        } else {
+            u64::from(self.store.revoke_session(&who.token_hash).await?)
+        };
+        tracing::info!(device = %who.device, all = req.all, "logged out");
+        Ok(api::Accepted {
+            count: u32::try_from(count).unwrap_or(u32::MAX),
+        })
+    }
+
+    /// Checks a [`api::DeviceProof`] by the caller for `purpose` and `subject`: consumes its
+    /// nonce (a login challenge issued for the caller's device) and verifies the signature with
+    /// the device's registered authentication key. A bearer token alone cannot pass.
+    async fn check_proof(
+        &self,
+        who: &Authed,
+        purpose: &str,
+        subject: &[u8],
+        proof: &api::DeviceProof,
+    ) -> ServiceResult<()> {
+        const BAD: ServiceError = ServiceError::Unauthorized(
+            "device proof failed: unknown or expired nonce, or bad signature by this device's key",
+        );
+        let device = self.device_record(&who.device).await?;
+        let key: [u8; 32] = device.auth_key.as_slice().try_into().map_err(|_| BAD)?;
+        let key = VerifyingKey::from_bytes(&key).map_err(|_| BAD)?;
+        let sig = Signature::from_slice(&proof.signature).map_err(|_| BAD)?;
+        // Consume the nonce first, so a bad signature still burns it.
+        if !self
+            .store
+            .take_challenge(&proof.nonce, &who.device, now_ms())
+            .await?
         {
-            let cache = self.sessions.lock().unwrap_or_else(|p| p.into_inner());
-            if let Some((device, exp)) = cache.get(&hash) {
-                if *exp > now {
-                    return Ok(Authed {
-                        device: device.clone(),
-                    });
-                }
+            return Err(BAD);
+        }
+        key.verify_strict(
+            &api::device_proof_message(purpose, &who.device, &proof.nonce, subject),
+            &sig,
+        )
+        .map_err(|_| BAD)
+    }
+
+    /// Removes (revokes) a device of the caller's account, on a proof by the caller's device
+    /// key: its sessions, key packages and queue go, routing to it stops, and the account's
+    /// other devices are told (`DeviceRemoved`) so they commit MLS Removes of it. The last
+    /// device of an account cannot be removed.
+    pub async fn remove_device(
+        &self,
+        who: &Authed,
+        target: &DeviceId,
+        req: api::RemoveDeviceRequest,
+    ) -> ServiceResult<api::Accepted> {
+        let me = self.device_record(&who.device).await?;
+        let target_record = self
+            .store
+            .device(target)
+            .await?
+            .filter(|d| d.user == me.user)
+            .ok_or(ServiceError::NotFound("device of this account"))?;
+        self.check_proof(
+            who,
+            api::PROOF_REMOVE_DEVICE,
+            target.as_str().as_bytes(),
+            &req.proof,
+        )
+        .await?;
+        let now = now_ms();
+        let payload = serde_json::to_vec(&api::DeviceRemoved {
+            device_id: target.clone(),
+        })
+        .map_err(|e| ServiceError::Internal(e.to_string()))?;
+        let event = NewMessage {
+            kind: EntryKind::DeviceRemoved,
+            group_id: None,
+            sender: Some(who.device.clone()),
+            payload,
+            frank: None,
+            received_at: now,
+            expires_at: self.expires_at(now),
+        };
+        let groups = self.store.revoke_device(target, now, &event).await?;
+        tracing::info!(user = %me.user, device = %target, by = %who.device, groups = groups.len(), "device removed");
+        if let Some(devices) = self.store.user_devices(&me.user).await? {
+            for d in &devices {
+                self.hub.wake(&d.device_id);
             }
         }
-        let device = self.store.session_device(&hash, now).await?.ok_or(BAD)?;
-        let mut cache = self.sessions.lock().unwrap_or_else(|p| p.into_inner());
-        if cache.len() > 100_000 {
-            cache.retain(|_, (_, exp)| *exp > now);
-        }
-        // Cache for at most a minute: sessions only ever expire (no revocation yet), and a short
-        // cache bounds how long an expired one could linger.
-        cache.insert(hash, (device.clone(), now + 60_000));
-        Ok(Authed { device })
+        // Wakes the removed device's live connections, which then find their session gone.
+        self.hub.wake(&target_record.device_id);
+        Ok(api::Accepted {
+            count: u32::try_from(groups.len()).unwrap_or(u32::MAX),
+        })
     }
 
     async fn user_of(&self, device: &DeviceId) -> ServiceResult<UserName> {
@@ -447,9 +566,16 @@ impl Service {
             .user)
     }
 
-    /// Creates a one-time link code for the caller's user.
-    pub async fn link_code(&self, who: &Authed) -> ServiceResult<api::LinkCodeResponse> {
+    /// Creates a one-time link code for the caller's user, on a fresh proof by the caller's
+    /// device key ([`api::PROOF_LINK_CODE`]): a session token alone cannot add a device.
+    pub async fn link_code(
+        &self,
+        who: &Authed,
+        req: api::LinkCodeRequest,
+    ) -> ServiceResult<api::LinkCodeResponse> {
         let user = self.user_of(&who.device).await?;
+        self.check_proof(who, api::PROOF_LINK_CODE, b"", &req.proof)
+            .await?;
         const ALPHABET: &[u8] = b"ABCDEFGHJKMNPQRSTVWXYZ23456789";
         let raw: [u8; 12] = random();
         let code: String = raw
@@ -497,6 +623,7 @@ impl Service {
         let code_hash = sha256(req.code.trim().to_ascii_uppercase().as_bytes());
         let payload = serde_json::to_vec(&api::DeviceLinked {
             device_id: device.device_id.clone(),
+            link_code_sha256: Some(sha256(req.code.trim().to_ascii_uppercase().as_bytes())),
         })
         .map_err(|e| ServiceError::Internal(e.to_string()))?;
         let event = NewMessage {
@@ -986,19 +1113,16 @@ impl Service {
         })?;
         let epoch = h.epoch;
         let now = now_ms();
-        let tag = haven_frank::server_tag(
-            &self.frank_key,
-            &Binding {
-                commitment: &commitment,
-                sender_device: who.device.as_str(),
-                group_id: group.as_bytes(),
-                received_at_ms: now as u64,
-            },
-        );
+        let tag = self.frank_keys.tag(&Binding {
+            commitment: &commitment,
+            sender_device: who.device.as_str(),
+            group_id: group.as_bytes(),
+            received_at_ms: now as u64,
+        });
         let mut msg = self.message(EntryKind::Application, group, &who.device, req.message, now);
         msg.frank = Some(StoredFrank {
             commitment: commitment.as_bytes().to_vec(),
-            server_tag: tag.as_bytes().to_vec(),
+            server_tag: tag.encode(),
         });
         let recipients = self
             .store

@@ -4,7 +4,8 @@
 //! ([`haven_proto::api::QueueEntry`]), then new ones as they arrive. The queue stays the source of
 //! truth: an entry leaves it only when the device acknowledges it (a `{"ack":{"ids":[…]}}` frame
 //! or `POST /v1/queue/ack`), so a dropped connection loses nothing and a reconnect re-sends what
-//! was not acknowledged (at-least-once; clients de-duplicate by queue id).
+//! was not acknowledged (at-least-once; clients de-duplicate by queue id). Before each push the
+//! session is checked again, so a revoked session (logout, device removal) gets nothing more.
 //!
 //! Bounds: the server pings every [`ServerLimits::ws_ping_interval`] and closes a socket whose
 //! pong has not come back within [`ServerLimits::ws_pong_timeout`] (a peer that vanished, or
@@ -149,6 +150,12 @@ async fn serve(
     // Set when a ping goes out, cleared by its pong: the socket must answer by then.
     let mut pong_due: Option<tokio::time::Instant> = None;
     loop {
+        // The session may have been revoked since the upgrade (logout, device removal, on any
+        // node): then nothing more is pushed.
+        if s.check_session(&who).await.is_err() {
+            close(&mut socket, 1008, "session revoked or expired").await;
+            return Ok(());
+        }
         // Push everything queued after what this connection already sent.
         loop {
             let batch = s

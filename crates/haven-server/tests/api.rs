@@ -567,22 +567,26 @@ async fn application_messages_need_a_commitment_and_carry_the_server_frank() {
     assert_eq!(e.sender.as_ref().unwrap().user.as_str(), "alice");
     let frank = e.frank.as_ref().unwrap();
     assert_eq!(frank.commitment, c.as_bytes().to_vec());
-    // The server's tag verifies under its key over exactly (commitment, sender, group, time).
-    let tag = haven_frank::ServerTag::from_slice(&frank.server_tag).unwrap();
+    // The server's tag is a v2 tag naming its current key, and verifies under that key over
+    // exactly (commitment, sender, group, time).
+    let keys = s.running.service.frank_keys();
+    match haven_frank::EncodedTag::decode(&frank.server_tag).unwrap() {
+        haven_frank::EncodedTag::V2 { key_id, .. } => assert_eq!(key_id, keys.current_id()),
+        other => panic!("expected a v2 tag, got {other:?}"),
+    }
+    let tag = frank.server_tag.clone();
     let binding = haven_frank::Binding {
         commitment: &c,
         sender_device: a.id.as_str(),
         group_id: g.as_bytes(),
         received_at_ms: frank.received_at,
     };
-    haven_frank::verify_server_tag(s.running.service.frank_key(), &binding, &tag).unwrap();
+    keys.verify(&binding, &tag).unwrap();
     let other_sender = haven_frank::Binding {
         sender_device: b.id.as_str(),
         ..binding
     };
-    assert!(
-        haven_frank::verify_server_tag(s.running.service.frank_key(), &other_sender, &tag).is_err()
-    );
+    assert!(keys.verify(&other_sender, &tag).is_err());
 
     // Wrong content type, wrong group, future epoch, garbage: all 400.
     for bad in [

@@ -1,5 +1,6 @@
 //! The `haven` command: a thin shell over `haven-client`, `haven-server` and `haven-pdq`.
 
+mod admin;
 mod bench;
 mod demo;
 mod match_cli;
@@ -35,6 +36,10 @@ enum Command {
     /// Manage this account's devices.
     #[command(subcommand)]
     Device(msg_cli::DeviceCmd),
+    /// Revoke this device's session on the server (--all: every session of the account).
+    Logout(msg_cli::LogoutArgs),
+    /// Operator commands on a server's data directory (franking keys).
+    Admin(admin::AdminArgs),
     /// Send a text message to a user (1:1) or to #group.
     Send(msg_cli::SendArgs),
     /// Send a file (encrypted with a fresh key) to a user or #group.
@@ -80,6 +85,8 @@ fn main() -> std::process::ExitCode {
         Command::Register(args) => msg_cli::run(msg_cli::register(home, args)),
         Command::Link(args) => msg_cli::run(msg_cli::link(home, args)),
         Command::Device(cmd) => msg_cli::run(msg_cli::device(home, cmd)),
+        Command::Logout(args) => msg_cli::run(msg_cli::logout(home, args)),
+        Command::Admin(args) => admin::main(args),
         Command::Send(args) => msg_cli::run(msg_cli::send(home, args)),
         Command::SendFile(args) => msg_cli::run(msg_cli::send_file(home, args)),
         Command::GetFile(args) => msg_cli::run(msg_cli::get_file(home, args)),

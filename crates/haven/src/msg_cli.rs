@@ -179,7 +179,7 @@ pub struct LinkArgs {
 pub async fn link(home: PathBuf, args: LinkArgs) -> anyhow::Result<ExitCode> {
     let client = Client::link(&home, &args.server, &args.code, &args.device_name).await?;
     println!(
-        "linked device {} to {}; your other devices add it to your conversations when they next sync",
+        "linked device {} to {}; the device that made the code adds it to your conversations when it next syncs",
         client.device_id(),
         client.user()
     );
@@ -192,6 +192,30 @@ pub enum DeviceCmd {
     Link,
     /// List this account's devices.
     List,
+    /// Remove another device of this account (by id or unique name): it is logged out, can no
+    /// longer log in, and is removed from your conversations. Signed by this device's key.
+    Remove {
+        /// The device id (from `haven device list`) or its name.
+        device: String,
+    },
+}
+
+#[derive(clap::Args)]
+pub struct LogoutArgs {
+    /// Revoke every session of every device of the account, not just this device's.
+    #[arg(long)]
+    pub all: bool,
+}
+
+pub async fn logout(home: PathBuf, args: LogoutArgs) -> anyhow::Result<ExitCode> {
+    let mut client = Client::open(&home).await?;
+    let n = client.logout(args.all).await?;
+    if args.all {
+        println!("revoked {n} sessions of {}", client.user());
+    } else {
+        println!("logged out this device of {}", client.user());
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 pub async fn device(home: PathBuf, cmd: DeviceCmd) -> anyhow::Result<ExitCode> {
@@ -205,6 +229,10 @@ pub async fn device(home: PathBuf, cmd: DeviceCmd) -> anyhow::Result<ExitCode> {
                 code.code,
                 client.api().base()
             );
+        }
+        DeviceCmd::Remove { device } => {
+            let removed = client.remove_device(&device).await?;
+            println!("removed device {removed} from {}", client.user());
         }
         DeviceCmd::List => {
             let me = client.user().clone();

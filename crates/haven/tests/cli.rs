@@ -414,3 +414,79 @@ fn ids_ambiguity_consent_and_scoped_get_file_via_the_cli() {
         "no message",
     );
 }
+
+/// The README's device, logout and admin commands, as a user and an operator run them.
+#[test]
+fn device_remove_logout_and_frank_key_admin() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let (server, url) = start(&data);
+    let (laptop, phone) = (dir.path().join("laptop"), dir.path().join("phone"));
+    ok(haven(
+        &laptop,
+        &url,
+        &["register", "alice", "--device-name", "laptop"],
+    ));
+    let code = ok(haven(&laptop, &url, &["device", "link"]));
+    ok(haven(
+        &phone,
+        &url,
+        &["link", code.trim(), "--device-name", "phone"],
+    ));
+    let list = ok(haven(&laptop, &url, &["device", "list"]));
+    assert_eq!(list.lines().count(), 2, "{list}");
+    ok(haven(&laptop, &url, &["logout"]));
+    // Logged out, the next command logs in again with the device key.
+    ok(haven(&laptop, &url, &["sync"]));
+    let out = ok(haven(&laptop, &url, &["logout", "--all"]));
+    assert!(out.contains("revoked 2 sessions"), "{out}");
+    fails(
+        haven(&laptop, &url, &["device", "remove", "tablet"]),
+        "no device tablet",
+    );
+    let out = ok(haven(&laptop, &url, &["device", "remove", "phone"]));
+    assert!(out.starts_with("removed device"), "{out}");
+    fails(haven(&phone, &url, &["sync"]), "not found");
+    let list = ok(haven(&laptop, &url, &["device", "list"]));
+    assert_eq!(list.lines().count(), 1, "{list}");
+    drop(server);
+
+    let admin = |args: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_haven"))
+            .args(["admin", "--data"])
+            .arg(&data)
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    let keys = ok(admin(&["frank-key", "list"]));
+    assert_eq!(keys.lines().count(), 1, "{keys}");
+    assert!(keys.starts_with("1 ") && keys.contains("current"), "{keys}");
+    assert_eq!(ok(admin(&["frank-key", "rotate"])).trim(), "2");
+    let keys = ok(admin(&["frank-key", "list"]));
+    assert_eq!(keys.lines().count(), 2, "{keys}");
+    assert!(
+        keys.lines().nth(1).unwrap().starts_with("2 ")
+            && keys.lines().nth(1).unwrap().ends_with("current"),
+        "{keys}"
+    );
+    // The key itself is never printed.
+    let file = std::fs::read_to_string(data.join("frank-keys")).unwrap();
+    let key_hex = file
+        .lines()
+        .nth(2)
+        .unwrap()
+        .split_whitespace()
+        .nth(3)
+        .unwrap();
+    assert!(!keys.contains(key_hex));
+    fails(
+        Command::new(env!("CARGO_BIN_EXE_haven"))
+            .args(["admin", "--data"])
+            .arg(dir.path().join("nowhere"))
+            .args(["frank-key", "list"])
+            .output()
+            .unwrap(),
+        "no franking key file",
+    );
+}

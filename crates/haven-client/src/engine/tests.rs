@@ -757,6 +757,7 @@ fn multi_device_user() {
     // Device-link notices are returned, except one naming this very device.
     let linked = DeviceLinked {
         device_id: b2.device(),
+        link_code_sha256: Some(vec![7; 32]),
     };
     let e = s.entry(
         EntryKind::DeviceLinked,
@@ -766,6 +767,23 @@ fn multi_device_user() {
     );
     assert_eq!(deliver(&mut b1, &e), Processed::DeviceLinked(linked));
     assert_eq!(dropped_for(deliver(&mut b2, &e)), DropReason::NotForUs);
+    // A link notice is recognised as ours only for a code this device minted, once.
+    assert!(!b1.e.take_minted_link_code(&[7; 32]).unwrap());
+    b1.e.record_minted_link_code(&[7; 32], 1_000, 500).unwrap();
+    assert!(!b1.e.take_minted_link_code(&[8; 32]).unwrap());
+    assert!(b1.e.take_minted_link_code(&[7; 32]).unwrap());
+    assert!(!b1.e.take_minted_link_code(&[7; 32]).unwrap());
+    // Device-removal notices are returned to every device (each removes it from its groups).
+    let removed = haven_proto::api::DeviceRemoved {
+        device_id: b2.device(),
+    };
+    let e = s.entry(
+        EntryKind::DeviceRemoved,
+        None,
+        None,
+        serde_json::to_vec(&removed).unwrap(),
+    );
+    assert_eq!(deliver(&mut b1, &e), Processed::DeviceRemoved(removed));
 
     // Removing the user removes both devices.
     let oc = a.e.remove_users(&g, &[b1.user()]).unwrap();

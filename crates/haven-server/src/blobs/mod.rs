@@ -4,6 +4,11 @@
 //! uploading. A blob's id is the SHA-256 of its bytes, so the same upload twice is stored once and
 //! a download can be checked by the client.
 //!
+//! On disk the blob directory and its subdirectories are `0700` and every blob `0600`
+//! ([`crate::datadir`]); directories found looser at start are tightened. Blob files written by
+//! older versions keep their mode, but the `0700` directories above them already shut out every
+//! other account.
+//!
 //! Data flow of an upload (`PUT /v1/blobs`): the body streams into a temporary file
 //! ([`BlobStore::stage`]), hashed as it goes and refused the moment it passes the size cap; the
 //! owner's byte quota is checked and the record written in one transaction
@@ -105,10 +110,17 @@ pub struct LocalBlobStore {
 }
 
 impl LocalBlobStore {
-    /// Uses (and creates) `dir`.
+    /// Uses (and creates, `0700`) `dir`; tightens it and its subdirectories if looser.
     pub fn new(dir: PathBuf) -> Result<Self, BlobError> {
+        crate::datadir::ensure_private_dir(&dir)?;
+        for entry in std::fs::read_dir(&dir)? {
+            let entry = entry?;
+            if entry.file_type()?.is_dir() {
+                crate::datadir::tighten(&entry.path(), crate::datadir::DIR_MODE)?;
+            }
+        }
         let staging = dir.join(".staging");
-        std::fs::create_dir_all(&staging)?;
+        crate::datadir::ensure_private_dir(&staging)?;
         for entry in std::fs::read_dir(&staging)? {
             let _ = std::fs::remove_file(entry?.path());
         }
@@ -132,7 +144,13 @@ impl BlobStore for LocalBlobStore {
         let mut rnd = [0u8; 12];
         rand::RngCore::fill_bytes(&mut rand::rngs::OsRng, &mut rnd);
         let tmp = self.staging.join(hex::encode(rnd));
-        let mut file = tokio::fs::File::create(&tmp).await?;
+        let std_file = {
+            let tmp = tmp.clone();
+            tokio::task::spawn_blocking(move || crate::datadir::new_private_file(&tmp))
+                .await
+                .map_err(|e| std::io::Error::other(e.to_string()))??
+        };
+        let mut file = tokio::fs::File::from_std(std_file);
         // From here on, dropping `staged` (on any error) removes the file.
         let mut staged = Staged {
             id: BlobId::from_digest([0; 32]),
@@ -159,7 +177,10 @@ impl BlobStore for LocalBlobStore {
     async fn commit(&self, mut staged: Staged) -> Result<BlobId, BlobError> {
         let path = self.path(&staged.id);
         if let Some(parent) = path.parent() {
-            tokio::fs::create_dir_all(parent).await?;
+            let parent = parent.to_path_buf();
+            tokio::task::spawn_blocking(move || crate::datadir::ensure_private_dir(&parent))
+                .await
+                .map_err(|e| std::io::Error::other(e.to_string()))??;
         }
         if let Some(tmp) = staged.tmp.as_ref() {
             // Renaming over an existing blob is fine: same id, same bytes.

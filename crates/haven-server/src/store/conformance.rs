@@ -354,6 +354,141 @@ async fn sessions_expire<S: Store>(s: Arc<S>) {
     assert_eq!(s.session_device(b"token-hash", NOW).await.unwrap(), None);
 }
 
+// --- sessions and device removal ---
+
+async fn sessions_revoke_one_or_all<S: Store>(s: Arc<S>) {
+    people(&*s).await;
+    let alice = user("alice");
+    s.put_link_code(b"code", &alice, NOW + 60).await.unwrap();
+    let ev = message(EntryKind::DeviceLinked, None, None, b"linked");
+    s.link_device(b"code", NOW, &new_device(&dev(5), NOW), &ev)
+        .await
+        .unwrap();
+    for (hash, d) in [(b"t1", 1), (b"t2", 1), (b"t5", 5), (b"tb", 2)] {
+        s.put_session(hash, &dev(d), NOW + 100).await.unwrap();
+    }
+    assert!(s.revoke_session(b"t1").await.unwrap());
+    assert!(!s.revoke_session(b"t1").await.unwrap());
+    assert_eq!(s.session_device(b"t1", NOW).await.unwrap(), None);
+    assert_eq!(s.session_device(b"t2", NOW).await.unwrap(), Some(dev(1)));
+    // Every session of every device of alice; bob's stays.
+    assert_eq!(s.revoke_user_sessions(&alice).await.unwrap(), 2);
+    assert_eq!(s.session_device(b"t2", NOW).await.unwrap(), None);
+    assert_eq!(s.session_device(b"t5", NOW).await.unwrap(), None);
+    assert_eq!(s.session_device(b"tb", NOW).await.unwrap(), Some(dev(2)));
+    assert_eq!(s.revoke_user_sessions(&user("nobody")).await.unwrap(), 0);
+}
+
+async fn revoke_device_cuts_it_off<S: Store>(s: Arc<S>) {
+    people(&*s).await;
+    let alice = user("alice");
+    let removed = |d: &DeviceId| {
+        message(
+            EntryKind::DeviceRemoved,
+            None,
+            None,
+            format!("removed {d}").as_bytes(),
+        )
+    };
+    // Alice's only device cannot go; nothing changes.
+    assert!(matches!(
+        s.revoke_device(&dev(1), NOW, &removed(&dev(1))).await,
+        Err(StoreError::LastDevice)
+    ));
+    assert!(s.device(&dev(1)).await.unwrap().is_some());
+    s.put_link_code(b"code", &alice, NOW + 60).await.unwrap();
+    let ev = message(EntryKind::DeviceLinked, None, None, b"linked");
+    s.link_device(b"code", NOW, &new_device(&dev(5), NOW), &ev)
+        .await
+        .unwrap();
+    let ids: Vec<i64> = queue(&*s, &dev(1)).await.iter().map(|m| m.id).collect();
+    s.ack(&dev(1), &ids).await.unwrap();
+    // dev(5) is in a group with bob, holds a session, key packages, a claim and queued entries.
+    let g = gid(1);
+    s.create_group(&g, &dev(2), NOW, STATE0).await.unwrap();
+    s.add_key_packages(&dev(5), &kps(&[b"kp5"]), Some(&kp(b"lr5")), &LIMITS)
+        .await
+        .unwrap();
+    s.claim_key_packages(&alice, &claim_by(&dev(2), &g))
+        .await
+        .unwrap();
+    s.apply_commit(&commit(&g, 0, &dev(2), &[&dev(5)], &[]), &LIMITS)
+        .await
+        .unwrap();
+    s.enqueue_group(&g, &dev(2), &app(&g, &dev(2), b"to 5"), &LIMITS)
+        .await
+        .unwrap();
+    s.put_session(b"t5", &dev(5), NOW + 100).await.unwrap();
+    s.put_challenge(b"n5", &dev(5), NOW + 100).await.unwrap();
+    s.put_link_code(b"code-2", &alice, NOW + 60).await.unwrap();
+    assert!(!queue(&*s, &dev(5)).await.is_empty());
+
+    let groups = s
+        .revoke_device(&dev(5), NOW + 1, &removed(&dev(5)))
+        .await
+        .unwrap();
+    assert_eq!(groups, vec![g.clone()]);
+    // Gone for every reader and writer.
+    assert_eq!(s.device(&dev(5)).await.unwrap(), None);
+    let live: Vec<DeviceId> = s
+        .user_devices(&alice)
+        .await
+        .unwrap()
+        .unwrap()
+        .into_iter()
+        .map(|d| d.device_id)
+        .collect();
+    assert_eq!(live, vec![dev(1)]);
+    assert_eq!(s.session_device(b"t5", NOW).await.unwrap(), None);
+    assert!(!s.take_challenge(b"n5", &dev(5), NOW).await.unwrap());
+    assert!(matches!(
+        s.put_session(b"t5b", &dev(5), NOW + 100).await,
+        Err(StoreError::NotFound("device"))
+    ));
+    assert!(matches!(
+        s.put_challenge(b"n5b", &dev(5), NOW + 100).await,
+        Err(StoreError::NotFound("device"))
+    ));
+    assert_eq!(s.key_package_count(&dev(5)).await.unwrap(), (0, false));
+    assert!(queue(&*s, &dev(5)).await.is_empty());
+    assert_eq!(s.group(&g).await.unwrap().unwrap().members, vec![dev(2)]);
+    // Its user's outstanding link codes are void.
+    assert!(matches!(
+        s.link_device(b"code-2", NOW, &new_device(&dev(6), NOW), &ev)
+            .await,
+        Err(StoreError::NotFound("link code"))
+    ));
+    // The user's other device is told; nobody else is.
+    assert_eq!(
+        payloads(&*s, &dev(1)).await,
+        vec![(
+            EntryKind::DeviceRemoved,
+            format!("removed {}", dev(5)).into_bytes()
+        )]
+    );
+    assert!(payloads(&*s, &dev(3)).await.is_empty());
+    // Removing it again, or removing alice's last device now, is refused.
+    assert!(matches!(
+        s.revoke_device(&dev(5), NOW, &removed(&dev(5))).await,
+        Err(StoreError::NotFound("device"))
+    ));
+    assert!(matches!(
+        s.revoke_device(&dev(1), NOW, &removed(&dev(1))).await,
+        Err(StoreError::LastDevice)
+    ));
+}
+
+async fn server_secret_get_and_delete<S: Store>(s: Arc<S>) {
+    assert_eq!(s.get_server_secret("k").await.unwrap(), None);
+    s.server_secret("k", &[4; 32]).await.unwrap();
+    assert_eq!(s.get_server_secret("k").await.unwrap(), Some(vec![4; 32]));
+    assert!(s.delete_server_secret("k").await.unwrap());
+    assert!(!s.delete_server_secret("k").await.unwrap());
+    assert_eq!(s.get_server_secret("k").await.unwrap(), None);
+    // A deleted name can be set afresh.
+    assert_eq!(s.server_secret("k", &[5; 32]).await.unwrap(), vec![5; 32]);
+}
+
 // --- device linking ---
 
 async fn link_device_notifies_other_devices_only<S: Store>(s: Arc<S>) {
@@ -1796,6 +1931,9 @@ conformance_suite!(
     blob_records_quota_and_renewal,
     blob_records_expire_and_purge,
     blob_quota_race,
+    server_secret_get_and_delete,
+    sessions_revoke_one_or_all,
+    revoke_device_cuts_it_off,
 );
 
 // --- backend-specific ---

@@ -17,6 +17,10 @@
 //! the last id I saw". The queue depth a limit is checked against counts the entries stored for
 //! the device, including expired ones not yet purged. A `NewMessage` with a `sender` needs that
 //! device to exist (`NotFound("device")`): fetched entries name the sender's user.
+//!
+//! Devices are never deleted: a removed device is *revoked* ([`Store::revoke_device`]) and from
+//! then on is gone for every other method (not listed, not found, refused as `NotFound("device")`
+//! by writes), while messages and history that name it keep their references.
 
 use std::collections::BTreeSet;
 use std::path::Path;
@@ -62,6 +66,9 @@ pub enum StoreError {
     /// A membership change that does not fit the group (adding a member twice, say).
     #[error("invalid membership change: {0}")]
     InvalidMembership(&'static str),
+    /// Removing this device would leave its user with no device; nothing was changed.
+    #[error("a user's last device cannot be removed")]
+    LastDevice,
     /// A limit would be exceeded; nothing was written.
     #[error("{what} limit of {max} reached")]
     Limit {
@@ -327,6 +334,30 @@ pub trait Store: crate::blobs::BlobRecords + Send + Sync + 'static {
     /// The device of an unexpired session.
     async fn session_device(&self, token_hash: &[u8], now: Millis)
         -> StoreResult<Option<DeviceId>>;
+    /// Deletes one session (`haven logout`). True if it existed.
+    async fn revoke_session(&self, token_hash: &[u8]) -> StoreResult<bool>;
+    /// Deletes every session of every device of `user` (`haven logout --all`). Returns how many
+    /// were deleted; 0 for an unknown user.
+    async fn revoke_user_sessions(&self, user: &UserName) -> StoreResult<u64>;
+
+    // --- device removal ---
+
+    /// Revokes `device` at `now` (see [`DeviceRecord`]; a revoked device is gone for every other
+    /// method: `device` and `user_devices` leave it out, and writes naming it get
+    /// `NotFound("device")`). In one transaction: marks it revoked; deletes its sessions,
+    /// challenges, key packages (one-time and last-resort), the key-package claims naming it
+    /// (as claimed device or as claimer), its queue entries (messages in no other queue go) and
+    /// its group memberships (routing to it stops at once; the MLS Removes follow from the
+    /// user's other devices); deletes its user's outstanding link codes; and queues `event`
+    /// (kind `DeviceRemoved`) to the user's other devices, whatever their queue depth. Returns
+    /// the groups it was a member of, sorted. `NotFound("device")` for an unknown or revoked
+    /// device; `LastDevice` (nothing changed) if it is its user's only live device.
+    async fn revoke_device(
+        &self,
+        device: &DeviceId,
+        now: Millis,
+        event: &NewMessage,
+    ) -> StoreResult<Vec<GroupId>>;
 
     // --- device linking ---
 
@@ -487,6 +518,14 @@ pub trait Store: crate::blobs::BlobRecords + Send + Sync + 'static {
     /// Returns the server secret named `name`, creating it from `fresh` if absent (first call
     /// wins under concurrency).
     async fn server_secret(&self, name: &str, fresh: &[u8]) -> StoreResult<Vec<u8>>;
+    /// The server secret named `name`, if any (never creates one).
+    async fn get_server_secret(&self, name: &str) -> StoreResult<Option<Vec<u8>>>;
+    /// Deletes the server secret named `name`; true if it existed. The backends also scrub the
+    /// deleted bytes from their files where they can (SQLite: `secure_delete`, so the page
+    /// that reaches the database file at the next checkpoint is zeroed; PostgreSQL: `VACUUM
+    /// FULL` of the table, which rewrites it), since the secret moved elsewhere
+    /// for a reason (the franking key, [`crate::frank_keys`]).
+    async fn delete_server_secret(&self, name: &str) -> StoreResult<bool>;
 }
 
 /// Opens the store named by `url_or_path`: `postgres://…` or `postgresql://…` connects to

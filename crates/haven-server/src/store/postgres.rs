@@ -165,10 +165,11 @@ async fn insert_expiring(
 }
 
 async fn device_exists(conn: &mut PgConnection, device: &DeviceId) -> TxResult<bool> {
-    let found: Option<i32> = sqlx::query_scalar("SELECT 1 FROM devices WHERE id = $1")
-        .bind(device.as_str())
-        .fetch_optional(&mut *conn)
-        .await?;
+    let found: Option<i32> =
+        sqlx::query_scalar("SELECT 1 FROM devices WHERE id = $1 AND revoked_at IS NULL")
+            .bind(device.as_str())
+            .fetch_optional(&mut *conn)
+            .await?;
     Ok(found.is_some())
 }
 
@@ -329,11 +330,12 @@ async fn add_key_packages_tx(
     limits: &Limits,
 ) -> TxResult<u32> {
     // Locking the device row serialises concurrent uploads for the device, so the count holds.
-    let found: Option<i32> =
-        sqlx::query_scalar("SELECT 1 FROM devices WHERE id = $1 FOR NO KEY UPDATE")
-            .bind(device.as_str())
-            .fetch_optional(&mut *conn)
-            .await?;
+    let found: Option<i32> = sqlx::query_scalar(
+        "SELECT 1 FROM devices WHERE id = $1 AND revoked_at IS NULL FOR NO KEY UPDATE",
+    )
+    .bind(device.as_str())
+    .fetch_optional(&mut *conn)
+    .await?;
     if found.is_none() {
         return Err(StoreError::NotFound("device").into());
     }
@@ -387,7 +389,7 @@ async fn claim_key_packages_tx(
         return Ok(None);
     }
     let devices: Vec<String> =
-        sqlx::query_scalar("SELECT id FROM devices WHERE user_name = $1 ORDER BY created_at, id")
+        sqlx::query_scalar("SELECT id FROM devices WHERE user_name = $1 AND revoked_at IS NULL ORDER BY created_at, id")
             .bind(user.as_str())
             .fetch_all(&mut *conn)
             .await?;
@@ -433,6 +435,81 @@ async fn claim_key_packages_tx(
     Ok(Some(claimed))
 }
 
+async fn revoke_device_tx(
+    conn: &mut PgConnection,
+    device: &DeviceId,
+    now: Millis,
+    event: &NewMessage,
+) -> TxResult<Vec<GroupId>> {
+    let user: Option<String> =
+        sqlx::query_scalar("SELECT user_name FROM devices WHERE id = $1 AND revoked_at IS NULL")
+            .bind(device.as_str())
+            .fetch_optional(&mut *conn)
+            .await?;
+    let user = parse_user(&user.ok_or(StoreError::NotFound("device"))?)?;
+    // Lock the user's live devices in id order (like every writer of their queues), so two
+    // removals of one user's devices are serialised and cannot both pass the last-device check.
+    let live: Vec<String> = sqlx::query_scalar(
+        "SELECT id FROM devices WHERE user_name = $1 AND revoked_at IS NULL ORDER BY id FOR NO KEY UPDATE",
+    )
+    .bind(user.as_str())
+    .fetch_all(&mut *conn)
+    .await?;
+    if !live.iter().any(|d| d == device.as_str()) {
+        return Err(StoreError::NotFound("device").into());
+    }
+    let others = live
+        .iter()
+        .filter(|d| *d != device.as_str())
+        .map(|d| parse_device(d))
+        .collect::<StoreResult<Vec<_>>>()?;
+    if others.is_empty() {
+        return Err(StoreError::LastDevice.into());
+    }
+    let d = device.as_str();
+    sqlx::query("UPDATE devices SET revoked_at = $2, queue_depth = 0 WHERE id = $1")
+        .bind(d)
+        .bind(now)
+        .execute(&mut *conn)
+        .await?;
+    for sql in [
+        "DELETE FROM sessions WHERE device_id = $1",
+        "DELETE FROM challenges WHERE device_id = $1",
+        "DELETE FROM key_packages WHERE device_id = $1",
+        "DELETE FROM last_resort_key_packages WHERE device_id = $1",
+        "DELETE FROM key_package_claims WHERE device_id = $1 OR claimer = $1",
+    ] {
+        sqlx::query(sql).bind(d).execute(&mut *conn).await?;
+    }
+    let messages: Vec<i64> =
+        sqlx::query_scalar("DELETE FROM queue WHERE device_id = $1 RETURNING message_id")
+            .bind(d)
+            .fetch_all(&mut *conn)
+            .await?;
+    sqlx::query(
+        "DELETE FROM messages m WHERE m.id = ANY($1)
+         AND NOT EXISTS (SELECT 1 FROM queue q WHERE q.message_id = m.id)",
+    )
+    .bind(&messages)
+    .execute(&mut *conn)
+    .await?;
+    let mut groups: Vec<Vec<u8>> =
+        sqlx::query_scalar("DELETE FROM group_members WHERE device_id = $1 RETURNING group_id")
+            .bind(d)
+            .fetch_all(&mut *conn)
+            .await?;
+    groups.sort();
+    sqlx::query("DELETE FROM link_codes WHERE user_name = $1")
+        .bind(user.as_str())
+        .execute(&mut *conn)
+        .await?;
+    enqueue(conn, &others, event).await?;
+    Ok(groups
+        .iter()
+        .map(|g| GroupId::from_bytes(g).map_err(|_| super::corrupt("group id")))
+        .collect::<StoreResult<Vec<_>>>()?)
+}
+
 async fn link_device_tx(
     conn: &mut PgConnection,
     code_hash: &[u8],
@@ -451,11 +528,12 @@ async fn link_device_tx(
         Some((user, expires_at)) if now < expires_at => parse_user(&user)?,
         _ => return Err(StoreError::NotFound("link code").into()),
     };
-    let others: Vec<String> =
-        sqlx::query_scalar("SELECT id FROM devices WHERE user_name = $1 ORDER BY id")
-            .bind(user.as_str())
-            .fetch_all(&mut *conn)
-            .await?;
+    let others: Vec<String> = sqlx::query_scalar(
+        "SELECT id FROM devices WHERE user_name = $1 AND revoked_at IS NULL ORDER BY id",
+    )
+    .bind(user.as_str())
+    .fetch_all(&mut *conn)
+    .await?;
     let others = others
         .iter()
         .map(|d| parse_device(d))
@@ -701,7 +779,7 @@ impl Store for PgStore {
 
     async fn device(&self, device: &DeviceId) -> StoreResult<Option<DeviceRecord>> {
         let row: Option<DeviceRow> = sqlx::query_as(
-            "SELECT id, user_name, name, auth_key, mls_key, created_at FROM devices WHERE id = $1",
+            "SELECT id, user_name, name, auth_key, mls_key, created_at FROM devices WHERE id = $1 AND revoked_at IS NULL",
         )
         .bind(device.as_str())
         .fetch_optional(&self.pool)
@@ -716,7 +794,7 @@ impl Store for PgStore {
             }
             let rows: Vec<DeviceRow> = sqlx::query_as(
                 "SELECT id, user_name, name, auth_key, mls_key, created_at FROM devices WHERE user_name = $1
-                 ORDER BY created_at, id",
+                 AND revoked_at IS NULL ORDER BY created_at, id",
             )
             .bind(user.as_str())
             .fetch_all(&mut *conn)
@@ -800,6 +878,33 @@ impl Store for PgStore {
         .fetch_optional(&self.pool)
         .await?;
         device.as_deref().map(parse_device).transpose()
+    }
+
+    async fn revoke_session(&self, token_hash: &[u8]) -> StoreResult<bool> {
+        let done = sqlx::query("DELETE FROM sessions WHERE token_hash = $1")
+            .bind(token_hash)
+            .execute(&self.pool)
+            .await?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    async fn revoke_user_sessions(&self, user: &UserName) -> StoreResult<u64> {
+        let done = sqlx::query(
+            "DELETE FROM sessions WHERE device_id IN (SELECT id FROM devices WHERE user_name = $1)",
+        )
+        .bind(user.as_str())
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected())
+    }
+
+    async fn revoke_device(
+        &self,
+        device: &DeviceId,
+        now: Millis,
+        event: &NewMessage,
+    ) -> StoreResult<Vec<GroupId>> {
+        transaction!(self, |conn| revoke_device_tx(conn, device, now, event))
     }
 
     async fn put_link_code(
@@ -1086,5 +1191,30 @@ impl Store for PgStore {
                 .fetch_one(&self.pool)
                 .await?;
         Ok(secret)
+    }
+
+    async fn get_server_secret(&self, name: &str) -> StoreResult<Option<Vec<u8>>> {
+        Ok(
+            sqlx::query_scalar("SELECT secret FROM server_secrets WHERE name = $1")
+                .bind(name)
+                .fetch_optional(&self.pool)
+                .await?,
+        )
+    }
+
+    async fn delete_server_secret(&self, name: &str) -> StoreResult<bool> {
+        let done = sqlx::query("DELETE FROM server_secrets WHERE name = $1")
+            .bind(name)
+            .execute(&self.pool)
+            .await?;
+        if done.rows_affected() == 0 {
+            return Ok(false);
+        }
+        // The deleted row stays in the table's file until it is rewritten; VACUUM FULL of this
+        // tiny table rewrites it at once (outside a transaction, as VACUUM must run).
+        sqlx::query("VACUUM FULL server_secrets")
+            .execute(&self.pool)
+            .await?;
+        Ok(true)
     }
 }

@@ -282,16 +282,20 @@ fn configure(conn: &Connection) -> StoreResult<()> {
 }
 
 /// The migrations, in order, for a fresh in-memory database.
-const MIGRATIONS: [&str; 4] = [
+const MIGRATIONS: [&str; 5] = [
     include_str!("../../migrations/sqlite/0001_init.sql"),
     include_str!("../../migrations/sqlite/0002_group_commits.sql"),
     include_str!("../../migrations/sqlite/0003_verified_groups.sql"),
+    include_str!("../../migrations/sqlite/0004_device_revocation.sql"),
     include_str!("../../migrations/sqlite/0005_blob_records.sql"),
 ];
 
 impl SqliteStore {
     /// Opens (creating it if needed) the database file at `path` and runs the migrations.
     pub async fn open(path: &Path) -> StoreResult<Self> {
+        // Mode 0600 before SQLite creates it; its -wal and -shm files inherit the mode.
+        crate::datadir::prepare_sqlite_file(path)
+            .map_err(|e| StoreError::Backend(format!("{}: {e}", path.display())))?;
         migrate_file(path).await?;
         let path = path.to_path_buf();
         let conn = {
@@ -457,7 +461,7 @@ fn insert_expiring(
 
 fn device_exists(conn: &Connection, device: &DeviceId) -> StoreResult<bool> {
     Ok(conn
-        .prepare_cached("SELECT 1 FROM devices WHERE id = ?1")?
+        .prepare_cached("SELECT 1 FROM devices WHERE id = ?1 AND revoked_at IS NULL")?
         .query_row([device.as_str()], |_| Ok(()))
         .optional()?
         .is_some())
@@ -494,7 +498,7 @@ fn insert_device(conn: &Connection, user: &UserName, device: &NewDevice) -> Stor
 /// The ids of a user's devices, oldest first.
 fn user_device_ids(conn: &Connection, user: &UserName) -> StoreResult<Vec<DeviceId>> {
     let mut stmt =
-        conn.prepare_cached("SELECT id FROM devices WHERE user_name = ?1 ORDER BY created_at, id")?;
+        conn.prepare_cached("SELECT id FROM devices WHERE user_name = ?1 AND revoked_at IS NULL ORDER BY created_at, id")?;
     let ids = stmt
         .query_map([user.as_str()], |r| r.get::<_, String>(0))?
         .collect::<Result<Vec<_>, _>>()?;
@@ -640,7 +644,7 @@ impl Store for SqliteStore {
         self.read(move |c| {
             let row = c
                 .prepare_cached(
-                    "SELECT id, user_name, name, auth_key, mls_key, created_at FROM devices WHERE id = ?1",
+                    "SELECT id, user_name, name, auth_key, mls_key, created_at FROM devices WHERE id = ?1 AND revoked_at IS NULL",
                 )?
                 .query_row([device.as_str()], device_row)
                 .optional()?;
@@ -658,7 +662,7 @@ impl Store for SqliteStore {
             }
             let mut stmt = c.prepare_cached(
                 "SELECT id, user_name, name, auth_key, mls_key, created_at FROM devices WHERE user_name = ?1
-                 ORDER BY created_at, id",
+                 AND revoked_at IS NULL ORDER BY created_at, id",
             )?;
             let rows = stmt
                 .query_map([user.as_str()], device_row)?
@@ -750,6 +754,103 @@ impl Store for SqliteStore {
                 .query_row(params![token_hash, now], |r| r.get(0))
                 .optional()?;
             device.as_deref().map(parse_device).transpose()
+        })
+        .await
+    }
+
+    async fn revoke_session(&self, token_hash: &[u8]) -> StoreResult<bool> {
+        let token_hash = token_hash.to_vec();
+        self.write(move |c| {
+            Ok(exec(
+                c,
+                "DELETE FROM sessions WHERE token_hash = ?1",
+                [token_hash],
+            )? > 0)
+        })
+        .await
+    }
+
+    async fn revoke_user_sessions(&self, user: &UserName) -> StoreResult<u64> {
+        let user = user.clone();
+        self.write(move |c| {
+            let n = exec(
+                c,
+                "DELETE FROM sessions WHERE device_id IN (SELECT id FROM devices WHERE user_name = ?1)",
+                [user.as_str()],
+            )?;
+            Ok(u64::try_from(n).unwrap_or(u64::MAX))
+        })
+        .await
+    }
+
+    async fn revoke_device(
+        &self,
+        device: &DeviceId,
+        now: Millis,
+        event: &NewMessage,
+    ) -> StoreResult<Vec<GroupId>> {
+        let (device, event) = (device.clone(), event.clone());
+        self.write(move |c| {
+            let user: String = c
+                .prepare_cached(
+                    "SELECT user_name FROM devices WHERE id = ?1 AND revoked_at IS NULL",
+                )?
+                .query_row([device.as_str()], |r| r.get(0))
+                .optional()?
+                .ok_or(StoreError::NotFound("device"))?;
+            let user = super::parse_user(&user)?;
+            let others: Vec<DeviceId> = user_device_ids(c, &user)?
+                .into_iter()
+                .filter(|d| d != &device)
+                .collect();
+            if others.is_empty() {
+                return Err(StoreError::LastDevice);
+            }
+            let d = device.as_str();
+            exec(
+                c,
+                "UPDATE devices SET revoked_at = ?2, queue_depth = 0 WHERE id = ?1",
+                params![d, now],
+            )?;
+            for sql in [
+                "DELETE FROM sessions WHERE device_id = ?1",
+                "DELETE FROM challenges WHERE device_id = ?1",
+                "DELETE FROM key_packages WHERE device_id = ?1",
+                "DELETE FROM last_resort_key_packages WHERE device_id = ?1",
+                "DELETE FROM key_package_claims WHERE device_id = ?1 OR claimer = ?1",
+            ] {
+                exec(c, sql, [d])?;
+            }
+            let mut stmt =
+                c.prepare_cached("DELETE FROM queue WHERE device_id = ?1 RETURNING message_id")?;
+            let messages = stmt
+                .query_map([d], |r| r.get::<_, i64>(0))?
+                .collect::<Result<Vec<_>, _>>()?;
+            drop(stmt);
+            exec(
+                c,
+                "DELETE FROM messages WHERE id IN (SELECT value FROM json_each(?1))
+                 AND NOT EXISTS (SELECT 1 FROM queue WHERE queue.message_id = messages.id)",
+                [json_ids(&messages)?],
+            )?;
+            let mut stmt = c.prepare_cached(
+                "DELETE FROM group_members WHERE device_id = ?1 RETURNING group_id",
+            )?;
+            let mut groups = stmt
+                .query_map([d], |r| r.get::<_, Vec<u8>>(0))?
+                .collect::<Result<Vec<_>, _>>()?;
+            drop(stmt);
+            groups.sort();
+            exec(
+                c,
+                "DELETE FROM link_codes WHERE user_name = ?1",
+                [user.as_str()],
+            )?;
+            enqueue(c, &others, &event)?;
+            groups
+                .iter()
+                .map(|g| GroupId::from_bytes(g).map_err(|_| super::corrupt("group id")))
+                .collect()
         })
         .await
     }
@@ -1200,6 +1301,31 @@ impl Store for SqliteStore {
                 c.prepare_cached("SELECT secret FROM server_secrets WHERE name = ?1")?
                     .query_row([&name], |r| r.get(0))?,
             )
+        })
+        .await
+    }
+
+    async fn get_server_secret(&self, name: &str) -> StoreResult<Option<Vec<u8>>> {
+        let name = name.to_owned();
+        self.read(move |c| {
+            Ok(
+                c.prepare_cached("SELECT secret FROM server_secrets WHERE name = ?1")?
+                    .query_row([&name], |r| r.get(0))
+                    .optional()?,
+            )
+        })
+        .await
+    }
+
+    async fn delete_server_secret(&self, name: &str) -> StoreResult<bool> {
+        let name = name.to_owned();
+        self.write(move |c| {
+            // secure_delete zeroes the deleted bytes in the page written back; it is a
+            // connection setting, so it is switched off again for the writer's other jobs.
+            c.pragma_update(None, "secure_delete", "ON")?;
+            let done = exec(c, "DELETE FROM server_secrets WHERE name = ?1", [&name]);
+            c.pragma_update(None, "secure_delete", "OFF")?;
+            Ok(done? > 0)
         })
         .await
     }
