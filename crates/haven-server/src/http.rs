@@ -36,7 +36,12 @@ pub fn error_response(e: ServiceError) -> Response {
         ServiceError::EpochConflict(_) => (StatusCode::CONFLICT, ErrorCode::EpochConflict),
         ServiceError::Limit(_) => (StatusCode::UNPROCESSABLE_ENTITY, ErrorCode::LimitExceeded),
         ServiceError::TooLarge(_) => (StatusCode::PAYLOAD_TOO_LARGE, ErrorCode::PayloadTooLarge),
-        ServiceError::RateLimited => (StatusCode::TOO_MANY_REQUESTS, ErrorCode::RateLimited),
+        ServiceError::RateLimited | ServiceError::TooManyRequests(_) => {
+            (StatusCode::TOO_MANY_REQUESTS, ErrorCode::RateLimited)
+        }
+        ServiceError::QueueShare { .. } => {
+            (StatusCode::TOO_MANY_REQUESTS, ErrorCode::QueueShareExhausted)
+        }
         ServiceError::Internal(detail) => {
             tracing::error!(%detail, "internal error");
             (StatusCode::INTERNAL_SERVER_ERROR, ErrorCode::Internal)
@@ -46,10 +51,15 @@ pub fn error_response(e: ServiceError) -> Response {
         ServiceError::EpochConflict(c) => Some(*c),
         _ => None,
     };
+    let recipient = match &e {
+        ServiceError::QueueShare { recipient, .. } => Some(recipient.clone()),
+        _ => None,
+    };
     let body = ApiError {
         code,
         message: e.to_string(),
         current_epoch,
+        recipient,
     };
     (status, axum::Json(body)).into_response()
 }
@@ -178,7 +188,7 @@ async fn register(
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     ApiJson(req): ApiJson<api::RegisterRequest>,
 ) -> Reply<api::DeviceRegistered> {
-    if let Err(e) = s.rate_limit(peer.ip()) {
+    if let Err(e) = s.rate_limit(peer.ip()).await {
         return Reply(Err(e));
     }
     s.register(req).await.into()
@@ -189,7 +199,7 @@ async fn challenge(
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     ApiJson(req): ApiJson<api::ChallengeRequest>,
 ) -> Reply<api::ChallengeResponse> {
-    if let Err(e) = s.rate_limit(peer.ip()) {
+    if let Err(e) = s.rate_limit(peer.ip()).await {
         return Reply(Err(e));
     }
     s.challenge(req).await.into()
@@ -211,7 +221,7 @@ async fn link(
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     ApiJson(req): ApiJson<api::LinkRequest>,
 ) -> Reply<api::DeviceRegistered> {
-    if let Err(e) = s.rate_limit(peer.ip()) {
+    if let Err(e) = s.rate_limit(peer.ip()).await {
         return Reply(Err(e));
     }
     s.link(req).await.into()

@@ -9,13 +9,14 @@
 //! Layers (CONVENTIONS.md, "handlers are thin"): [`http`] decodes untrusted bytes and maps errors;
 //! [`service`] holds the rules (its docs give the message path and the trust assumptions);
 //! [`store`] is the storage trait with its two backends and their conformance suite; [`blobs`] is
-//! the object store. The server never holds a byte of plaintext: it sees MLS ciphertext and
+//! the object store; [`quota`] bounds queues and rates, with its state in the database. The server never holds a byte of plaintext: it sees MLS ciphertext and
 //! encrypted attachments only.
 
 pub mod blobs;
 pub mod config;
 pub mod groups;
 pub mod http;
+pub mod quota;
 pub mod service;
 pub mod store;
 pub mod ws;

@@ -21,7 +21,7 @@
 use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
-use std::time::{Instant, SystemTime, UNIX_EPOCH};
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use ed25519_dalek::{Signature, VerifyingKey};
 use haven_frank::{Binding, ServerKey};
@@ -35,6 +35,7 @@ use tokio::sync::watch;
 use crate::blobs::{BlobError, BlobStore};
 use crate::config::ServerLimits;
 use crate::groups::{self, GroupView, Leaf, VerifyError};
+use crate::quota::{Bucket, RateRule};
 use crate::store::{
     CommitApply, KeyPackageClaim, Limits, Millis, NewDevice, NewKeyPackage, NewMessage, Store,
     StoreError, StoredFrank,
@@ -70,6 +71,17 @@ pub enum ServiceError {
     /// Rate limited.
     #[error("too many requests from this address; try again later")]
     RateLimited,
+    /// Rate limited per account (a [`crate::quota::Bucket`] other than the per-IP one).
+    #[error("{0}")]
+    TooManyRequests(&'static str),
+    /// The sender's share of a recipient's queue is used up; other senders still get through.
+    #[error("{message}")]
+    QueueShare {
+        /// The recipient device whose queue refused.
+        recipient: DeviceId,
+        /// What happened, for people.
+        message: String,
+    },
     /// Internal failure (storage); nothing was changed.
     #[error("internal error")]
     Internal(String),
@@ -91,6 +103,17 @@ impl From<StoreError> for ServiceError {
             StoreError::Limit { what, max } => {
                 ServiceError::Limit(format!("{what} limit of {max} reached"))
             }
+            StoreError::QueueShare {
+                recipient,
+                what,
+                max,
+            } => ServiceError::QueueShare {
+                message: format!(
+                    "{what} ({max}) of the queue of device {recipient} is used up; \
+                     other senders still reach it, and room returns as it syncs"
+                ),
+                recipient,
+            },
             StoreError::Backend(m) => ServiceError::Internal(m),
         }
     }
@@ -144,34 +167,6 @@ impl Hub {
     }
 }
 
-/// A simple per-IP token bucket for unauthenticated endpoints.
-struct RateLimiter {
-    burst: f64,
-    refill: f64,
-    buckets: Mutex<HashMap<IpAddr, (f64, Instant)>>,
-}
-
-impl RateLimiter {
-    fn check(&self, ip: IpAddr) -> ServiceResult<()> {
-        let now = Instant::now();
-        let mut map = self.buckets.lock().unwrap_or_else(|p| p.into_inner());
-        if map.len() > 100_000 {
-            map.retain(|_, (tokens, at)| {
-                *tokens + now.duration_since(*at).as_secs_f64() * self.refill < self.burst
-            });
-        }
-        let (tokens, at) = map.entry(ip).or_insert((self.burst, now));
-        *tokens = (*tokens + now.duration_since(*at).as_secs_f64() * self.refill).min(self.burst);
-        *at = now;
-        if *tokens >= 1.0 {
-            *tokens -= 1.0;
-            Ok(())
-        } else {
-            Err(ServiceError::RateLimited)
-        }
-    }
-}
-
 /// The current time in milliseconds since the Unix epoch.
 pub fn now_ms() -> Millis {
     SystemTime::now()
@@ -202,6 +197,8 @@ async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> 
 pub struct Authed {
     /// The device.
     pub device: DeviceId,
+    /// Its account (for per-account limits).
+    pub user: UserName,
 }
 
 /// The services.
@@ -211,8 +208,8 @@ pub struct Service {
     frank_key: ServerKey,
     limits: ServerLimits,
     hub: Hub,
-    limiter: RateLimiter,
-    sessions: Mutex<HashMap<Vec<u8>, (DeviceId, Millis)>>,
+    /// Session cache: token hash → (device, its user, cached until).
+    sessions: Mutex<HashMap<Vec<u8>, (DeviceId, UserName, Millis)>>,
 }
 
 const FRANK_KEY_NAME: &str = "frank-key-v1";
@@ -237,11 +234,6 @@ impl Service {
             store,
             blobs,
             frank_key,
-            limiter: RateLimiter {
-                burst: f64::from(limits.auth_burst),
-                refill: limits.auth_refill_per_sec,
-                buckets: Mutex::default(),
-            },
             limits,
             hub: Hub::default(),
             sessions: Mutex::default(),
@@ -268,6 +260,13 @@ impl Service {
             max_group_members: self.limits.max_group_members,
             max_key_packages: self.limits.max_key_packages,
             max_queue_depth: self.limits.max_queue_depth,
+            max_queue_bytes: self.limits.max_queue_bytes,
+            max_account_queue_bytes: self.limits.max_account_queue_bytes,
+            share_device_depth: self.limits.queue_share_device_depth,
+            share_device_bytes: self.limits.queue_share_device_bytes,
+            share_account_depth: self.limits.queue_share_account_depth,
+            share_account_bytes: self.limits.queue_share_account_bytes,
+            max_devices: self.limits.max_devices_per_account,
         }
     }
 
@@ -275,9 +274,33 @@ impl Service {
         now.saturating_add(self.limits.queue_ttl.as_millis() as Millis)
     }
 
-    /// Checks a per-IP rate limit for unauthenticated endpoints.
-    pub fn rate_limit(&self, ip: IpAddr) -> ServiceResult<()> {
-        self.limiter.check(ip)
+    /// Checks a per-IP rate limit for unauthenticated endpoints (registration, login
+    /// challenges, device links). The bucket lives in the database ([`crate::quota`]), so it
+    /// survives restarts and every node shares it.
+    pub async fn rate_limit(&self, ip: IpAddr) -> ServiceResult<()> {
+        let rule = RateRule::new(self.limits.auth_burst, self.limits.auth_refill_per_sec);
+        if self.take(Bucket::Auth(ip), rule).await? {
+            Ok(())
+        } else {
+            Err(ServiceError::RateLimited)
+        }
+    }
+
+    /// Takes a token from `bucket`; false if it is empty.
+    async fn take(&self, bucket: Bucket<'_>, rule: RateRule) -> ServiceResult<bool> {
+        Ok(self.store.take_token(&bucket.key(), rule, now_ms()).await?)
+    }
+
+    /// Charges one authenticated write to the caller's account.
+    async fn write_limit(&self, who: &Authed) -> ServiceResult<()> {
+        let rule = RateRule::new(self.limits.write_burst, self.limits.write_refill_per_sec);
+        if self.take(Bucket::Write(&who.user), rule).await? {
+            Ok(())
+        } else {
+            Err(ServiceError::TooManyRequests(
+                "too many writes from this account; try again later",
+            ))
+        }
     }
 
     // --- accounts ---
@@ -405,23 +428,25 @@ impl Service {
         let now = now_ms();
         {
             let cache = self.sessions.lock().unwrap_or_else(|p| p.into_inner());
-            if let Some((device, exp)) = cache.get(&hash) {
+            if let Some((device, user, exp)) = cache.get(&hash) {
                 if *exp > now {
                     return Ok(Authed {
                         device: device.clone(),
+                        user: user.clone(),
                     });
                 }
             }
         }
         let device = self.store.session_device(&hash, now).await?.ok_or(BAD)?;
+        let user = self.user_of(&device).await?;
         let mut cache = self.sessions.lock().unwrap_or_else(|p| p.into_inner());
         if cache.len() > 100_000 {
-            cache.retain(|_, (_, exp)| *exp > now);
+            cache.retain(|_, (_, _, exp)| *exp > now);
         }
         // Cache for at most a minute: sessions only ever expire (no revocation yet), and a short
         // cache bounds how long an expired one could linger.
-        cache.insert(hash, (device.clone(), now + 60_000));
-        Ok(Authed { device })
+        cache.insert(hash, (device.clone(), user.clone(), now + 60_000));
+        Ok(Authed { device, user })
     }
 
     async fn user_of(&self, device: &DeviceId) -> ServiceResult<UserName> {
@@ -496,7 +521,7 @@ impl Service {
         };
         let user = self
             .store
-            .link_device(&code_hash, now, &device, &event)
+            .link_device(&code_hash, now, &device, &event, &self.store_limits())
             .await
             .map_err(|e| match e {
                 StoreError::NotFound(_) => {
@@ -545,6 +570,7 @@ impl Service {
         who: &Authed,
         req: api::UploadKeyPackages,
     ) -> ServiceResult<api::KeyPackageCount> {
+        self.write_limit(who).await?;
         if req.key_packages.len() > self.limits.max_key_packages_per_upload {
             return Err(ServiceError::Limit(format!(
                 "at most {} key packages per upload",
@@ -621,12 +647,23 @@ impl Service {
 
     /// Claims one key package per device of a user, for adding them to a group the caller is a
     /// member of; the claim is recorded so that only the caller can add them with it.
+    ///
+    /// Rate-limited twice ([`crate::quota`]): per claiming account (429 when used up), and per
+    /// claimed account for one-time packages — past that rate a claim gets each device's
+    /// last-resort package and the one-time packages are kept, so nobody can drain them and
+    /// nobody is kept from adding the user.
     pub async fn claim_key_packages(
         &self,
         who: &Authed,
         user: &UserName,
         req: api::ClaimRequest,
     ) -> ServiceResult<api::ClaimedKeyPackages> {
+        let by = RateRule::new(self.limits.claim_burst, self.limits.claim_refill_per_sec);
+        if !self.take(Bucket::ClaimBy(&who.user), by).await? {
+            return Err(ServiceError::TooManyRequests(
+                "too many key-package claims from this account; try again later",
+            ));
+        }
         let group = self
             .store
             .group(&req.group_id)
@@ -635,10 +672,16 @@ impl Service {
         if !group.members.contains(&who.device) {
             return Err(ServiceError::Forbidden("not a member of this group"));
         }
+        let of = RateRule::new(
+            self.limits.claim_target_burst,
+            self.limits.claim_target_refill_per_sec,
+        );
+        let one_time = self.take(Bucket::ClaimOf(user), of).await?;
         let claim = KeyPackageClaim {
             claimer: who.device.clone(),
             group: req.group_id,
             expires_at: now_ms().saturating_add(CLAIM_TTL_MS),
+            one_time,
         };
         let claimed = self
             .store
@@ -702,6 +745,7 @@ impl Service {
         who: &Authed,
         req: api::CreateGroup,
     ) -> ServiceResult<api::GroupState> {
+        self.write_limit(who).await?;
         self.check_mls_size(&req.group_info)?;
         let (group_id, info) = (req.group_id.clone(), req.group_info);
         let created =
@@ -818,6 +862,7 @@ impl Service {
         group: &GroupId,
         req: api::CommitRequest,
     ) -> ServiceResult<api::GroupState> {
+        self.write_limit(who).await?;
         self.check_mls_size(&req.commit)?;
         if let Some(w) = &req.welcome {
             self.check_mls_size(w)?;
@@ -915,6 +960,7 @@ impl Service {
         group: &GroupId,
         req: api::ProposalRequest,
     ) -> ServiceResult<api::Accepted> {
+        self.write_limit(who).await?;
         self.check_mls_size(&req.proposal)?;
         let (_, state) = self.member_view(who, group).await?;
         let (gid, proposal) = (group.clone(), req.proposal);
@@ -959,6 +1005,7 @@ impl Service {
         group: &GroupId,
         req: api::SendRequest,
     ) -> ServiceResult<api::SendResponse> {
+        self.write_limit(who).await?;
         let h = self.header(&req.message, group, ContentType::Application)?;
         if h.wire_format != WireFormat::PrivateMessage {
             return Err(ServiceError::BadRequest(
@@ -1058,7 +1105,8 @@ impl Service {
     // --- blobs ---
 
     /// Stores an encrypted attachment.
-    pub async fn put_blob(&self, _who: &Authed, bytes: &[u8]) -> ServiceResult<api::BlobStored> {
+    pub async fn put_blob(&self, who: &Authed, bytes: &[u8]) -> ServiceResult<api::BlobStored> {
+        self.write_limit(who).await?;
         if bytes.len() > self.limits.max_blob {
             return Err(ServiceError::TooLarge(format!(
                 "attachment larger than {} bytes",
