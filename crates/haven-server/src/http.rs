@@ -39,9 +39,10 @@ pub fn error_response(e: ServiceError) -> Response {
         ServiceError::RateLimited | ServiceError::TooManyRequests(_) => {
             (StatusCode::TOO_MANY_REQUESTS, ErrorCode::RateLimited)
         }
-        ServiceError::QueueShare { .. } => {
-            (StatusCode::TOO_MANY_REQUESTS, ErrorCode::QueueShareExhausted)
-        }
+        ServiceError::QueueShare { .. } => (
+            StatusCode::TOO_MANY_REQUESTS,
+            ErrorCode::QueueShareExhausted,
+        ),
         ServiceError::Internal(detail) => {
             tracing::error!(%detail, "internal error");
             (StatusCode::INTERNAL_SERVER_ERROR, ErrorCode::Internal)

@@ -164,8 +164,15 @@ async fn a_byte_quota_refuses_the_whole_fan_out_and_writes_nothing() {
         accepted += 1;
         assert!(accepted < 10, "the quota was never reached");
     };
-    assert_eq!((st, v["code"].as_str()), (422, Some("limit_exceeded")), "{v}");
-    assert!(v["message"].as_str().unwrap().contains("queue bytes"), "{v}");
+    assert_eq!(
+        (st, v["code"].as_str()),
+        (422, Some("limit_exceeded")),
+        "{v}"
+    );
+    assert!(
+        v["message"].as_str().unwrap().contains("queue bytes"),
+        "{v}"
+    );
     // Bob holds at least 8 KB more than carol, so his quota is reached first.
     assert!(accepted >= 1);
     let in_group = |q: &[api::QueueEntry]| {
@@ -174,7 +181,11 @@ async fn a_byte_quota_refuses_the_whole_fan_out_and_writes_nothing() {
             .count()
     };
     assert_eq!(in_group(&s.queue(&b).await), accepted);
-    assert_eq!(in_group(&s.queue(&c).await), accepted, "carol got nothing of the refused send");
+    assert_eq!(
+        in_group(&s.queue(&c).await),
+        accepted,
+        "carol got nothing of the refused send"
+    );
     // Once bob catches up, everything flows again.
     ack_all(&s, &b).await;
     assert_eq!(send(&s, &a, &g, &sized(&g, 2, 4000)).await.0, 200);
@@ -276,7 +287,10 @@ async fn key_package_claims_are_limited_per_claimer_and_per_target() {
     }
     assert!(!drained.contains(&got[0]) && !drained.contains(&got[1]));
     assert_ne!(got[0], got[1]);
-    assert_eq!(got[2], got[3], "past the target's budget: the last-resort package");
+    assert_eq!(
+        got[2], got[3],
+        "past the target's budget: the last-resort package"
+    );
     assert_eq!(count(&b).await, 4);
     // Other users' budgets are their own: alice claims carol's one-time package.
     let (ga, _) = s.new_group(&a).await;

@@ -96,7 +96,11 @@ async fn a_drain_is_bounded_and_a_later_add_gets_a_fresh_one_time_package() {
     assert_eq!(refused.code(), Some(ErrorCode::RateLimited), "{refused}");
     assert_eq!(handed.len() as u32, limits.claim_burst - 1);
     let distinct: BTreeSet<&Vec<u8>> = handed.iter().collect();
-    assert_eq!(distinct.len(), handed.len(), "each drained package is one-time");
+    assert_eq!(
+        distinct.len(),
+        handed.len(),
+        "each drained package is one-time"
+    );
     let left = available(&bob).await;
     assert_eq!(left, full - handed.len() as u32);
     assert!(left > 0);
@@ -173,7 +177,10 @@ async fn a_flood_stops_at_the_senders_share_and_others_still_get_through() {
     let events = bob.sync().await.unwrap();
     // Bob has not accepted mallory's invitation, so her messages are not shown, but nothing
     // was lost or duplicated for what bob does read: alice's message, once.
-    assert_eq!(texts_from(&events, "alice"), vec!["are you there?".to_owned()]);
+    assert_eq!(
+        texts_from(&events, "alice"),
+        vec!["are you there?".to_owned()]
+    );
     // Once bob's queue is drained, mallory may send again.
     mallory.send_text(&spam, "again").await.unwrap();
     w.server.shutdown().await;

@@ -196,8 +196,10 @@ pub(crate) fn release_users(
     users: &std::collections::BTreeMap<String, i64>,
 ) -> StoreResult<()> {
     for (user, bytes) in users {
-        c.prepare_cached("UPDATE users SET queue_bytes = max(queue_bytes - ?2, 0) WHERE name = ?1")?
-            .execute(params![user, bytes])?;
+        c.prepare_cached(
+            "UPDATE users SET queue_bytes = max(queue_bytes - ?2, 0) WHERE name = ?1",
+        )?
+        .execute(params![user, bytes])?;
     }
     Ok(())
 }

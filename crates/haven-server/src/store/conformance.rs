@@ -381,7 +381,8 @@ async fn link_device_notifies_other_devices_only<S: Store>(s: Arc<S>) {
             b"code-1",
             NOW,
             &new_device(&dev(5), NOW + 100),
-            &event(&dev(5)), &LIMITS,
+            &event(&dev(5)),
+            &LIMITS,
         )
         .await
         .unwrap();
@@ -405,7 +406,8 @@ async fn link_device_notifies_other_devices_only<S: Store>(s: Arc<S>) {
         b"code-2",
         NOW,
         &new_device(&dev(6), NOW - 5),
-        &event(&dev(6)), &LIMITS,
+        &event(&dev(6)),
+        &LIMITS,
     )
     .await
     .unwrap();
@@ -533,13 +535,25 @@ async fn claim_key_packages_order_and_last_resort<S: Store>(s: Arc<S>) {
     let alice = user("alice");
     let event = message(EntryKind::DeviceLinked, None, None, b"linked");
     s.put_link_code(b"code-5", &alice, NOW + 60).await.unwrap();
-    s.link_device(b"code-5", NOW, &new_device(&dev(5), NOW + 100), &event, &LIMITS)
-        .await
-        .unwrap();
+    s.link_device(
+        b"code-5",
+        NOW,
+        &new_device(&dev(5), NOW + 100),
+        &event,
+        &LIMITS,
+    )
+    .await
+    .unwrap();
     s.put_link_code(b"code-6", &alice, NOW + 60).await.unwrap();
-    s.link_device(b"code-6", NOW, &new_device(&dev(6), NOW + 200), &event, &LIMITS)
-        .await
-        .unwrap();
+    s.link_device(
+        b"code-6",
+        NOW,
+        &new_device(&dev(6), NOW + 200),
+        &event,
+        &LIMITS,
+    )
+    .await
+    .unwrap();
     s.create_group(&gid(1), &dev(2), NOW, STATE0).await.unwrap();
     // a1: two one-time packages and a last-resort one; dev 5: nothing; dev 6: last resort only.
     s.add_key_packages(
@@ -1628,11 +1642,18 @@ async fn queue_shares_bound_each_sender<S: Store>(s: Arc<S>) {
             max: 2,
         } => {
             assert!(recipient == dev(2) || recipient == dev(3), "{recipient}");
-            assert!(what.contains("device") && what.contains("entries"), "{what}");
+            assert!(
+                what.contains("device") && what.contains("entries"),
+                "{what}"
+            );
         }
         other => panic!("unexpected {other:?}"),
     }
-    assert_eq!(queues(&*s).await, before, "a refused fan-out writes nothing");
+    assert_eq!(
+        queues(&*s).await,
+        before,
+        "a refused fan-out writes nothing"
+    );
     // Another sender still reaches the same queues.
     s.enqueue_group(&g, &dev(3), &app(&g, &dev(3), b"carol"), &share)
         .await
@@ -1655,7 +1676,10 @@ async fn queue_shares_bound_each_sender<S: Store>(s: Arc<S>) {
         "{e:?}"
     );
     // c1 acknowledges a1's two messages (the commit stays): a1 has room again everywhere.
-    let two: Vec<i64> = queue(&*s, &dev(3)).await[..2].iter().map(|m| m.id).collect();
+    let two: Vec<i64> = queue(&*s, &dev(3)).await[..2]
+        .iter()
+        .map(|m| m.id)
+        .collect();
     assert_eq!(s.ack(&dev(3), &two).await.unwrap(), 2);
     s.enqueue_group(&g, &dev(1), &app(&g, &dev(1), b"fits"), &share)
         .await
@@ -1697,7 +1721,9 @@ async fn queue_byte_quotas_per_device_and_account<S: Store>(s: Arc<S>) {
     people(&*s).await;
     // bob gets a second device, dev 5; a1, b1, c1 and bob's dev 5 in one group.
     let event = message(EntryKind::DeviceLinked, None, None, b"linked");
-    s.put_link_code(b"bob-5", &user("bob"), NOW + 60).await.unwrap();
+    s.put_link_code(b"bob-5", &user("bob"), NOW + 60)
+        .await
+        .unwrap();
     s.link_device(b"bob-5", NOW, &new_device(&dev(5), NOW), &event, &LIMITS)
         .await
         .unwrap();
@@ -1717,10 +1743,20 @@ async fn queue_byte_quotas_per_device_and_account<S: Store>(s: Arc<S>) {
         .await
         .unwrap_err();
     assert!(
-        matches!(e, StoreError::Limit { what: "queue bytes", max: 10 }),
+        matches!(
+            e,
+            StoreError::Limit {
+                what: "queue bytes",
+                max: 10
+            }
+        ),
         "{e:?}"
     );
-    assert_eq!(queues(&*s).await, before, "a refused fan-out writes nothing");
+    assert_eq!(
+        queues(&*s).await,
+        before,
+        "a refused fan-out writes nothing"
+    );
     // bob's two devices hold 12 bytes together: one more message to both makes 24 > 18.
     let account = Limits {
         max_account_queue_bytes: 18,
@@ -1819,7 +1855,9 @@ async fn claim_without_one_time_hands_out_last_resort<S: Store>(s: Arc<S>) {
     assert_eq!(s.key_package_count(&dev(2)).await.unwrap(), (1, true));
     // No last-resort package: nothing is handed out, and the one-time package stays.
     assert_eq!(
-        s.claim_key_packages(&user("carol"), &limited).await.unwrap(),
+        s.claim_key_packages(&user("carol"), &limited)
+            .await
+            .unwrap(),
         Some(vec![])
     );
     assert_eq!(s.key_package_count(&dev(3)).await.unwrap(), (1, false));

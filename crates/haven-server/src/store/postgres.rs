@@ -544,7 +544,14 @@ async fn apply_commit_tx(
     let mut recipients = plan.recipients.clone();
     recipients.sort();
     lock_recipients(conn, &recipients, Some(limits.max_queue_depth)).await?;
-    enqueue(conn, &plan.commit_to, &commit.commit, Checks::Totals, limits).await?;
+    enqueue(
+        conn,
+        &plan.commit_to,
+        &commit.commit,
+        Checks::Totals,
+        limits,
+    )
+    .await?;
     if let Some(welcome) = &commit.welcome {
         enqueue(conn, &plan.welcome_to, welcome, Checks::Totals, limits).await?;
     }
@@ -660,6 +667,9 @@ async fn ack_tx(conn: &mut PgConnection, device: &DeviceId, ids: &[i64]) -> TxRe
     Ok(count_u32(messages.len())?)
 }
 
+/// A purged queue entry: recipient device and user, sender device and user, size.
+type PurgedRow = (String, String, Option<String>, Option<String>, i64);
+
 async fn purge_expired_tx(conn: &mut PgConnection, now: Millis) -> TxResult<u64> {
     // Lock the affected device rows in id order first, like every writer of their queues.
     sqlx::query(
@@ -671,7 +681,7 @@ async fn purge_expired_tx(conn: &mut PgConnection, now: Millis) -> TxResult<u64>
     .execute(&mut *conn)
     .await?;
     // What leaves each queue, per device and per account.
-    let rows: Vec<(String, String, Option<String>, Option<String>, i64)> = sqlx::query_as(
+    let rows: Vec<PurgedRow> = sqlx::query_as(
         "DELETE FROM queue q USING messages m, devices d
          WHERE m.id = q.message_id AND d.id = q.device_id AND m.expires_at <= $1
          RETURNING q.device_id, d.user_name, m.sender_device, m.sender_user, m.size",
@@ -695,7 +705,7 @@ async fn purge_expired_tx(conn: &mut PgConnection, now: Millis) -> TxResult<u64>
     }
     quota::release_users(conn, &per_user).await?;
     quota::purge(conn, now).await?;
-    let dropped = Some(i64::try_from(rows.len()).unwrap_or(i64::MAX));
+    let dropped = u64::try_from(rows.len()).unwrap_or(u64::MAX);
     sqlx::query("DELETE FROM messages WHERE expires_at <= $1")
         .bind(now)
         .execute(&mut *conn)
@@ -720,7 +730,7 @@ async fn purge_expired_tx(conn: &mut PgConnection, now: Millis) -> TxResult<u64>
         .bind(now)
         .execute(&mut *conn)
         .await?;
-    Ok(u64::try_from(dropped.unwrap_or(0)).unwrap_or(0))
+    Ok(dropped)
 }
 
 #[async_trait]

@@ -47,10 +47,10 @@ use crate::quota::sqlite as quota;
 use crate::quota::{Checks, RateRule};
 
 use super::{
-    count_u32, epoch_from_db, epoch_to_db, frank_columns, is_resubmission,
-    parse_device, plan_commit, record_name, referenced_name, CommitApply, DeviceRecord, DeviceRow,
-    GroupRecord, KeyPackageClaim, Limits, Millis, NewDevice, NewKeyPackage, NewMessage, QueueRow,
-    QueuedMessage, Store, StoreError, StoreResult,
+    count_u32, epoch_from_db, epoch_to_db, frank_columns, is_resubmission, parse_device,
+    plan_commit, record_name, referenced_name, CommitApply, DeviceRecord, DeviceRow, GroupRecord,
+    KeyPackageClaim, Limits, Millis, NewDevice, NewKeyPackage, NewMessage, QueueRow, QueuedMessage,
+    Store, StoreError, StoreResult,
 };
 
 /// How long a connection waits for another process's lock on the file.
@@ -571,7 +571,11 @@ fn enqueue(
         "INSERT INTO queue (device_id, message_id) SELECT value, ?2 FROM json_each(?1) ORDER BY key",
         params![ids, message_id],
     )?;
-    let sender = message.sender.as_ref().map(DeviceId::as_str).zip(sender_user.as_deref());
+    let sender = message
+        .sender
+        .as_ref()
+        .map(DeviceId::as_str)
+        .zip(sender_user.as_deref());
     quota::charge(conn, &ids, size, sender, checks, limits)?;
     count_u32(recipients.len())
 }
