@@ -7,8 +7,9 @@
 //! 3. the franking commitment is read from `authenticated_data` — no commitment, no delivery;
 //! 4. the server binds it with its own tag (`haven_frank::server_tag`) to the sender device, the
 //!    group and its receive time;
-//! 5. one transaction checks that the sender is a member and every recipient queue has room, then
-//!    stores the message once and a queue row for each other member device;
+//! 5. one transaction checks that the sender is a member and every recipient queue has room
+//!    (depth and byte quotas, and the sender's share of it: [`crate::quota`]), then stores the
+//!    message once and a queue row for each other member device, or nothing at all;
 //! 6. online recipients are woken ([`Hub`]); their WebSocket task pushes from the queue.
 //!
 //! Group changes (create, commit, leave) are verified against the server's public view of each
@@ -17,6 +18,11 @@
 //! every MLS leaf must carry the signature key its device registered. Exactly one commit is
 //! accepted per epoch, and a Welcome is released only with its accepted commit, to exactly the
 //! devices that commit adds.
+//!
+//! Every authenticated write (send, commit, proposal, blob and key-package upload, group
+//! creation) first takes a token from its account's bucket, key-package claims from the
+//! claimer's and the claimed user's, and registration, login challenges and links from the
+//! client address's; the buckets live in the database ([`crate::quota`]).
 
 use std::collections::HashMap;
 use std::net::IpAddr;

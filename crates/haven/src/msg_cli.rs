@@ -64,6 +64,10 @@ pub struct ServerArgs {
     /// every two seconds).
     #[arg(long, default_value_t = 30)]
     pub auth_burst: u32,
+    /// Authenticated writes (send, commit, upload, create group) allowed per account in a
+    /// burst (refilled at 20 a second).
+    #[arg(long, default_value_t = 300)]
+    pub write_burst: u32,
 }
 
 pub async fn server(args: ServerArgs) -> anyhow::Result<ExitCode> {
@@ -76,6 +80,7 @@ pub async fn server(args: ServerArgs) -> anyhow::Result<ExitCode> {
     let limits = ServerLimits {
         max_blob: args.max_attachment_mib << 20,
         auth_burst: args.auth_burst,
+        write_burst: args.write_burst,
         ..ServerLimits::default()
     };
     let config = ServerConfig {
