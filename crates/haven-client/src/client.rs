@@ -44,10 +44,10 @@ use crate::error::EngineError;
 use crate::net::{Api, NetError, PushStream};
 use crate::store::{Conversation, ConversationKind, ConversationState, StoredMessage};
 
-/// How many one-time key packages a device keeps on the server.
+/// How many one-time key packages a device keeps on the server; every sync tops them up to
+/// this (the server hands out at most its per-target claim burst quickly, fewer than this, so
+/// a drain never leaves only the last-resort package).
 const KEY_PACKAGE_TARGET: u32 = 30;
-/// Below this many, the client uploads more.
-const KEY_PACKAGE_LOW: u32 = 10;
 /// Attempts at a commit before giving up on repeated epoch conflicts.
 const COMMIT_ATTEMPTS: usize = 8;
 /// At most this many pushed entries are processed in one local transaction.
@@ -464,10 +464,11 @@ impl Client {
         Ok(())
     }
 
-    /// Tops up the one-time key packages on the server and makes sure a last-resort one exists.
+    /// Tops up the one-time key packages on the server to [`KEY_PACKAGE_TARGET`] and makes sure
+    /// a last-resort one exists.
     pub async fn replenish_key_packages(&mut self) -> Result<(), ClientError> {
         let count = self.api.key_package_count().await?;
-        if count.available >= KEY_PACKAGE_LOW && count.has_last_resort {
+        if count.available >= KEY_PACKAGE_TARGET && count.has_last_resort {
             return Ok(());
         }
         let n = KEY_PACKAGE_TARGET.saturating_sub(count.available) as usize;
@@ -484,6 +485,15 @@ impl Client {
             })
             .await?;
         Ok(())
+    }
+
+    /// [`Client::replenish_key_packages`] as part of a sync: a refusal because the account's
+    /// write budget is spent (429) waits for the next sync instead of failing this one.
+    async fn replenish_on_sync(&mut self) -> Result<(), ClientError> {
+        match self.replenish_key_packages().await {
+            Err(ClientError::Net(e)) if e.code() == Some(ErrorCode::RateLimited) => Ok(()),
+            other => other,
+        }
     }
 
     /// A fresh [`api::DeviceProof`] by this device's authentication key for `purpose` and
@@ -1390,9 +1400,7 @@ impl Client {
                     }
                 }
                 Processed::DeviceRemoved(d) => self.remove_device_from_groups(&d.device_id).await?,
-                Processed::Joined(_) | Processed::Invited(_) => {
-                    self.replenish_key_packages().await?
-                }
+                Processed::Joined(_) | Processed::Invited(_) => self.replenish_on_sync().await?,
                 _ => {}
             }
         }
@@ -1432,7 +1440,8 @@ impl Client {
     }
 
     /// Fetches, processes, stores and acknowledges everything queued, then does the follow-up
-    /// work it asks for. Returns what happened.
+    /// work it asks for, and tops up this device's key packages on the server (every sync, so
+    /// packages others claimed are replaced even when no Welcome arrived). Returns what happened.
     pub async fn sync(&mut self) -> Result<Vec<Event>, ClientError> {
         self.settle_pending_commits().await?;
         let mut events = Vec::new();
@@ -1445,6 +1454,7 @@ impl Client {
             }
             self.follow_up(follow).await?;
         }
+        self.replenish_on_sync().await?;
         Ok(events)
     }
 

@@ -635,6 +635,9 @@ pub enum ErrorCode {
     LimitExceeded,
     /// Too many requests; try later.
     RateLimited,
+    /// The sender's share of a recipient device's queue is used up (that recipient is named in
+    /// [`ApiError::recipient`]); other senders still reach it. Try again once it has synced.
+    QueueShareExhausted,
     /// The body is too large.
     PayloadTooLarge,
     /// The server failed; nothing was changed.
@@ -651,6 +654,9 @@ pub struct ApiError {
     /// For `epoch_conflict`: the group's current epoch.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub current_epoch: Option<u64>,
+    /// For `queue_share_exhausted`: the recipient device whose queue refused.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub recipient: Option<DeviceId>,
 }
 
 impl std::fmt::Display for ApiError {

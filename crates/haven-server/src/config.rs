@@ -23,6 +23,25 @@ pub struct ServerLimits {
     pub max_group_members: u64,
     /// Most undelivered entries per device queue.
     pub max_queue_depth: u64,
+    /// Most bytes of undelivered entries per device queue (payload bytes; default 64 MiB).
+    pub max_queue_bytes: u64,
+    /// Most bytes of undelivered entries over all devices of one recipient account (default
+    /// 256 MiB).
+    pub max_account_queue_bytes: u64,
+    /// Most entries one sending device may have in one recipient device's queue (default
+    /// 2,500: a quarter of the depth), so one sender cannot fill a queue and block the others.
+    /// Application messages over it get 429 `queue_share_exhausted`; handshake messages are
+    /// counted but not held back by shares (see [`crate::quota`]).
+    pub queue_share_device_depth: u64,
+    /// Most bytes one sending device may have in one recipient device's queue (default 16 MiB).
+    pub queue_share_device_bytes: u64,
+    /// Most entries one sending account (all its devices) may have in one recipient device's
+    /// queue (default 5,000).
+    pub queue_share_account_depth: u64,
+    /// Most bytes one sending account may have in one recipient device's queue (default 32 MiB).
+    pub queue_share_account_bytes: u64,
+    /// Most devices per account (default 16); linking one more is refused.
+    pub max_devices_per_account: u64,
     /// Most queue entries per fetch.
     pub max_fetch: u32,
     /// How long an undelivered message is kept.
@@ -31,6 +50,22 @@ pub struct ServerLimits {
     pub auth_burst: u32,
     /// Registration (and link, and login) attempts per client IP: refill per second.
     pub auth_refill_per_sec: f64,
+    /// Authenticated writes per account (send, commit, proposal, blob upload, key-package
+    /// upload, create group): burst size (default 300).
+    pub write_burst: u32,
+    /// Authenticated writes per account: refill per second (default 20).
+    pub write_refill_per_sec: f64,
+    /// Key-package claims per claiming account: burst size (default 20); then 429.
+    pub claim_burst: u32,
+    /// Key-package claims per claiming account: refill per second (default 0.2).
+    pub claim_refill_per_sec: f64,
+    /// One-time key packages handed out per claimed account: burst size (default 25, below the
+    /// 30 a client keeps uploaded, so draining cannot empty them). Past it, claims get the
+    /// last-resort package and the one-time packages are kept.
+    pub claim_target_burst: u32,
+    /// One-time key packages handed out per claimed account: refill per second (default one a
+    /// minute).
+    pub claim_target_refill_per_sec: f64,
     /// Session lifetime.
     pub session_ttl: Duration,
     /// How long a connection may take to send a complete request head (and, for TLS, to finish
@@ -72,10 +107,23 @@ impl Default for ServerLimits {
             max_key_packages: 200,
             max_group_members: 1000,
             max_queue_depth: 10_000,
+            max_queue_bytes: 64 << 20,
+            max_account_queue_bytes: 256 << 20,
+            queue_share_device_depth: 2_500,
+            queue_share_device_bytes: 16 << 20,
+            queue_share_account_depth: 5_000,
+            queue_share_account_bytes: 32 << 20,
+            max_devices_per_account: 16,
             max_fetch: 500,
             queue_ttl: Duration::from_secs(30 * 24 * 3600),
             auth_burst: 30,
             auth_refill_per_sec: 0.5,
+            write_burst: 300,
+            write_refill_per_sec: 20.0,
+            claim_burst: 20,
+            claim_refill_per_sec: 0.2,
+            claim_target_burst: 25,
+            claim_target_refill_per_sec: 1.0 / 60.0,
             session_ttl: Duration::from_secs(30 * 24 * 3600),
             header_read_timeout: Duration::from_secs(15),
             idle_timeout: Duration::from_secs(60),

@@ -39,7 +39,13 @@ pub fn error_response(e: ServiceError) -> Response {
         ServiceError::EpochConflict(_) => (StatusCode::CONFLICT, ErrorCode::EpochConflict),
         ServiceError::Limit(_) => (StatusCode::UNPROCESSABLE_ENTITY, ErrorCode::LimitExceeded),
         ServiceError::TooLarge(_) => (StatusCode::PAYLOAD_TOO_LARGE, ErrorCode::PayloadTooLarge),
-        ServiceError::RateLimited => (StatusCode::TOO_MANY_REQUESTS, ErrorCode::RateLimited),
+        ServiceError::RateLimited | ServiceError::TooManyRequests(_) => {
+            (StatusCode::TOO_MANY_REQUESTS, ErrorCode::RateLimited)
+        }
+        ServiceError::QueueShare { .. } => (
+            StatusCode::TOO_MANY_REQUESTS,
+            ErrorCode::QueueShareExhausted,
+        ),
         ServiceError::Internal(detail) => {
             tracing::error!(%detail, "internal error");
             (StatusCode::INTERNAL_SERVER_ERROR, ErrorCode::Internal)
@@ -49,10 +55,15 @@ pub fn error_response(e: ServiceError) -> Response {
         ServiceError::EpochConflict(c) => Some(*c),
         _ => None,
     };
+    let recipient = match &e {
+        ServiceError::QueueShare { recipient, .. } => Some(recipient.clone()),
+        _ => None,
+    };
     let body = ApiError {
         code,
         message: e.to_string(),
         current_epoch,
+        recipient,
     };
     (status, axum::Json(body)).into_response()
 }
@@ -206,7 +217,7 @@ async fn register(
     ClientAddr(client): ClientAddr,
     ApiJson(req): ApiJson<api::RegisterRequest>,
 ) -> Reply<api::DeviceRegistered> {
-    if let Err(e) = s.rate_limit(client) {
+    if let Err(e) = s.rate_limit(client).await {
         return Reply(Err(e));
     }
     s.register(req).await.into()
@@ -217,7 +228,7 @@ async fn challenge(
     ClientAddr(client): ClientAddr,
     ApiJson(req): ApiJson<api::ChallengeRequest>,
 ) -> Reply<api::ChallengeResponse> {
-    if let Err(e) = s.rate_limit(client) {
+    if let Err(e) = s.rate_limit(client).await {
         return Reply(Err(e));
     }
     s.challenge(req).await.into()
@@ -260,7 +271,7 @@ async fn link(
     ClientAddr(client): ClientAddr,
     ApiJson(req): ApiJson<api::LinkRequest>,
 ) -> Reply<api::DeviceRegistered> {
-    if let Err(e) = s.rate_limit(client) {
+    if let Err(e) = s.rate_limit(client).await {
         return Reply(Err(e));
     }
     s.link(req).await.into()

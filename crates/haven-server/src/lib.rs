@@ -13,7 +13,8 @@
 //! every connection (header-read and idle timeouts, total and per-address caps), and
 //! [`client_addr`] derives the client address limits key on (trusted proxies only);
 //! [`datadir`] keeps the data directory `0700` and its files `0600`; [`frank_keys`] holds the
-//! franking keyring in its own key file. The server never holds a byte of plaintext: it sees MLS
+//! franking keyring in its own key file; [`quota`] bounds queues and rates, with its state in
+//! the database. The server never holds a byte of plaintext: it sees MLS
 //! ciphertext and encrypted attachments only.
 
 pub mod blobs;
@@ -24,6 +25,7 @@ pub mod frank_keys;
 pub mod groups;
 pub mod http;
 pub mod listen;
+pub mod quota;
 pub mod service;
 pub mod store;
 pub mod ws;

@@ -7,8 +7,9 @@
 //! 3. the franking commitment is read from `authenticated_data` — no commitment, no delivery;
 //! 4. the server binds it with its own tag (`haven_frank::server_tag`) to the sender device, the
 //!    group and its receive time;
-//! 5. one transaction checks that the sender is a member and every recipient queue has room, then
-//!    stores the message once and a queue row for each other member device;
+//! 5. one transaction checks that the sender is a member and every recipient queue has room
+//!    (depth and byte quotas, and the sender's share of it: [`crate::quota`]), then stores the
+//!    message once and a queue row for each other member device, or nothing at all;
 //! 6. online recipients are woken ([`Hub`]); their WebSocket task pushes from the queue.
 //!
 //! Group changes (create, commit, leave) are verified against the server's public view of each
@@ -33,11 +34,16 @@
 //! they commit MLS Removes of its leaf; until that commit lands, other members still encrypt to
 //! the leaf, but nothing is routed to it and it cannot log in. The franking keys come from
 //! [`crate::frank_keys`] (a key file, not the database).
+//!
+//! Every authenticated write (send, commit, proposal, blob and key-package upload, group
+//! creation) first takes a token from its account's bucket, key-package claims from the
+//! claimer's and the claimed user's, and registration, login challenges and links from the
+//! client address's; the buckets live in the database ([`crate::quota`]).
 
 use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
-use std::time::{Instant, SystemTime, UNIX_EPOCH};
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use ed25519_dalek::{Signature, VerifyingKey};
 use haven_frank::{Binding, Keyring};
@@ -51,6 +57,7 @@ use tokio::sync::watch;
 use crate::blobs::{BlobError, BlobReader, BlobStore, ByteStream};
 use crate::config::ServerLimits;
 use crate::groups::{self, GroupView, Leaf, VerifyError};
+use crate::quota::{Bucket, RateRule};
 use crate::store::{
     CommitApply, KeyPackageClaim, Limits, Millis, NewDevice, NewKeyPackage, NewMessage, Store,
     StoreError, StoredFrank,
@@ -86,6 +93,17 @@ pub enum ServiceError {
     /// Rate limited.
     #[error("too many requests from this address; try again later")]
     RateLimited,
+    /// Rate limited per account (a [`crate::quota::Bucket`] other than the per-IP one).
+    #[error("{0}")]
+    TooManyRequests(&'static str),
+    /// The sender's share of a recipient's queue is used up; other senders still get through.
+    #[error("{message}")]
+    QueueShare {
+        /// The recipient device whose queue refused.
+        recipient: DeviceId,
+        /// What happened, for people.
+        message: String,
+    },
     /// Internal failure (storage); nothing was changed.
     #[error("internal error")]
     Internal(String),
@@ -110,6 +128,17 @@ impl From<StoreError> for ServiceError {
             StoreError::LastDevice => ServiceError::Forbidden(
                 "this is the account's last device; it cannot be removed (link another device first)",
             ),
+            StoreError::QueueShare {
+                recipient,
+                what,
+                max,
+            } => ServiceError::QueueShare {
+                message: format!(
+                    "{what} ({max}) of the queue of device {recipient} is used up; \
+                     other senders still reach it, and room returns as it syncs"
+                ),
+                recipient,
+            },
             StoreError::Backend(m) => ServiceError::Internal(m),
         }
     }
@@ -172,34 +201,6 @@ impl Hub {
     }
 }
 
-/// A simple per-IP token bucket for unauthenticated endpoints.
-struct RateLimiter {
-    burst: f64,
-    refill: f64,
-    buckets: Mutex<HashMap<IpAddr, (f64, Instant)>>,
-}
-
-impl RateLimiter {
-    fn check(&self, ip: IpAddr) -> ServiceResult<()> {
-        let now = Instant::now();
-        let mut map = self.buckets.lock().unwrap_or_else(|p| p.into_inner());
-        if map.len() > 100_000 {
-            map.retain(|_, (tokens, at)| {
-                *tokens + now.duration_since(*at).as_secs_f64() * self.refill < self.burst
-            });
-        }
-        let (tokens, at) = map.entry(ip).or_insert((self.burst, now));
-        *tokens = (*tokens + now.duration_since(*at).as_secs_f64() * self.refill).min(self.burst);
-        *at = now;
-        if *tokens >= 1.0 {
-            *tokens -= 1.0;
-            Ok(())
-        } else {
-            Err(ServiceError::RateLimited)
-        }
-    }
-}
-
 /// The current time in milliseconds since the Unix epoch.
 pub fn now_ms() -> Millis {
     SystemTime::now()
@@ -232,6 +233,8 @@ pub struct Authed {
     pub device: DeviceId,
     /// SHA-256 of the session token it presented (to revoke that session).
     token_hash: Vec<u8>,
+    /// Its account (for per-account limits).
+    pub user: UserName,
 }
 
 /// The services.
@@ -241,7 +244,6 @@ pub struct Service {
     frank_keys: Keyring,
     limits: ServerLimits,
     hub: Hub,
-    limiter: RateLimiter,
     /// Held shared by an upload from writing its record to making its file visible, and
     /// exclusively by the purge from finding unnamed blobs to deleting their files, so the purge
     /// never deletes a file an upload has just recorded.
@@ -266,11 +268,6 @@ impl Service {
             store,
             blobs,
             frank_keys,
-            limiter: RateLimiter {
-                burst: f64::from(limits.auth_burst),
-                refill: limits.auth_refill_per_sec,
-                buckets: Mutex::default(),
-            },
             limits,
             hub: Hub::default(),
             blob_files: tokio::sync::RwLock::new(()),
@@ -297,6 +294,13 @@ impl Service {
             max_group_members: self.limits.max_group_members,
             max_key_packages: self.limits.max_key_packages,
             max_queue_depth: self.limits.max_queue_depth,
+            max_queue_bytes: self.limits.max_queue_bytes,
+            max_account_queue_bytes: self.limits.max_account_queue_bytes,
+            share_device_depth: self.limits.queue_share_device_depth,
+            share_device_bytes: self.limits.queue_share_device_bytes,
+            share_account_depth: self.limits.queue_share_account_depth,
+            share_account_bytes: self.limits.queue_share_account_bytes,
+            max_devices: self.limits.max_devices_per_account,
         }
     }
 
@@ -304,9 +308,33 @@ impl Service {
         now.saturating_add(self.limits.queue_ttl.as_millis() as Millis)
     }
 
-    /// Checks a per-IP rate limit for unauthenticated endpoints.
-    pub fn rate_limit(&self, ip: IpAddr) -> ServiceResult<()> {
-        self.limiter.check(ip)
+    /// Checks a per-IP rate limit for unauthenticated endpoints (registration, login
+    /// challenges, device links). The bucket lives in the database ([`crate::quota`]), so it
+    /// survives restarts and every node shares it.
+    pub async fn rate_limit(&self, ip: IpAddr) -> ServiceResult<()> {
+        let rule = RateRule::new(self.limits.auth_burst, self.limits.auth_refill_per_sec);
+        if self.take(Bucket::Auth(ip), rule).await? {
+            Ok(())
+        } else {
+            Err(ServiceError::RateLimited)
+        }
+    }
+
+    /// Takes a token from `bucket`; false if it is empty.
+    async fn take(&self, bucket: Bucket<'_>, rule: RateRule) -> ServiceResult<bool> {
+        Ok(self.store.take_token(&bucket.key(), rule, now_ms()).await?)
+    }
+
+    /// Charges one authenticated write to the caller's account.
+    async fn write_limit(&self, who: &Authed) -> ServiceResult<()> {
+        let rule = RateRule::new(self.limits.write_burst, self.limits.write_refill_per_sec);
+        if self.take(Bucket::Write(&who.user), rule).await? {
+            Ok(())
+        } else {
+            Err(ServiceError::TooManyRequests(
+                "too many writes from this account; try again later",
+            ))
+        }
     }
 
     // --- accounts ---
@@ -438,8 +466,10 @@ impl Service {
             .session_device(&hash, now_ms())
             .await?
             .ok_or(BAD)?;
+        let user = self.user_of(&device).await?;
         Ok(Authed {
             device,
+            user,
             token_hash: hash,
         })
     }
@@ -543,7 +573,10 @@ impl Service {
             received_at: now,
             expires_at: self.expires_at(now),
         };
-        let groups = self.store.revoke_device(target, now, &event).await?;
+        let groups = self
+            .store
+            .revoke_device(target, now, &event, &self.store_limits())
+            .await?;
         tracing::info!(user = %me.user, device = %target, by = %who.device, groups = groups.len(), "device removed");
         if let Some(devices) = self.store.user_devices(&me.user).await? {
             for d in &devices {
@@ -637,7 +670,7 @@ impl Service {
         };
         let user = self
             .store
-            .link_device(&code_hash, now, &device, &event)
+            .link_device(&code_hash, now, &device, &event, &self.store_limits())
             .await
             .map_err(|e| match e {
                 StoreError::NotFound(_) => {
@@ -686,6 +719,7 @@ impl Service {
         who: &Authed,
         req: api::UploadKeyPackages,
     ) -> ServiceResult<api::KeyPackageCount> {
+        self.write_limit(who).await?;
         if req.key_packages.len() > self.limits.max_key_packages_per_upload {
             return Err(ServiceError::Limit(format!(
                 "at most {} key packages per upload",
@@ -762,12 +796,23 @@ impl Service {
 
     /// Claims one key package per device of a user, for adding them to a group the caller is a
     /// member of; the claim is recorded so that only the caller can add them with it.
+    ///
+    /// Rate-limited twice ([`crate::quota`]): per claiming account (429 when used up), and per
+    /// claimed account for one-time packages — past that rate a claim gets each device's
+    /// last-resort package and the one-time packages are kept, so nobody can drain them and
+    /// nobody is kept from adding the user.
     pub async fn claim_key_packages(
         &self,
         who: &Authed,
         user: &UserName,
         req: api::ClaimRequest,
     ) -> ServiceResult<api::ClaimedKeyPackages> {
+        let by = RateRule::new(self.limits.claim_burst, self.limits.claim_refill_per_sec);
+        if !self.take(Bucket::ClaimBy(&who.user), by).await? {
+            return Err(ServiceError::TooManyRequests(
+                "too many key-package claims from this account; try again later",
+            ));
+        }
         let group = self
             .store
             .group(&req.group_id)
@@ -776,10 +821,16 @@ impl Service {
         if !group.members.contains(&who.device) {
             return Err(ServiceError::Forbidden("not a member of this group"));
         }
+        let of = RateRule::new(
+            self.limits.claim_target_burst,
+            self.limits.claim_target_refill_per_sec,
+        );
+        let one_time = self.take(Bucket::ClaimOf(user), of).await?;
         let claim = KeyPackageClaim {
             claimer: who.device.clone(),
             group: req.group_id,
             expires_at: now_ms().saturating_add(CLAIM_TTL_MS),
+            one_time,
         };
         let claimed = self
             .store
@@ -843,6 +894,7 @@ impl Service {
         who: &Authed,
         req: api::CreateGroup,
     ) -> ServiceResult<api::GroupState> {
+        self.write_limit(who).await?;
         self.check_mls_size(&req.group_info)?;
         let (group_id, info) = (req.group_id.clone(), req.group_info);
         let created =
@@ -959,6 +1011,7 @@ impl Service {
         group: &GroupId,
         req: api::CommitRequest,
     ) -> ServiceResult<api::GroupState> {
+        self.write_limit(who).await?;
         self.check_mls_size(&req.commit)?;
         if let Some(w) = &req.welcome {
             self.check_mls_size(w)?;
@@ -1056,6 +1109,7 @@ impl Service {
         group: &GroupId,
         req: api::ProposalRequest,
     ) -> ServiceResult<api::Accepted> {
+        self.write_limit(who).await?;
         self.check_mls_size(&req.proposal)?;
         let (_, state) = self.member_view(who, group).await?;
         let (gid, proposal) = (group.clone(), req.proposal);
@@ -1100,6 +1154,7 @@ impl Service {
         group: &GroupId,
         req: api::SendRequest,
     ) -> ServiceResult<api::SendResponse> {
+        self.write_limit(who).await?;
         let h = self.header(&req.message, group, ContentType::Application)?;
         if h.wire_format != WireFormat::PrivateMessage {
             return Err(ServiceError::BadRequest(
@@ -1221,6 +1276,7 @@ impl Service {
         body: ByteStream,
         declared: Option<u64>,
     ) -> ServiceResult<api::BlobStored> {
+        self.write_limit(who).await?;
         let max = self.limits.max_blob as u64;
         let quota = self.limits.max_blob_bytes_per_account;
         if declared.is_some_and(|n| n > max) {

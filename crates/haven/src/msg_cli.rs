@@ -64,6 +64,10 @@ pub struct ServerArgs {
     /// every two seconds).
     #[arg(long, default_value_t = 30)]
     pub auth_burst: u32,
+    /// Authenticated writes (send, commit, upload, create group) allowed per account in a
+    /// burst (refilled at 20 a second).
+    #[arg(long, default_value_t = 300)]
+    pub write_burst: u32,
     /// A reverse proxy (IP or CIDR, repeatable) whose X-Forwarded-For is believed for rate
     /// limits; without one the peer address is the client address.
     #[arg(long = "trusted-proxy", value_name = "CIDR")]
@@ -120,6 +124,7 @@ pub async fn server(args: ServerArgs) -> anyhow::Result<ExitCode> {
         max_ws_per_device: args.max_ws_per_device,
         max_blob_bytes_per_account: args.blob_quota_mib << 20,
         blob_ttl: std::time::Duration::from_secs(args.blob_ttl_days.saturating_mul(24 * 3600)),
+        write_burst: args.write_burst,
         ..ServerLimits::default()
     };
     let config = ServerConfig {

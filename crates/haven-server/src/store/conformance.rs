@@ -34,6 +34,13 @@ const LIMITS: Limits = Limits {
     max_group_members: 100,
     max_key_packages: 10,
     max_queue_depth: 1000,
+    max_queue_bytes: 1 << 30,
+    max_account_queue_bytes: 1 << 30,
+    share_device_depth: 1000,
+    share_device_bytes: 1 << 30,
+    share_account_depth: 1000,
+    share_account_bytes: 1 << 30,
+    max_devices: 100,
 };
 
 fn dev(n: u8) -> DeviceId {
@@ -79,6 +86,7 @@ fn claim_by(claimer: &DeviceId, group: &GroupId) -> KeyPackageClaim {
         claimer: claimer.clone(),
         group: group.clone(),
         expires_at: NOW + 60_000,
+        one_time: true,
     }
 }
 
@@ -361,7 +369,7 @@ async fn sessions_revoke_one_or_all<S: Store>(s: Arc<S>) {
     let alice = user("alice");
     s.put_link_code(b"code", &alice, NOW + 60).await.unwrap();
     let ev = message(EntryKind::DeviceLinked, None, None, b"linked");
-    s.link_device(b"code", NOW, &new_device(&dev(5), NOW), &ev)
+    s.link_device(b"code", NOW, &new_device(&dev(5), NOW), &ev, &LIMITS)
         .await
         .unwrap();
     for (hash, d) in [(b"t1", 1), (b"t2", 1), (b"t5", 5), (b"tb", 2)] {
@@ -392,13 +400,14 @@ async fn revoke_device_cuts_it_off<S: Store>(s: Arc<S>) {
     };
     // Alice's only device cannot go; nothing changes.
     assert!(matches!(
-        s.revoke_device(&dev(1), NOW, &removed(&dev(1))).await,
+        s.revoke_device(&dev(1), NOW, &removed(&dev(1)), &LIMITS)
+            .await,
         Err(StoreError::LastDevice)
     ));
     assert!(s.device(&dev(1)).await.unwrap().is_some());
     s.put_link_code(b"code", &alice, NOW + 60).await.unwrap();
     let ev = message(EntryKind::DeviceLinked, None, None, b"linked");
-    s.link_device(b"code", NOW, &new_device(&dev(5), NOW), &ev)
+    s.link_device(b"code", NOW, &new_device(&dev(5), NOW), &ev, &LIMITS)
         .await
         .unwrap();
     let ids: Vec<i64> = queue(&*s, &dev(1)).await.iter().map(|m| m.id).collect();
@@ -424,7 +433,7 @@ async fn revoke_device_cuts_it_off<S: Store>(s: Arc<S>) {
     assert!(!queue(&*s, &dev(5)).await.is_empty());
 
     let groups = s
-        .revoke_device(&dev(5), NOW + 1, &removed(&dev(5)))
+        .revoke_device(&dev(5), NOW + 1, &removed(&dev(5)), &LIMITS)
         .await
         .unwrap();
     assert_eq!(groups, vec![g.clone()]);
@@ -454,7 +463,7 @@ async fn revoke_device_cuts_it_off<S: Store>(s: Arc<S>) {
     assert_eq!(s.group(&g).await.unwrap().unwrap().members, vec![dev(2)]);
     // Its user's outstanding link codes are void.
     assert!(matches!(
-        s.link_device(b"code-2", NOW, &new_device(&dev(6), NOW), &ev)
+        s.link_device(b"code-2", NOW, &new_device(&dev(6), NOW), &ev, &LIMITS)
             .await,
         Err(StoreError::NotFound("link code"))
     ));
@@ -469,11 +478,13 @@ async fn revoke_device_cuts_it_off<S: Store>(s: Arc<S>) {
     assert!(payloads(&*s, &dev(3)).await.is_empty());
     // Removing it again, or removing alice's last device now, is refused.
     assert!(matches!(
-        s.revoke_device(&dev(5), NOW, &removed(&dev(5))).await,
+        s.revoke_device(&dev(5), NOW, &removed(&dev(5)), &LIMITS)
+            .await,
         Err(StoreError::NotFound("device"))
     ));
     assert!(matches!(
-        s.revoke_device(&dev(1), NOW, &removed(&dev(1))).await,
+        s.revoke_device(&dev(1), NOW, &removed(&dev(1)), &LIMITS)
+            .await,
         Err(StoreError::LastDevice)
     ));
 }
@@ -509,6 +520,7 @@ async fn link_device_notifies_other_devices_only<S: Store>(s: Arc<S>) {
             NOW,
             &new_device(&dev(5), NOW + 100),
             &event(&dev(5)),
+            &LIMITS,
         )
         .await
         .unwrap();
@@ -533,6 +545,7 @@ async fn link_device_notifies_other_devices_only<S: Store>(s: Arc<S>) {
         NOW,
         &new_device(&dev(6), NOW - 5),
         &event(&dev(6)),
+        &LIMITS,
     )
     .await
     .unwrap();
@@ -568,31 +581,31 @@ async fn link_code_single_use_expiry_and_atomic<S: Store>(s: Arc<S>) {
     s.put_link_code(b"code", &alice, NOW + 60).await.unwrap();
     // Failure (the device id is taken) writes nothing: the code survives, no event is queued.
     let e = s
-        .link_device(b"code", NOW, &new_device(&dev(2), NOW), &event)
+        .link_device(b"code", NOW, &new_device(&dev(2), NOW), &event, &LIMITS)
         .await
         .unwrap_err();
     assert!(matches!(e, StoreError::AlreadyExists("device")), "{e:?}");
     assert!(queue(&*s, &dev(1)).await.is_empty());
     assert_eq!(s.user_devices(&alice).await.unwrap().unwrap().len(), 1);
-    s.link_device(b"code", NOW, &new_device(&dev(5), NOW), &event)
+    s.link_device(b"code", NOW, &new_device(&dev(5), NOW), &event, &LIMITS)
         .await
         .unwrap();
     // Single use.
     let e = s
-        .link_device(b"code", NOW, &new_device(&dev(6), NOW), &event)
+        .link_device(b"code", NOW, &new_device(&dev(6), NOW), &event, &LIMITS)
         .await
         .unwrap_err();
     assert!(matches!(e, StoreError::NotFound("link code")), "{e:?}");
     assert_eq!(s.device(&dev(6)).await.unwrap(), None);
     // Unknown and expired codes.
     let e = s
-        .link_device(b"unknown", NOW, &new_device(&dev(6), NOW), &event)
+        .link_device(b"unknown", NOW, &new_device(&dev(6), NOW), &event, &LIMITS)
         .await
         .unwrap_err();
     assert!(matches!(e, StoreError::NotFound("link code")), "{e:?}");
     s.put_link_code(b"old", &alice, NOW + 60).await.unwrap();
     let e = s
-        .link_device(b"old", NOW + 60, &new_device(&dev(6), NOW), &event)
+        .link_device(b"old", NOW + 60, &new_device(&dev(6), NOW), &event, &LIMITS)
         .await
         .unwrap_err();
     assert!(matches!(e, StoreError::NotFound("link code")), "{e:?}");
@@ -660,13 +673,25 @@ async fn claim_key_packages_order_and_last_resort<S: Store>(s: Arc<S>) {
     let alice = user("alice");
     let event = message(EntryKind::DeviceLinked, None, None, b"linked");
     s.put_link_code(b"code-5", &alice, NOW + 60).await.unwrap();
-    s.link_device(b"code-5", NOW, &new_device(&dev(5), NOW + 100), &event)
-        .await
-        .unwrap();
+    s.link_device(
+        b"code-5",
+        NOW,
+        &new_device(&dev(5), NOW + 100),
+        &event,
+        &LIMITS,
+    )
+    .await
+    .unwrap();
     s.put_link_code(b"code-6", &alice, NOW + 60).await.unwrap();
-    s.link_device(b"code-6", NOW, &new_device(&dev(6), NOW + 200), &event)
-        .await
-        .unwrap();
+    s.link_device(
+        b"code-6",
+        NOW,
+        &new_device(&dev(6), NOW + 200),
+        &event,
+        &LIMITS,
+    )
+    .await
+    .unwrap();
     s.create_group(&gid(1), &dev(2), NOW, STATE0).await.unwrap();
     // a1: two one-time packages and a last-resort one; dev 5: nothing; dev 6: last resort only.
     s.add_key_packages(
@@ -1633,11 +1658,11 @@ async fn purge_expired_drops_everything_expired<S: Store>(s: Arc<S>) {
     assert!(s.take_challenge(b"c-long", &dev(1), NOW).await.unwrap());
     let event = message(EntryKind::DeviceLinked, None, None, b"linked");
     let e = s
-        .link_device(b"l-short", NOW, &new_device(&dev(5), NOW), &event)
+        .link_device(b"l-short", NOW, &new_device(&dev(5), NOW), &event, &LIMITS)
         .await
         .unwrap_err();
     assert!(matches!(e, StoreError::NotFound("link code")), "{e:?}");
-    s.link_device(b"l-long", NOW, &new_device(&dev(5), NOW), &event)
+    s.link_device(b"l-long", NOW, &new_device(&dev(5), NOW), &event, &LIMITS)
         .await
         .unwrap();
     // The depth counter follows: b1 holds one entry, so with a limit of 2 one more fits.
@@ -1653,6 +1678,334 @@ async fn purge_expired_drops_everything_expired<S: Store>(s: Arc<S>) {
         .await
         .unwrap_err();
     assert!(matches!(e, StoreError::Limit { .. }), "{e:?}");
+}
+
+// --- quotas and rate limits ---
+
+const RULE3: RateRule = RateRule {
+    burst: 3.0,
+    refill_per_sec: 1.0,
+};
+
+async fn take_token_burst_refill_and_clock<S: Store>(s: Arc<S>) {
+    for _ in 0..3 {
+        assert!(s.take_token("ip/1", RULE3, NOW).await.unwrap());
+    }
+    assert!(!s.take_token("ip/1", RULE3, NOW).await.unwrap());
+    // Another key has its own bucket.
+    assert!(s.take_token("ip/2", RULE3, NOW).await.unwrap());
+    // A refused take spends nothing: 1 s later exactly one token is back.
+    assert!(!s.take_token("ip/1", RULE3, NOW + 999).await.unwrap());
+    assert!(s.take_token("ip/1", RULE3, NOW + 1000).await.unwrap());
+    assert!(!s.take_token("ip/1", RULE3, NOW + 1000).await.unwrap());
+    // A clock that runs behind refills nothing, and does not move the bucket back.
+    assert!(!s.take_token("ip/1", RULE3, NOW - 60_000).await.unwrap());
+    assert!(!s.take_token("ip/1", RULE3, NOW + 1500).await.unwrap());
+    assert!(s.take_token("ip/1", RULE3, NOW + 2000).await.unwrap());
+    // Refill stops at the burst.
+    let later = NOW + 3_600_000;
+    for _ in 0..3 {
+        assert!(s.take_token("ip/1", RULE3, later).await.unwrap());
+    }
+    assert!(!s.take_token("ip/1", RULE3, later).await.unwrap());
+    // A bucket with no burst never gives a token.
+    let none = RateRule {
+        burst: 0.0,
+        refill_per_sec: 1.0,
+    };
+    assert!(!s.take_token("ip/3", none, NOW).await.unwrap());
+    // Purging drops only buckets that are full again: ip/1 (empty at `later`) survives a purge
+    // just after, and is still empty.
+    s.purge_expired(later + 10).await.unwrap();
+    assert!(!s.take_token("ip/1", RULE3, later + 10).await.unwrap());
+    s.purge_expired(later + 10_000).await.unwrap();
+    for _ in 0..3 {
+        assert!(s.take_token("ip/1", RULE3, later + 10_000).await.unwrap());
+    }
+    assert!(!s.take_token("ip/1", RULE3, later + 10_000).await.unwrap());
+}
+
+async fn take_token_race_spends_each_token_once<S: Store>(s: Arc<S>) {
+    let rule = RateRule {
+        burst: 5.0,
+        refill_per_sec: 0.0,
+    };
+    let mut tasks = Vec::new();
+    for _ in 0..24 {
+        let s = s.clone();
+        tasks.push(tokio::spawn(async move {
+            s.take_token("write/mallory", rule, NOW).await.unwrap()
+        }));
+    }
+    let mut taken = 0;
+    for t in tasks {
+        if t.await.unwrap() {
+            taken += 1;
+        }
+    }
+    assert_eq!(taken, 5);
+}
+
+/// Everything the queue accounting could have changed, for "nothing was written" checks.
+async fn queues<S: Store>(s: &S) -> Vec<usize> {
+    let mut out = Vec::new();
+    for n in 1..=6 {
+        out.push(queue(s, &dev(n)).await.len());
+    }
+    out
+}
+
+async fn queue_shares_bound_each_sender<S: Store>(s: Arc<S>) {
+    people(&*s).await;
+    // a1 (owner), b1 and c1 in one group.
+    let g = group_with(&*s, &[&dev(2), &dev(3)]).await;
+    let share = Limits {
+        share_device_depth: 2,
+        ..LIMITS
+    };
+    for i in 0..2u8 {
+        s.enqueue_group(&g, &dev(1), &app(&g, &dev(1), &[i]), &share)
+            .await
+            .unwrap();
+    }
+    let before = queues(&*s).await;
+    let e = s
+        .enqueue_group(&g, &dev(1), &app(&g, &dev(1), b"over"), &share)
+        .await
+        .unwrap_err();
+    match e {
+        StoreError::QueueShare {
+            recipient,
+            what,
+            max: 2,
+        } => {
+            assert!(recipient == dev(2) || recipient == dev(3), "{recipient}");
+            assert!(
+                what.contains("device") && what.contains("entries"),
+                "{what}"
+            );
+        }
+        other => panic!("unexpected {other:?}"),
+    }
+    assert_eq!(
+        queues(&*s).await,
+        before,
+        "a refused fan-out writes nothing"
+    );
+    // Another sender still reaches the same queues.
+    s.enqueue_group(&g, &dev(3), &app(&g, &dev(3), b"carol"), &share)
+        .await
+        .unwrap();
+    // A commit is not held back by the committer's share (only by the totals).
+    let epoch = s.group(&g).await.unwrap().unwrap().epoch;
+    s.apply_commit(&commit(&g, epoch, &dev(1), &[], &[]), &share)
+        .await
+        .unwrap();
+    // b1 catches up; a1 is still over its share of c1's queue, so the fan-out is refused and
+    // names c1.
+    let ids: Vec<i64> = queue(&*s, &dev(2)).await.iter().map(|m| m.id).collect();
+    s.ack(&dev(2), &ids).await.unwrap();
+    let e = s
+        .enqueue_group(&g, &dev(1), &app(&g, &dev(1), b"over"), &share)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&e, StoreError::QueueShare { recipient, .. } if *recipient == dev(3)),
+        "{e:?}"
+    );
+    // c1 acknowledges a1's two messages (the commit stays): a1 has room again everywhere.
+    let two: Vec<i64> = queue(&*s, &dev(3)).await[..2]
+        .iter()
+        .map(|m| m.id)
+        .collect();
+    assert_eq!(s.ack(&dev(3), &two).await.unwrap(), 2);
+    s.enqueue_group(&g, &dev(1), &app(&g, &dev(1), b"fits"), &share)
+        .await
+        .unwrap();
+
+    // The sending account's share, and byte shares.
+    let account = Limits {
+        share_account_depth: 1,
+        ..LIMITS
+    };
+    let e = s
+        .enqueue_group(&g, &dev(2), &app(&g, &dev(2), b"bob 1"), &account)
+        .await
+        .unwrap();
+    assert_eq!(e, 2);
+    let e = s
+        .enqueue_group(&g, &dev(2), &app(&g, &dev(2), b"bob 2"), &account)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&e, StoreError::QueueShare { what, max: 1, .. } if what.contains("account")),
+        "{e:?}"
+    );
+    let bytes = Limits {
+        share_device_bytes: 8,
+        ..LIMITS
+    };
+    let e = s
+        .enqueue_group(&g, &dev(2), &app(&g, &dev(2), b"12345"), &bytes)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&e, StoreError::QueueShare { what, max: 8, .. } if what.contains("bytes")),
+        "{e:?}"
+    );
+}
+
+async fn queue_byte_quotas_per_device_and_account<S: Store>(s: Arc<S>) {
+    people(&*s).await;
+    // bob gets a second device, dev 5; a1, b1, c1 and bob's dev 5 in one group.
+    let event = message(EntryKind::DeviceLinked, None, None, b"linked");
+    s.put_link_code(b"bob-5", &user("bob"), NOW + 60)
+        .await
+        .unwrap();
+    s.link_device(b"bob-5", NOW, &new_device(&dev(5), NOW), &event, &LIMITS)
+        .await
+        .unwrap();
+    let g = group_with(&*s, &[&dev(2), &dev(3), &dev(5)]).await;
+    let ids: Vec<i64> = queue(&*s, &dev(5)).await.iter().map(|m| m.id).collect();
+    s.ack(&dev(5), &ids).await.unwrap();
+    let device = Limits {
+        max_queue_bytes: 10,
+        ..LIMITS
+    };
+    s.enqueue_group(&g, &dev(1), &app(&g, &dev(1), b"six..."), &device)
+        .await
+        .unwrap();
+    let before = queues(&*s).await;
+    let e = s
+        .enqueue_group(&g, &dev(3), &app(&g, &dev(3), b"six..."), &device)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            e,
+            StoreError::Limit {
+                what: "queue bytes",
+                max: 10
+            }
+        ),
+        "{e:?}"
+    );
+    assert_eq!(
+        queues(&*s).await,
+        before,
+        "a refused fan-out writes nothing"
+    );
+    // bob's two devices hold 12 bytes together: one more message to both makes 24 > 18.
+    let account = Limits {
+        max_account_queue_bytes: 18,
+        ..LIMITS
+    };
+    let e = s
+        .enqueue_group(&g, &dev(3), &app(&g, &dev(3), b"six..."), &account)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            e,
+            StoreError::Limit {
+                what: "account queue bytes",
+                max: 18
+            }
+        ),
+        "{e:?}"
+    );
+    assert_eq!(queues(&*s).await, before);
+    // b1 acknowledges: bob's account holds 6, and one more message to both devices fits (18).
+    let ids: Vec<i64> = queue(&*s, &dev(2)).await.iter().map(|m| m.id).collect();
+    s.ack(&dev(2), &ids).await.unwrap();
+    s.enqueue_group(&g, &dev(3), &app(&g, &dev(3), b"six..."), &account)
+        .await
+        .unwrap();
+    // Purge releases the counters too: everything expires, and the tight quotas fit again.
+    s.purge_expired(NOW + TTL + 1).await.unwrap();
+    assert_eq!(queues(&*s).await, vec![0; 6]);
+    let tight = Limits {
+        max_queue_bytes: 6,
+        max_account_queue_bytes: 12,
+        share_device_depth: 1,
+        share_account_depth: 1,
+        ..LIMITS
+    };
+    let mut m = app(&g, &dev(1), b"six...");
+    m.expires_at = NOW + TTL + 2 * TTL;
+    s.enqueue_group(&g, &dev(1), &m, &tight).await.unwrap();
+}
+
+async fn link_device_respects_the_device_cap<S: Store>(s: Arc<S>) {
+    people(&*s).await;
+    let alice = user("alice");
+    let event = message(EntryKind::DeviceLinked, None, None, b"linked");
+    let two = Limits {
+        max_devices: 2,
+        ..LIMITS
+    };
+    s.put_link_code(b"c5", &alice, NOW + 60).await.unwrap();
+    s.link_device(b"c5", NOW, &new_device(&dev(5), NOW), &event, &two)
+        .await
+        .unwrap();
+    s.put_link_code(b"c6", &alice, NOW + 60).await.unwrap();
+    let e = s
+        .link_device(b"c6", NOW, &new_device(&dev(6), NOW), &event, &two)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            e,
+            StoreError::Limit {
+                what: "devices per account",
+                max: 2
+            }
+        ),
+        "{e:?}"
+    );
+    assert_eq!(s.device(&dev(6)).await.unwrap(), None);
+    assert_eq!(s.user_devices(&alice).await.unwrap().unwrap().len(), 2);
+    // Nothing was consumed: the code still works under a higher cap.
+    s.link_device(b"c6", NOW, &new_device(&dev(6), NOW), &event, &LIMITS)
+        .await
+        .unwrap();
+}
+
+async fn claim_without_one_time_hands_out_last_resort<S: Store>(s: Arc<S>) {
+    people(&*s).await;
+    s.create_group(&gid(1), &dev(1), NOW, STATE0).await.unwrap();
+    s.add_key_packages(&dev(2), &kps(&[b"b-p1"]), Some(&kp(b"b-lr")), &LIMITS)
+        .await
+        .unwrap();
+    s.add_key_packages(&dev(3), &kps(&[b"c-p1"]), None, &LIMITS)
+        .await
+        .unwrap();
+    let limited = KeyPackageClaim {
+        one_time: false,
+        ..claim_by(&dev(1), &gid(1))
+    };
+    for _ in 0..2 {
+        assert_eq!(
+            s.claim_key_packages(&user("bob"), &limited).await.unwrap(),
+            Some(vec![(dev(2), b"b-lr".to_vec())])
+        );
+    }
+    assert_eq!(s.key_package_count(&dev(2)).await.unwrap(), (1, true));
+    // No last-resort package: nothing is handed out, and the one-time package stays.
+    assert_eq!(
+        s.claim_key_packages(&user("carol"), &limited)
+            .await
+            .unwrap(),
+        Some(vec![])
+    );
+    assert_eq!(s.key_package_count(&dev(3)).await.unwrap(), (1, false));
+    // The one-time package is still there for an unlimited claim.
+    assert_eq!(
+        s.claim_key_packages(&user("bob"), &claim_by(&dev(1), &gid(1)))
+            .await
+            .unwrap(),
+        Some(vec![(dev(2), b"b-p1".to_vec())])
+    );
 }
 
 // --- server secrets ---
@@ -1927,6 +2280,12 @@ conformance_suite!(
     fetch_queue_order_after_limit_expiry,
     ack_own_rows_only_and_idempotent,
     purge_expired_drops_everything_expired,
+    take_token_burst_refill_and_clock,
+    take_token_race_spends_each_token_once,
+    queue_shares_bound_each_sender,
+    queue_byte_quotas_per_device_and_account,
+    link_device_respects_the_device_cap,
+    claim_without_one_time_hands_out_last_resort,
     server_secret_first_wins,
     blob_records_quota_and_renewal,
     blob_records_expire_and_purge,

@@ -21,6 +21,13 @@
 //! Devices are never deleted: a removed device is *revoked* ([`Store::revoke_device`]) and from
 //! then on is gone for every other method (not listed, not found, refused as `NotFound("device")`
 //! by writes), while messages and history that name it keep their references.
+//!
+//! Every write that adds or removes queue entries keeps the queue accounting of [`crate::quota`]
+//! (depth and bytes per device, bytes per account, each sender's share) in the same
+//! transaction; application messages are refused with `QueueShare` when the sender's share of a
+//! recipient's queue is used up, and every queued kind but the device-linked notice with `Limit`
+//! when a recipient's depth or byte quota is. Rate-limit buckets ([`Store::take_token`]) live in
+//! the database too.
 
 use std::collections::BTreeSet;
 use std::path::Path;
@@ -29,6 +36,8 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use haven_proto::api::EntryKind;
 use haven_proto::{DeviceId, GroupId, UserName};
+
+pub use crate::quota::RateRule;
 
 pub mod postgres;
 pub mod sqlite;
@@ -69,6 +78,17 @@ pub enum StoreError {
     /// Removing this device would leave its user with no device; nothing was changed.
     #[error("a user's last device cannot be removed")]
     LastDevice,
+    /// A sender's share of a recipient device's queue is used up (see [`crate::quota`]);
+    /// nothing was written.
+    #[error("{what} of the queue of device {recipient} is used up ({max})")]
+    QueueShare {
+        /// The recipient device whose queue refused.
+        recipient: DeviceId,
+        /// Which share ("the sending device's share of entries", …).
+        what: &'static str,
+        /// Its size.
+        max: u64,
+    },
     /// A limit would be exceeded; nothing was written.
     #[error("{what} limit of {max} reached")]
     Limit {
@@ -195,6 +215,9 @@ pub struct KeyPackageClaim {
     pub group: GroupId,
     /// When the claim lapses.
     pub expires_at: Millis,
+    /// Whether one-time packages may be handed out; if false every device's last-resort
+    /// package is (the claimed user's one-time rate is used up, see [`crate::quota`]).
+    pub one_time: bool,
 }
 
 /// A stored group.
@@ -291,6 +314,20 @@ pub struct Limits {
     pub max_key_packages: u64,
     /// Most undelivered entries per device queue.
     pub max_queue_depth: u64,
+    /// Most bytes of undelivered entries per device queue.
+    pub max_queue_bytes: u64,
+    /// Most bytes of undelivered entries over all devices of one recipient account.
+    pub max_account_queue_bytes: u64,
+    /// Most entries one sending device may have in one recipient device's queue.
+    pub share_device_depth: u64,
+    /// Most bytes one sending device may have in one recipient device's queue.
+    pub share_device_bytes: u64,
+    /// Most entries one sending account may have in one recipient device's queue.
+    pub share_account_depth: u64,
+    /// Most bytes one sending account may have in one recipient device's queue.
+    pub share_account_bytes: u64,
+    /// Most devices per account (checked when a device is linked).
+    pub max_devices: u64,
 }
 
 /// The storage interface. All methods are atomic (see the module docs).
@@ -350,13 +387,15 @@ pub trait Store: crate::blobs::BlobRecords + Send + Sync + 'static {
     /// its group memberships (routing to it stops at once; the MLS Removes follow from the
     /// user's other devices); deletes its user's outstanding link codes; and queues `event`
     /// (kind `DeviceRemoved`) to the user's other devices, whatever their queue depth. Returns
-    /// the groups it was a member of, sorted. `NotFound("device")` for an unknown or revoked
+    /// the groups it was a member of, sorted. The queue accounting of the removed entries
+    /// ([`crate::quota`]) is released in the same transaction. `NotFound("device")` for an unknown or revoked
     /// device; `LastDevice` (nothing changed) if it is its user's only live device.
     async fn revoke_device(
         &self,
         device: &DeviceId,
         now: Millis,
         event: &NewMessage,
+        limits: &Limits,
     ) -> StoreResult<Vec<GroupId>>;
 
     // --- device linking ---
@@ -375,12 +414,15 @@ pub trait Store: crate::blobs::BlobRecords + Send + Sync + 'static {
     /// [`Store::purge_expired`]); `AlreadyExists("device")` if the device id is taken (the code
     /// stays usable). The event is queued whatever the depth of the queues: it is how a user's
     /// devices notice a device they did not add. Its `sender`, if any, may be the new device.
+    /// `Limit { what: "devices per account" }` (the code stays usable) if the user already has
+    /// `limits.max_devices` devices.
     async fn link_device(
         &self,
         code_hash: &[u8],
         now: Millis,
         device: &NewDevice,
         event: &NewMessage,
+        limits: &Limits,
     ) -> StoreResult<UserName>;
 
     // --- key packages ---
@@ -398,8 +440,8 @@ pub trait Store: crate::blobs::BlobRecords + Send + Sync + 'static {
     ) -> StoreResult<u32>;
     /// (one-time packages stored, whether a last-resort package is stored).
     async fn key_package_count(&self, device: &DeviceId) -> StoreResult<(u32, bool)>;
-    /// For each device of `user`: takes (deletes) its oldest one-time package, or else returns
-    /// its last-resort package (kept). Devices with neither are left out. `None` if no such user.
+    /// For each device of `user`: takes (deletes) its oldest one-time package (only if
+    /// `claim.one_time`), or else returns its last-resort package (kept). Devices with neither are left out. `None` if no such user.
     /// Each package handed out is recorded as claimed by `claim.claimer` for `claim.group`
     /// until `claim.expires_at` (a repeated claim of the same package renews it): only such a
     /// claim lets a commit add the device ([`CommitApply::claimed`]).
@@ -509,9 +551,19 @@ pub trait Store: crate::blobs::BlobRecords + Send + Sync + 'static {
     /// Removes entries from the device's queue (ids of other devices are ignored). Returns how
     /// many were removed. Messages no longer in any queue are deleted.
     async fn ack(&self, device: &DeviceId, ids: &[i64]) -> StoreResult<u32>;
-    /// Drops expired entries, sessions, challenges, link codes and key-package claims. Returns
-    /// the entries dropped.
+    /// Drops expired entries (releasing their queue accounting), sessions, challenges, link
+    /// codes, key-package claims and rate-limit buckets that are full again. Returns the entries
+    /// dropped.
     async fn purge_expired(&self, now: Millis) -> StoreResult<u64>;
+
+    // --- rate limits ---
+
+    /// Takes one token from the bucket `key` shaped by `rule` (see [`crate::quota`]): refills it
+    /// by the time since its last update (a fresh bucket is full), then takes a token if there is
+    /// one. True if a token was taken. One atomic statement: concurrent callers, on any node,
+    /// never spend the same token twice. A `now` older than the bucket's last update refills
+    /// nothing. Buckets that are full again are dropped by [`Store::purge_expired`].
+    async fn take_token(&self, key: &str, rule: RateRule, now: Millis) -> StoreResult<bool>;
 
     // --- server secrets ---
 

@@ -22,6 +22,9 @@ use async_trait::async_trait;
 use haven_proto::{DeviceId, GroupId, UserName};
 use sqlx::postgres::{PgConnectOptions, PgConnection, PgPool, PgPoolOptions};
 
+use crate::quota::postgres as quota;
+use crate::quota::{Checks, RateRule};
+
 use super::{
     count_u32, epoch_from_db, epoch_to_db, frank_columns, is_resubmission, limit_to_db,
     parse_device, parse_user, plan_commit, CommitApply, DeviceRecord, DeviceRow, GroupRecord,
@@ -44,7 +47,7 @@ pub struct PgStore {
 
 /// An error inside a transaction: either the store's answer, or a database error that may be
 /// worth retrying.
-enum TxError {
+pub(crate) enum TxError {
     Store(StoreError),
     Db(sqlx::Error),
 }
@@ -82,7 +85,7 @@ impl From<TxError> for StoreError {
     }
 }
 
-type TxResult<T> = Result<T, TxError>;
+pub(crate) type TxResult<T> = Result<T, TxError>;
 
 /// Runs `$body` (an expression using `$conn: &mut PgConnection` and returning `TxResult<T>`) in
 /// a transaction, committing on `Ok` and retrying on deadlock or serialization failure.
@@ -270,11 +273,14 @@ async fn lock_recipients(
 }
 
 /// Stores `message` once and queues it to each of `recipients` (distinct, existing devices whose
-/// rows the caller has locked). Returns the number of recipients.
+/// rows the caller has locked), keeping the queue accounting and checking what `checks` names
+/// ([`crate::quota`]). Returns the number of recipients.
 async fn enqueue(
     conn: &mut PgConnection,
     recipients: &[DeviceId],
     message: &NewMessage,
+    checks: Checks,
+    limits: &Limits,
 ) -> TxResult<u32> {
     if recipients.is_empty() {
         return Ok(0);
@@ -290,20 +296,22 @@ async fn enqueue(
         None => None,
     };
     let (commitment, server_tag) = frank_columns(message);
+    let size = i64::try_from(message.payload.len()).unwrap_or(i64::MAX);
     let message_id: i64 = sqlx::query_scalar(
         "INSERT INTO messages (kind, group_id, sender_user, sender_device, payload, commitment, server_tag,
-                               received_at, expires_at)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) RETURNING id",
+                               received_at, expires_at, size)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) RETURNING id",
     )
     .bind(message.kind.as_str())
     .bind(message.group_id.as_ref().map(GroupId::as_bytes))
-    .bind(sender_user)
+    .bind(sender_user.as_deref())
     .bind(message.sender.as_ref().map(DeviceId::as_str))
     .bind(&message.payload)
     .bind(commitment)
     .bind(server_tag)
     .bind(message.received_at)
     .bind(message.expires_at)
+    .bind(size)
     .fetch_one(&mut *conn)
     .await?;
     let ids = device_strings(recipients);
@@ -315,10 +323,12 @@ async fn enqueue(
     .bind(message_id)
     .execute(&mut *conn)
     .await?;
-    sqlx::query("UPDATE devices SET queue_depth = queue_depth + 1 WHERE id = ANY($1)")
-        .bind(&ids)
-        .execute(&mut *conn)
-        .await?;
+    let sender = message
+        .sender
+        .as_ref()
+        .map(DeviceId::as_str)
+        .zip(sender_user.as_deref());
+    quota::charge(conn, &ids, size, sender, checks, limits).await?;
     Ok(count_u32(recipients.len())?)
 }
 
@@ -397,14 +407,18 @@ async fn claim_key_packages_tx(
     for device in devices {
         // SKIP LOCKED: a concurrent claimer takes the next package instead of waiting for this one
         // and then finding it gone.
-        let one_time: Option<(Vec<u8>, Vec<u8>)> = sqlx::query_as(
-            "DELETE FROM key_packages WHERE id = (
-                 SELECT id FROM key_packages WHERE device_id = $1 ORDER BY id LIMIT 1 FOR UPDATE SKIP LOCKED)
-             RETURNING bytes, kp_ref",
-        )
-        .bind(&device)
-        .fetch_optional(&mut *conn)
-        .await?;
+        let one_time: Option<(Vec<u8>, Vec<u8>)> = if claim.one_time {
+            sqlx::query_as(
+                "DELETE FROM key_packages WHERE id = (
+                     SELECT id FROM key_packages WHERE device_id = $1 ORDER BY id LIMIT 1 FOR UPDATE SKIP LOCKED)
+                 RETURNING bytes, kp_ref",
+            )
+            .bind(&device)
+            .fetch_optional(&mut *conn)
+            .await?
+        } else {
+            None
+        };
         let package = match one_time {
             Some(p) => Some(p),
             None => {
@@ -440,6 +454,7 @@ async fn revoke_device_tx(
     device: &DeviceId,
     now: Millis,
     event: &NewMessage,
+    limits: &Limits,
 ) -> TxResult<Vec<GroupId>> {
     let user: Option<String> =
         sqlx::query_scalar("SELECT user_name FROM devices WHERE id = $1 AND revoked_at IS NULL")
@@ -486,6 +501,15 @@ async fn revoke_device_tx(
             .bind(d)
             .fetch_all(&mut *conn)
             .await?;
+    let gone = quota::released(conn, &messages).await?;
+    quota::release(conn, d, &gone).await?;
+    quota::release_users(
+        conn,
+        &[(user.as_str().to_owned(), gone.bytes)]
+            .into_iter()
+            .collect(),
+    )
+    .await?;
     sqlx::query(
         "DELETE FROM messages m WHERE m.id = ANY($1)
          AND NOT EXISTS (SELECT 1 FROM queue q WHERE q.message_id = m.id)",
@@ -503,7 +527,7 @@ async fn revoke_device_tx(
         .bind(user.as_str())
         .execute(&mut *conn)
         .await?;
-    enqueue(conn, &others, event).await?;
+    enqueue(conn, &others, event, Checks::None, limits).await?;
     Ok(groups
         .iter()
         .map(|g| GroupId::from_bytes(g).map_err(|_| super::corrupt("group id")))
@@ -516,6 +540,7 @@ async fn link_device_tx(
     now: Millis,
     device: &NewDevice,
     event: &NewMessage,
+    limits: &Limits,
 ) -> TxResult<UserName> {
     let code: Option<(String, i64)> = sqlx::query_as(
         "DELETE FROM link_codes WHERE code_hash = $1 RETURNING user_name, expires_at",
@@ -538,11 +563,18 @@ async fn link_device_tx(
         .iter()
         .map(|d| parse_device(d))
         .collect::<StoreResult<Vec<_>>>()?;
+    if u64::try_from(others.len()).unwrap_or(u64::MAX) >= limits.max_devices {
+        return Err(StoreError::Limit {
+            what: "devices per account",
+            max: limits.max_devices,
+        }
+        .into());
+    }
     insert_device(conn, &user, device).await?;
     // The notice that a device was added is queued whatever the queue depth: it is what lets the
     // user's other devices notice an unwanted device.
     lock_recipients(conn, &others, None).await?;
-    enqueue(conn, &others, event).await?;
+    enqueue(conn, &others, event, Checks::None, limits).await?;
     Ok(user)
 }
 
@@ -600,9 +632,16 @@ async fn apply_commit_tx(
     let mut recipients = plan.recipients.clone();
     recipients.sort();
     lock_recipients(conn, &recipients, Some(limits.max_queue_depth)).await?;
-    enqueue(conn, &plan.commit_to, &commit.commit).await?;
+    enqueue(
+        conn,
+        &plan.commit_to,
+        &commit.commit,
+        Checks::Totals,
+        limits,
+    )
+    .await?;
     if let Some(welcome) = &commit.welcome {
-        enqueue(conn, &plan.welcome_to, welcome).await?;
+        enqueue(conn, &plan.welcome_to, welcome, Checks::Totals, limits).await?;
     }
     sqlx::query(
         "INSERT INTO group_commits (group_id, epoch, commit_sha256, committer, accepted_at, expires_at)
@@ -666,7 +705,13 @@ async fn group_send_tx(
     }
     let recipients: Vec<DeviceId> = members.into_iter().filter(|m| m != sender).collect();
     lock_recipients(conn, &recipients, Some(limits.max_queue_depth)).await?;
-    enqueue(conn, &recipients, message).await?;
+    // A leave proposal is a handshake message: totals only (see `crate::quota`).
+    let checks = if leave {
+        Checks::Totals
+    } else {
+        Checks::TotalsAndShares
+    };
+    enqueue(conn, &recipients, message, checks, limits).await?;
     if leave {
         sqlx::query("DELETE FROM group_members WHERE group_id = $1 AND device_id = $2")
             .bind(group.as_bytes())
@@ -693,11 +738,13 @@ async fn ack_tx(conn: &mut PgConnection, device: &DeviceId, ids: &[i64]) -> TxRe
     if messages.is_empty() {
         return Ok(0);
     }
-    sqlx::query("UPDATE devices SET queue_depth = greatest(queue_depth - $2, 0) WHERE id = $1")
+    let gone = quota::released(conn, &messages).await?;
+    quota::release(conn, device.as_str(), &gone).await?;
+    let user: String = sqlx::query_scalar("SELECT user_name FROM devices WHERE id = $1")
         .bind(device.as_str())
-        .bind(i64::try_from(messages.len()).unwrap_or(i64::MAX))
-        .execute(&mut *conn)
+        .fetch_one(&mut *conn)
         .await?;
+    quota::release_users(conn, &[(user, gone.bytes)].into_iter().collect()).await?;
     sqlx::query(
         "DELETE FROM messages m WHERE m.id = ANY($1)
          AND NOT EXISTS (SELECT 1 FROM queue q WHERE q.message_id = m.id)",
@@ -707,6 +754,9 @@ async fn ack_tx(conn: &mut PgConnection, device: &DeviceId, ids: &[i64]) -> TxRe
     .await?;
     Ok(count_u32(messages.len())?)
 }
+
+/// A purged queue entry: recipient device and user, sender device and user, size.
+type PurgedRow = (String, String, Option<String>, Option<String>, i64);
 
 async fn purge_expired_tx(conn: &mut PgConnection, now: Millis) -> TxResult<u64> {
     // Lock the affected device rows in id order first, like every writer of their queues.
@@ -718,20 +768,32 @@ async fn purge_expired_tx(conn: &mut PgConnection, now: Millis) -> TxResult<u64>
     .bind(now)
     .execute(&mut *conn)
     .await?;
-    let dropped: Option<i64> = sqlx::query_scalar(
-        "WITH gone AS (
-             DELETE FROM queue q USING messages m
-             WHERE m.id = q.message_id AND m.expires_at <= $1
-             RETURNING q.device_id),
-         per_device AS (SELECT device_id, count(*) AS n FROM gone GROUP BY device_id),
-         updated AS (
-             UPDATE devices d SET queue_depth = greatest(d.queue_depth - p.n, 0)
-             FROM per_device p WHERE d.id = p.device_id RETURNING p.n)
-         SELECT sum(n)::bigint FROM updated",
+    // What leaves each queue, per device and per account.
+    let rows: Vec<PurgedRow> = sqlx::query_as(
+        "DELETE FROM queue q USING messages m, devices d
+         WHERE m.id = q.message_id AND d.id = q.device_id AND m.expires_at <= $1
+         RETURNING q.device_id, d.user_name, m.sender_device, m.sender_user, m.size",
     )
     .bind(now)
-    .fetch_one(&mut *conn)
+    .fetch_all(&mut *conn)
     .await?;
+    let mut per_device: std::collections::BTreeMap<&str, crate::quota::Release> =
+        std::collections::BTreeMap::new();
+    let mut per_user: std::collections::BTreeMap<String, i64> = std::collections::BTreeMap::new();
+    for (device, user, sd, su, size) in &rows {
+        per_device
+            .entry(device.as_str())
+            .or_default()
+            .add(sd.as_deref().zip(su.as_deref()), *size);
+        let u = per_user.entry(user.clone()).or_default();
+        *u = u.saturating_add(*size);
+    }
+    for (device, gone) in &per_device {
+        quota::release(conn, device, gone).await?;
+    }
+    quota::release_users(conn, &per_user).await?;
+    quota::purge(conn, now).await?;
+    let dropped = u64::try_from(rows.len()).unwrap_or(u64::MAX);
     sqlx::query("DELETE FROM messages WHERE expires_at <= $1")
         .bind(now)
         .execute(&mut *conn)
@@ -756,7 +818,7 @@ async fn purge_expired_tx(conn: &mut PgConnection, now: Millis) -> TxResult<u64>
         .bind(now)
         .execute(&mut *conn)
         .await?;
-    Ok(u64::try_from(dropped.unwrap_or(0)).unwrap_or(0))
+    Ok(dropped)
 }
 
 #[async_trait]
@@ -903,8 +965,11 @@ impl Store for PgStore {
         device: &DeviceId,
         now: Millis,
         event: &NewMessage,
+        limits: &Limits,
     ) -> StoreResult<Vec<GroupId>> {
-        transaction!(self, |conn| revoke_device_tx(conn, device, now, event))
+        transaction!(self, |conn| revoke_device_tx(
+            conn, device, now, event, limits
+        ))
     }
 
     async fn put_link_code(
@@ -935,9 +1000,10 @@ impl Store for PgStore {
         now: Millis,
         device: &NewDevice,
         event: &NewMessage,
+        limits: &Limits,
     ) -> StoreResult<UserName> {
         transaction!(self, |conn| link_device_tx(
-            conn, code_hash, now, device, event
+            conn, code_hash, now, device, event, limits
         ))
     }
 
@@ -1173,6 +1239,10 @@ impl Store for PgStore {
 
     async fn purge_expired(&self, now: Millis) -> StoreResult<u64> {
         transaction!(self, |conn| purge_expired_tx(conn, now))
+    }
+
+    async fn take_token(&self, key: &str, rule: RateRule, now: Millis) -> StoreResult<bool> {
+        transaction!(self, |conn| quota::take_token(conn, key, rule, now))
     }
 
     async fn server_secret(&self, name: &str, fresh: &[u8]) -> StoreResult<Vec<u8>> {

@@ -43,11 +43,14 @@ use haven_proto::{DeviceId, GroupId, UserName};
 use rusqlite::{params, Connection, OptionalExtension};
 use tokio::sync::oneshot;
 
+use crate::quota::sqlite as quota;
+use crate::quota::{Checks, RateRule};
+
 use super::{
-    count_u32, epoch_from_db, epoch_to_db, frank_columns, is_resubmission, limit_to_db,
-    parse_device, plan_commit, record_name, referenced_name, CommitApply, DeviceRecord, DeviceRow,
-    GroupRecord, KeyPackageClaim, Limits, Millis, NewDevice, NewKeyPackage, NewMessage, QueueRow,
-    QueuedMessage, Store, StoreError, StoreResult,
+    count_u32, epoch_from_db, epoch_to_db, frank_columns, is_resubmission, parse_device,
+    plan_commit, record_name, referenced_name, CommitApply, DeviceRecord, DeviceRow, GroupRecord,
+    KeyPackageClaim, Limits, Millis, NewDevice, NewKeyPackage, NewMessage, QueueRow, QueuedMessage,
+    Store, StoreError, StoreResult,
 };
 
 /// How long a connection waits for another process's lock on the file.
@@ -282,12 +285,13 @@ fn configure(conn: &Connection) -> StoreResult<()> {
 }
 
 /// The migrations, in order, for a fresh in-memory database.
-const MIGRATIONS: [&str; 5] = [
+const MIGRATIONS: [&str; 6] = [
     include_str!("../../migrations/sqlite/0001_init.sql"),
     include_str!("../../migrations/sqlite/0002_group_commits.sql"),
     include_str!("../../migrations/sqlite/0003_verified_groups.sql"),
     include_str!("../../migrations/sqlite/0004_device_revocation.sql"),
     include_str!("../../migrations/sqlite/0005_blob_records.sql"),
+    include_str!("../../migrations/sqlite/0006_quotas.sql"),
 ];
 
 impl SqliteStore {
@@ -525,30 +529,16 @@ fn group_state(conn: &Connection, group: &GroupId) -> StoreResult<(u64, Vec<Devi
     Ok((epoch_from_db(epoch)?, members))
 }
 
-/// `Limit` if any of `devices` already holds `max` queue entries.
-fn check_depth(conn: &Connection, devices: &[DeviceId], max: u64) -> StoreResult<()> {
-    if devices.is_empty() {
-        return Ok(());
-    }
-    let full: i64 = conn
-        .prepare_cached(
-            "SELECT count(*) FROM devices WHERE id IN (SELECT value FROM json_each(?1)) AND queue_depth >= ?2",
-        )?
-        .query_row(params![json_devices(devices)?, limit_to_db(max)], |r| {
-            r.get(0)
-        })?;
-    if full > 0 {
-        return Err(StoreError::Limit {
-            what: "queue depth",
-            max,
-        });
-    }
-    Ok(())
-}
-
-/// Stores `message` once and queues it to each of `recipients` (distinct, existing devices;
-/// depth already checked by the caller). Returns the number of recipients.
-fn enqueue(conn: &Connection, recipients: &[DeviceId], message: &NewMessage) -> StoreResult<u32> {
+/// Stores `message` once and queues it to each of `recipients` (distinct, existing devices),
+/// keeping the queue accounting and checking the limits `checks` names ([`crate::quota`]); a
+/// refusal is an error (the job is rolled back). Returns the number of recipients.
+fn enqueue(
+    conn: &Connection,
+    recipients: &[DeviceId],
+    message: &NewMessage,
+    checks: Checks,
+    limits: &Limits,
+) -> StoreResult<u32> {
     if recipients.is_empty() {
         return Ok(0);
     }
@@ -562,11 +552,12 @@ fn enqueue(conn: &Connection, recipients: &[DeviceId], message: &NewMessage) -> 
         None => None,
     };
     let (commitment, server_tag) = frank_columns(message);
+    let size = i64::try_from(message.payload.len()).unwrap_or(i64::MAX);
     let message_id: i64 = conn
         .prepare_cached(
             "INSERT INTO messages (kind, group_id, sender_user, sender_device, payload, commitment, server_tag,
-                                   received_at, expires_at)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9) RETURNING id",
+                                   received_at, expires_at, size)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10) RETURNING id",
         )?
         .query_row(
             params![
@@ -578,7 +569,8 @@ fn enqueue(conn: &Connection, recipients: &[DeviceId], message: &NewMessage) -> 
                 commitment,
                 server_tag,
                 message.received_at,
-                message.expires_at
+                message.expires_at,
+                size
             ],
             |r| r.get(0),
         )?;
@@ -588,11 +580,12 @@ fn enqueue(conn: &Connection, recipients: &[DeviceId], message: &NewMessage) -> 
         "INSERT INTO queue (device_id, message_id) SELECT value, ?2 FROM json_each(?1) ORDER BY key",
         params![ids, message_id],
     )?;
-    exec(
-        conn,
-        "UPDATE devices SET queue_depth = queue_depth + 1 WHERE id IN (SELECT value FROM json_each(?1))",
-        [&ids],
-    )?;
+    let sender = message
+        .sender
+        .as_ref()
+        .map(DeviceId::as_str)
+        .zip(sender_user.as_deref());
+    quota::charge(conn, &ids, size, sender, checks, limits)?;
     count_u32(recipients.len())
 }
 
@@ -788,8 +781,9 @@ impl Store for SqliteStore {
         device: &DeviceId,
         now: Millis,
         event: &NewMessage,
+        limits: &Limits,
     ) -> StoreResult<Vec<GroupId>> {
-        let (device, event) = (device.clone(), event.clone());
+        let (device, event, limits) = (device.clone(), event.clone(), limits.clone());
         self.write(move |c| {
             let user: String = c
                 .prepare_cached(
@@ -827,6 +821,8 @@ impl Store for SqliteStore {
                 .query_map([d], |r| r.get::<_, i64>(0))?
                 .collect::<Result<Vec<_>, _>>()?;
             drop(stmt);
+            let gone = quota::released(c, &json_ids(&messages)?)?;
+            quota::release(c, d, &gone, true)?;
             exec(
                 c,
                 "DELETE FROM messages WHERE id IN (SELECT value FROM json_each(?1))
@@ -846,7 +842,7 @@ impl Store for SqliteStore {
                 "DELETE FROM link_codes WHERE user_name = ?1",
                 [user.as_str()],
             )?;
-            enqueue(c, &others, &event)?;
+            enqueue(c, &others, &event, Checks::None, &limits)?;
             groups
                 .iter()
                 .map(|g| GroupId::from_bytes(g).map_err(|_| super::corrupt("group id")))
@@ -884,8 +880,10 @@ impl Store for SqliteStore {
         now: Millis,
         device: &NewDevice,
         event: &NewMessage,
+        limits: &Limits,
     ) -> StoreResult<UserName> {
         let (code_hash, device, event) = (code_hash.to_vec(), device.clone(), event.clone());
+        let limits = *limits;
         self.write(move |c| {
             let code: Option<(String, i64)> = c
                 .prepare_cached(
@@ -899,10 +897,16 @@ impl Store for SqliteStore {
                 _ => return Err(StoreError::NotFound("link code")),
             };
             let others = user_device_ids(c, &user)?;
+            if u64::try_from(others.len()).unwrap_or(u64::MAX) >= limits.max_devices {
+                return Err(StoreError::Limit {
+                    what: "devices per account",
+                    max: limits.max_devices,
+                });
+            }
             insert_device(c, &user, &device)?;
-            // The notice that a device was added is queued whatever the queue depth: it is what
+            // The notice that a device was added is queued whatever the queue limits: it is what
             // lets the user's other devices notice an unwanted device.
-            enqueue(c, &others, &event)?;
+            enqueue(c, &others, &event, Checks::None, &limits)?;
             Ok(user)
         })
         .await
@@ -980,14 +984,17 @@ impl Store for SqliteStore {
             let devices = user_device_ids(c, &user)?;
             let mut claimed = Vec::with_capacity(devices.len());
             for device in devices {
-                let one_time: Option<(Vec<u8>, Vec<u8>)> = c
-                    .prepare_cached(
+                let one_time: Option<(Vec<u8>, Vec<u8>)> = if claim.one_time {
+                    c.prepare_cached(
                         "DELETE FROM key_packages
                          WHERE id = (SELECT id FROM key_packages WHERE device_id = ?1 ORDER BY id LIMIT 1)
                          RETURNING bytes, kp_ref",
                     )?
                     .query_row([device.as_str()], |r| Ok((r.get(0)?, r.get(1)?)))
-                    .optional()?;
+                    .optional()?
+                } else {
+                    None
+                };
                 let package = match one_time {
                     Some(p) => Some(p),
                     None => c
@@ -1133,7 +1140,7 @@ impl Store for SqliteStore {
         limits: &Limits,
     ) -> StoreResult<u32> {
         let (group, device, proposal) = (group.clone(), device.clone(), proposal.clone());
-        let (state, max) = (public_state.to_vec(), limits.max_queue_depth);
+        let (state, limits) = (public_state.to_vec(), *limits);
         self.write(move |c| {
             let (current, members) = group_state(c, &group)?;
             if !members.contains(&device) {
@@ -1148,8 +1155,7 @@ impl Store for SqliteStore {
                 params![group.as_bytes(), state],
             )?;
             let remaining: Vec<DeviceId> = members.into_iter().filter(|m| *m != device).collect();
-            check_depth(c, &remaining, max)?;
-            let sent = enqueue(c, &remaining, &proposal)?;
+            let sent = enqueue(c, &remaining, &proposal, Checks::Totals, &limits)?;
             exec(
                 c,
                 "DELETE FROM group_members WHERE group_id = ?1 AND device_id = ?2",
@@ -1167,10 +1173,10 @@ impl Store for SqliteStore {
         message: &NewMessage,
         limits: &Limits,
     ) -> StoreResult<u32> {
-        let (group, sender, message) = (group.clone(), sender.clone(), message.clone());
-        let max = limits.max_queue_depth;
+        let (group, sender, message, limits) =
+            (group.clone(), sender.clone(), message.clone(), *limits);
         self.write(move |c| {
-            let to = group_send(c, &group, &sender, None, &message, max)?;
+            let to = group_send(c, &group, &sender, None, &message, &limits)?;
             count_u32(to.len())
         })
         .await
@@ -1184,9 +1190,9 @@ impl Store for SqliteStore {
         message: &NewMessage,
         limits: &Limits,
     ) -> StoreResult<Vec<DeviceId>> {
-        let (group, sender, message) = (group.clone(), sender.clone(), message.clone());
-        let max = limits.max_queue_depth;
-        self.write(move |c| group_send(c, &group, &sender, Some(epoch), &message, max))
+        let (group, sender, message, limits) =
+            (group.clone(), sender.clone(), message.clone(), *limits);
+        self.write(move |c| group_send(c, &group, &sender, Some(epoch), &message, &limits))
             .await
     }
 
@@ -1234,46 +1240,55 @@ impl Store for SqliteStore {
             if messages.is_empty() {
                 return Ok(0);
             }
-            exec(
-                c,
-                "UPDATE devices SET queue_depth = max(queue_depth - ?2, 0) WHERE id = ?1",
-                params![
-                    device.as_str(),
-                    i64::try_from(messages.len()).unwrap_or(i64::MAX)
-                ],
-            )?;
+            let messages = json_ids(&messages)?;
+            let gone = quota::released(c, &messages)?;
+            quota::release(c, device.as_str(), &gone, true)?;
             exec(
                 c,
                 "DELETE FROM messages WHERE id IN (SELECT value FROM json_each(?1))
                  AND NOT EXISTS (SELECT 1 FROM queue WHERE queue.message_id = messages.id)",
-                [json_ids(&messages)?],
+                [&messages],
             )?;
-            count_u32(messages.len())
+            count_u32(gone.entries)
         })
         .await
     }
 
     async fn purge_expired(&self, now: Millis) -> StoreResult<u64> {
         self.write(move |c| {
+            // What leaves each queue, per device and per account, before it is deleted.
             let mut stmt = c.prepare_cached(
-                "DELETE FROM queue WHERE message_id IN (SELECT id FROM messages WHERE expires_at <= ?1)
-                 RETURNING device_id",
+                "SELECT q.device_id, d.user_name, m.sender_device, m.sender_user, m.size
+                 FROM queue q JOIN messages m ON m.id = q.message_id JOIN devices d ON d.id = q.device_id
+                 WHERE m.expires_at <= ?1",
             )?;
-            let devices = stmt
-                .query_map([now], |r| r.get::<_, String>(0))?
-                .collect::<Result<Vec<_>, _>>()?;
+            let mut rows = stmt.query([now])?;
+            let mut per_device: BTreeMap<String, crate::quota::Release> = BTreeMap::new();
+            let mut per_user: BTreeMap<String, i64> = BTreeMap::new();
+            let mut dropped = 0u64;
+            while let Some(r) = rows.next()? {
+                let (device, user, sd, su, size): (String, String, Option<String>, Option<String>, i64) =
+                    (r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?);
+                per_device
+                    .entry(device)
+                    .or_default()
+                    .add(sd.as_deref().zip(su.as_deref()), size);
+                let u = per_user.entry(user).or_default();
+                *u = u.saturating_add(size);
+                dropped += 1;
+            }
+            drop(rows);
             drop(stmt);
-            let mut per_device: BTreeMap<&str, i64> = BTreeMap::new();
-            for d in &devices {
-                *per_device.entry(d.as_str()).or_default() += 1;
+            exec(
+                c,
+                "DELETE FROM queue WHERE message_id IN (SELECT id FROM messages WHERE expires_at <= ?1)",
+                [now],
+            )?;
+            for (device, gone) in &per_device {
+                quota::release(c, device, gone, false)?;
             }
-            for (device, n) in per_device {
-                exec(
-                    c,
-                    "UPDATE devices SET queue_depth = max(queue_depth - ?2, 0) WHERE id = ?1",
-                    params![device, n],
-                )?;
-            }
+            quota::release_users(c, &per_user)?;
+            quota::purge(c, now)?;
             for sql in [
                 "DELETE FROM messages WHERE expires_at <= ?1",
                 "DELETE FROM sessions WHERE expires_at <= ?1",
@@ -1284,9 +1299,15 @@ impl Store for SqliteStore {
             ] {
                 exec(c, sql, [now])?;
             }
-            Ok(u64::try_from(devices.len()).unwrap_or(u64::MAX))
+            Ok(dropped)
         })
         .await
+    }
+
+    async fn take_token(&self, key: &str, rule: RateRule, now: Millis) -> StoreResult<bool> {
+        let key = key.to_owned();
+        self.write(move |c| quota::take_token(c, &key, rule, now))
+            .await
     }
 
     async fn server_secret(&self, name: &str, fresh: &[u8]) -> StoreResult<Vec<u8>> {
@@ -1339,7 +1360,7 @@ fn group_send(
     sender: &DeviceId,
     max_epoch: Option<u64>,
     message: &NewMessage,
-    max_depth: u64,
+    limits: &Limits,
 ) -> StoreResult<Vec<DeviceId>> {
     let (current, members) = group_state(c, group)?;
     if max_epoch.is_some_and(|e| e > current) {
@@ -1349,8 +1370,7 @@ fn group_send(
         return Err(StoreError::NotMember);
     }
     let recipients: Vec<DeviceId> = members.into_iter().filter(|m| m != sender).collect();
-    check_depth(c, &recipients, max_depth)?;
-    enqueue(c, &recipients, message)?;
+    enqueue(c, &recipients, message, Checks::TotalsAndShares, limits)?;
     Ok(recipients)
 }
 
@@ -1404,10 +1424,9 @@ fn apply_commit(c: &Connection, commit: &CommitApply, limits: &Limits) -> StoreR
             ));
         }
     }
-    check_depth(c, &plan.recipients, limits.max_queue_depth)?;
-    enqueue(c, &plan.commit_to, &commit.commit)?;
+    enqueue(c, &plan.commit_to, &commit.commit, Checks::Totals, limits)?;
     if let Some(welcome) = &commit.welcome {
-        enqueue(c, &plan.welcome_to, welcome)?;
+        enqueue(c, &plan.welcome_to, welcome, Checks::Totals, limits)?;
     }
     exec(
         c,
