@@ -1936,6 +1936,42 @@ async fn queue_byte_quotas_per_device_and_account<S: Store>(s: Arc<S>) {
     s.enqueue_group(&g, &dev(1), &m, &tight).await.unwrap();
 }
 
+async fn revoking_a_device_releases_its_queue_accounting<S: Store>(s: Arc<S>) {
+    people(&*s).await;
+    // bob gets a second device, dev 5; a1, b1 (dev 2), c1 (dev 3) and dev 5 in one group.
+    let event = message(EntryKind::DeviceLinked, None, None, b"linked");
+    s.put_link_code(b"bob-5", &user("bob"), NOW + 60)
+        .await
+        .unwrap();
+    s.link_device(b"bob-5", NOW, &new_device(&dev(5), NOW), &event, &LIMITS)
+        .await
+        .unwrap();
+    let g = group_with(&*s, &[&dev(2), &dev(3), &dev(5)]).await;
+    let ids: Vec<i64> = queue(&*s, &dev(5)).await.iter().map(|m| m.id).collect();
+    s.ack(&dev(5), &ids).await.unwrap();
+    // Six bytes wait on each of bob's devices: his account holds 12.
+    s.enqueue_group(&g, &dev(3), &app(&g, &dev(3), b"six..."), &LIMITS)
+        .await
+        .unwrap();
+    let removed = message(EntryKind::DeviceRemoved, None, None, b"removed 5");
+    s.revoke_device(&dev(5), NOW, &removed, &LIMITS)
+        .await
+        .unwrap();
+    // b1 takes everything it has (the message and the removal notice): bob's account now holds
+    // nothing, so six bytes fit under an account quota of six. Had the revocation left dev 5's
+    // six bytes counted, this would be refused.
+    let ids: Vec<i64> = queue(&*s, &dev(2)).await.iter().map(|m| m.id).collect();
+    assert_eq!(ids.len(), 2, "the message and the removal notice");
+    s.ack(&dev(2), &ids).await.unwrap();
+    let six = Limits {
+        max_account_queue_bytes: 6,
+        ..LIMITS
+    };
+    s.enqueue_group(&g, &dev(3), &app(&g, &dev(3), b"six..."), &six)
+        .await
+        .unwrap();
+}
+
 async fn link_device_respects_the_device_cap<S: Store>(s: Arc<S>) {
     people(&*s).await;
     let alice = user("alice");
@@ -2293,6 +2329,7 @@ conformance_suite!(
     server_secret_get_and_delete,
     sessions_revoke_one_or_all,
     revoke_device_cuts_it_off,
+    revoking_a_device_releases_its_queue_accounting,
 );
 
 // --- backend-specific ---

@@ -783,7 +783,7 @@ impl Store for SqliteStore {
         event: &NewMessage,
         limits: &Limits,
     ) -> StoreResult<Vec<GroupId>> {
-        let (device, event, limits) = (device.clone(), event.clone(), limits.clone());
+        let (device, event, limits) = (device.clone(), event.clone(), *limits);
         self.write(move |c| {
             let user: String = c
                 .prepare_cached(
