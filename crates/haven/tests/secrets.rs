@@ -33,6 +33,13 @@ fn home(dir: &Path, name: &str) -> PathBuf {
     dir.join("clients").join(name)
 }
 
+/// Registers `name` with its first device `device`, its profile in `dir/name`.
+async fn register(dir: &Path, url: &str, name: &str, device: &str) -> Client {
+    Client::register(&home(dir, name), url, &u(name), device)
+        .await
+        .unwrap()
+}
+
 fn mode(p: &Path) -> u32 {
     std::fs::metadata(p)
         .unwrap_or_else(|e| panic!("{}: {e}", p.display()))
@@ -116,12 +123,8 @@ async fn file_modes_after_first_start_and_after_restart() {
     let data = dir.path().join("data");
     let server = start(&data).await;
     let url = server.url(false);
-    let mut alice = Client::register(&home(dir.path(), "alice"), &url, &u("alice"), "t")
-        .await
-        .unwrap();
-    let _bob = Client::register(&home(dir.path(), "bob"), &url, &u("bob"), "t")
-        .await
-        .unwrap();
+    let mut alice = register(dir.path(), &url, "alice", "t").await;
+    let _bob = register(dir.path(), &url, "bob", "t").await;
     let file = dir.path().join("photo.bin");
     std::fs::write(&file, b"attachment bytes").unwrap();
     alice
@@ -183,12 +186,8 @@ async fn a_stolen_session_token_cannot_add_or_remove_a_device() {
     let dir = tempfile::tempdir().unwrap();
     let server = start(&dir.path().join("data")).await;
     let url = server.url(false);
-    let mut alice = Client::register(&home(dir.path(), "alice"), &url, &u("alice"), "laptop")
-        .await
-        .unwrap();
-    let mut bob = Client::register(&home(dir.path(), "bob"), &url, &u("bob"), "t")
-        .await
-        .unwrap();
+    let mut alice = register(dir.path(), &url, "alice", "laptop").await;
+    let mut bob = register(dir.path(), &url, "bob", "t").await;
     alice
         .send_text(&Target::User(u("bob")), "hi bob")
         .await
@@ -350,9 +349,7 @@ async fn logout_revokes_sessions_at_once() {
         .clone();
     assert_ne!(t1b, t1);
     // A live push connection of the phone's session gets nothing once the session is revoked.
-    let mut bob = Client::register(&home(dir.path(), "bob"), &url, &u("bob"), "t")
-        .await
-        .unwrap();
+    let mut bob = register(dir.path(), &url, "bob", "t").await;
     let mut push = phone.api().push_stream().await.unwrap();
     // --all: every session of every device of the account.
     assert_eq!(alice.logout(true).await.unwrap(), 2);
@@ -377,15 +374,9 @@ async fn a_removed_device_is_cut_off_and_removed_from_every_group() {
     let dir = tempfile::tempdir().unwrap();
     let server = start(&dir.path().join("data")).await;
     let url = server.url(false);
-    let mut alice = Client::register(&home(dir.path(), "alice"), &url, &u("alice"), "laptop")
-        .await
-        .unwrap();
-    let mut bob = Client::register(&home(dir.path(), "bob"), &url, &u("bob"), "t")
-        .await
-        .unwrap();
-    let mut carol = Client::register(&home(dir.path(), "carol"), &url, &u("carol"), "t")
-        .await
-        .unwrap();
+    let mut alice = register(dir.path(), &url, "alice", "laptop").await;
+    let mut bob = register(dir.path(), &url, "bob", "t").await;
+    let mut carol = register(dir.path(), &url, "carol", "t").await;
     let code = alice.link_code().await.unwrap().code;
     let mut phone = Client::link(&home(dir.path(), "phone"), &url, &code, "phone")
         .await
