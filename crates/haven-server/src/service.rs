@@ -461,12 +461,11 @@ impl Service {
             return Err(BAD);
         }
         let hash = sha256(token.as_bytes());
-        let device = self
+        let (device, user) = self
             .store
-            .session_device(&hash, now_ms())
+            .session_account(&hash, now_ms())
             .await?
             .ok_or(BAD)?;
-        let user = self.user_of(&device).await?;
         Ok(Authed {
             device,
             user,

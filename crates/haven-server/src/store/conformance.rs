@@ -350,6 +350,16 @@ async fn sessions_expire<S: Store>(s: Arc<S>) {
         None
     );
     assert_eq!(s.session_device(b"other", NOW).await.unwrap(), None);
+    // The same lookup with the device's user, for every request's authentication.
+    assert_eq!(
+        s.session_account(b"token-hash", NOW + 9).await.unwrap(),
+        Some((dev(1), user("alice")))
+    );
+    assert_eq!(
+        s.session_account(b"token-hash", NOW + 10).await.unwrap(),
+        None
+    );
+    assert_eq!(s.session_account(b"other", NOW).await.unwrap(), None);
     let e = s.put_session(b"x", &dev(99), NOW + 10).await.unwrap_err();
     assert!(matches!(e, StoreError::NotFound("device")), "{e:?}");
     let e = s
@@ -383,6 +393,7 @@ async fn sessions_revoke_one_or_all<S: Store>(s: Arc<S>) {
     assert_eq!(s.revoke_user_sessions(&alice).await.unwrap(), 2);
     assert_eq!(s.session_device(b"t2", NOW).await.unwrap(), None);
     assert_eq!(s.session_device(b"t5", NOW).await.unwrap(), None);
+    assert_eq!(s.session_account(b"t5", NOW).await.unwrap(), None);
     assert_eq!(s.session_device(b"tb", NOW).await.unwrap(), Some(dev(2)));
     assert_eq!(s.revoke_user_sessions(&user("nobody")).await.unwrap(), 0);
 }
@@ -449,6 +460,7 @@ async fn revoke_device_cuts_it_off<S: Store>(s: Arc<S>) {
         .collect();
     assert_eq!(live, vec![dev(1)]);
     assert_eq!(s.session_device(b"t5", NOW).await.unwrap(), None);
+    assert_eq!(s.session_account(b"t5", NOW).await.unwrap(), None);
     assert!(!s.take_challenge(b"n5", &dev(5), NOW).await.unwrap());
     assert!(matches!(
         s.put_session(b"t5b", &dev(5), NOW + 100).await,

@@ -371,6 +371,13 @@ pub trait Store: crate::blobs::BlobRecords + Send + Sync + 'static {
     /// The device of an unexpired session.
     async fn session_device(&self, token_hash: &[u8], now: Millis)
         -> StoreResult<Option<DeviceId>>;
+    /// The device of an unexpired session and its user, in one lookup (every authenticated
+    /// request asks this).
+    async fn session_account(
+        &self,
+        token_hash: &[u8],
+        now: Millis,
+    ) -> StoreResult<Option<(DeviceId, UserName)>>;
     /// Deletes one session (`haven logout`). True if it existed.
     async fn revoke_session(&self, token_hash: &[u8]) -> StoreResult<bool>;
     /// Deletes every session of every device of `user` (`haven logout --all`). Returns how many

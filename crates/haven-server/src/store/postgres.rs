@@ -942,6 +942,23 @@ impl Store for PgStore {
         device.as_deref().map(parse_device).transpose()
     }
 
+    async fn session_account(
+        &self,
+        token_hash: &[u8],
+        now: Millis,
+    ) -> StoreResult<Option<(DeviceId, UserName)>> {
+        let row: Option<(String, String)> = sqlx::query_as(
+            "SELECT s.device_id, d.user_name FROM sessions s JOIN devices d ON d.id = s.device_id
+             WHERE s.token_hash = $1 AND s.expires_at > $2 AND d.revoked_at IS NULL",
+        )
+        .bind(token_hash)
+        .bind(now)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.map(|(d, u)| Ok((parse_device(&d)?, super::parse_user(&u)?)))
+            .transpose()
+    }
+
     async fn revoke_session(&self, token_hash: &[u8]) -> StoreResult<bool> {
         let done = sqlx::query("DELETE FROM sessions WHERE token_hash = $1")
             .bind(token_hash)

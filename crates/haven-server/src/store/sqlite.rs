@@ -751,6 +751,26 @@ impl Store for SqliteStore {
         .await
     }
 
+    async fn session_account(
+        &self,
+        token_hash: &[u8],
+        now: Millis,
+    ) -> StoreResult<Option<(DeviceId, UserName)>> {
+        let token_hash = token_hash.to_vec();
+        self.read(move |c| {
+            let row: Option<(String, String)> = c
+                .prepare_cached(
+                    "SELECT s.device_id, d.user_name FROM sessions s JOIN devices d ON d.id = s.device_id
+                     WHERE s.token_hash = ?1 AND s.expires_at > ?2 AND d.revoked_at IS NULL",
+                )?
+                .query_row(params![token_hash, now], |r| Ok((r.get(0)?, r.get(1)?)))
+                .optional()?;
+            row.map(|(d, u)| Ok((parse_device(&d)?, super::parse_user(&u)?)))
+                .transpose()
+        })
+        .await
+    }
+
     async fn revoke_session(&self, token_hash: &[u8]) -> StoreResult<bool> {
         let token_hash = token_hash.to_vec();
         self.write(move |c| {
