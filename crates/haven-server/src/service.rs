@@ -491,8 +491,7 @@ impl Service {
         req: api::LogoutRequest,
     ) -> ServiceResult<api::Accepted> {
         let count = if req.all {
-            let user = self.user_of(&who.device).await?;
-            self.store.revoke_user_sessions(&user).await?
+            self.store.revoke_user_sessions(&who.user).await?
         } else {
             u64::from(self.store.revoke_session(&who.token_hash).await?)
         };
@@ -589,15 +588,6 @@ impl Service {
         })
     }
 
-    async fn user_of(&self, device: &DeviceId) -> ServiceResult<UserName> {
-        Ok(self
-            .store
-            .device(device)
-            .await?
-            .ok_or(ServiceError::Unauthorized("device no longer exists"))?
-            .user)
-    }
-
     /// Creates a one-time link code for the caller's user, on a fresh proof by the caller's
     /// device key ([`api::PROOF_LINK_CODE`]): a session token alone cannot add a device.
     pub async fn link_code(
@@ -605,7 +595,7 @@ impl Service {
         who: &Authed,
         req: api::LinkCodeRequest,
     ) -> ServiceResult<api::LinkCodeResponse> {
-        let user = self.user_of(&who.device).await?;
+        let user = who.user.clone();
         self.check_proof(who, api::PROOF_LINK_CODE, b"", &req.proof)
             .await?;
         const ALPHABET: &[u8] = b"ABCDEFGHJKMNPQRSTVWXYZ23456789";
@@ -1286,12 +1276,7 @@ impl Service {
         if declared == Some(0) {
             return Err(ServiceError::BadRequest("empty attachment".into()));
         }
-        let owner = self
-            .store
-            .device(&who.device)
-            .await?
-            .ok_or(ServiceError::Unauthorized("unknown device"))?
-            .user;
+        let owner = who.user.clone();
         let now = now_ms();
         if let Some(n) = declared {
             let used = self.store.blob_usage(&owner, now).await?;

@@ -1867,9 +1867,10 @@ async fn queue_shares_bound_each_sender<S: Store>(s: Arc<S>) {
     );
 }
 
-async fn queue_byte_quotas_per_device_and_account<S: Store>(s: Arc<S>) {
-    people(&*s).await;
-    // bob gets a second device, dev 5; a1, b1, c1 and bob's dev 5 in one group.
+/// The people, bob with a second device (dev 5), and a group of a1, b1 (dev 2), c1 (dev 3) and
+/// dev 5 with every queue drained.
+async fn bob_with_two_devices_in_a_group<S: Store>(s: &S) -> GroupId {
+    people(s).await;
     let event = message(EntryKind::DeviceLinked, None, None, b"linked");
     s.put_link_code(b"bob-5", &user("bob"), NOW + 60)
         .await
@@ -1877,9 +1878,14 @@ async fn queue_byte_quotas_per_device_and_account<S: Store>(s: Arc<S>) {
     s.link_device(b"bob-5", NOW, &new_device(&dev(5), NOW), &event, &LIMITS)
         .await
         .unwrap();
-    let g = group_with(&*s, &[&dev(2), &dev(3), &dev(5)]).await;
-    let ids: Vec<i64> = queue(&*s, &dev(5)).await.iter().map(|m| m.id).collect();
+    let g = group_with(s, &[&dev(2), &dev(3), &dev(5)]).await;
+    let ids: Vec<i64> = queue(s, &dev(5)).await.iter().map(|m| m.id).collect();
     s.ack(&dev(5), &ids).await.unwrap();
+    g
+}
+
+async fn queue_byte_quotas_per_device_and_account<S: Store>(s: Arc<S>) {
+    let g = bob_with_two_devices_in_a_group(&*s).await;
     let device = Limits {
         max_queue_bytes: 10,
         ..LIMITS
@@ -1949,18 +1955,7 @@ async fn queue_byte_quotas_per_device_and_account<S: Store>(s: Arc<S>) {
 }
 
 async fn revoking_a_device_releases_its_queue_accounting<S: Store>(s: Arc<S>) {
-    people(&*s).await;
-    // bob gets a second device, dev 5; a1, b1 (dev 2), c1 (dev 3) and dev 5 in one group.
-    let event = message(EntryKind::DeviceLinked, None, None, b"linked");
-    s.put_link_code(b"bob-5", &user("bob"), NOW + 60)
-        .await
-        .unwrap();
-    s.link_device(b"bob-5", NOW, &new_device(&dev(5), NOW), &event, &LIMITS)
-        .await
-        .unwrap();
-    let g = group_with(&*s, &[&dev(2), &dev(3), &dev(5)]).await;
-    let ids: Vec<i64> = queue(&*s, &dev(5)).await.iter().map(|m| m.id).collect();
-    s.ack(&dev(5), &ids).await.unwrap();
+    let g = bob_with_two_devices_in_a_group(&*s).await;
     // Six bytes wait on each of bob's devices: his account holds 12.
     s.enqueue_group(&g, &dev(3), &app(&g, &dev(3), b"six..."), &LIMITS)
         .await
