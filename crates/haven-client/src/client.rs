@@ -265,6 +265,9 @@ pub enum Event {
         /// Why.
         reason: &'static str,
     },
+    /// A notice from the operator: an action against this account (with its statement of
+    /// reasons), the outcome of a report this account filed, or an appeal's decision.
+    Notice(haven_proto::moderation::Notice),
 }
 
 /// The keys a new device makes before it registers or links.
@@ -1315,6 +1318,7 @@ impl Client {
                 queue_id,
                 reason: reason.as_str(),
             }),
+            Processed::Notice(n) => Some(Event::Notice(n)),
             _ => None,
         }
     }

@@ -274,6 +274,9 @@ pub enum Processed {
     /// A device of our user was removed; the network layer commits MLS Removes of it in our
     /// groups that still have it.
     DeviceRemoved(DeviceRemoved),
+    /// A notice from the operator (a moderation action, a report's outcome, an appeal's
+    /// decision). Only entries the server itself queued (no sender) are accepted as notices.
+    Notice(haven_proto::moderation::Notice),
     /// Already processed (redelivery) — nothing changed.
     Duplicate,
     /// Refused; recorded as processed so it is acknowledged and never shown.
@@ -294,6 +297,7 @@ impl Processed {
             Processed::Proposal { .. } => "proposal",
             Processed::DeviceLinked(_) => "device_linked",
             Processed::DeviceRemoved(_) => "device_removed",
+            Processed::Notice(_) => "notice",
             Processed::Duplicate => "duplicate",
             Processed::Dropped { reason } => reason.as_str(),
         }
@@ -1455,6 +1459,16 @@ impl Ctx<'_> {
                     match serde_json::from_slice::<DeviceRemoved>(&entry.payload) {
                         Ok(d) => Processed::DeviceRemoved(d),
                         Err(_) => Processed::Dropped {
+                            reason: DropReason::Malformed,
+                        },
+                    },
+                )
+            }
+            EntryKind::Notice => {
+                return Ok(
+                    match (&entry.sender, serde_json::from_slice(&entry.payload)) {
+                        (None, Ok(n)) => Processed::Notice(n),
+                        _ => Processed::Dropped {
                             reason: DropReason::Malformed,
                         },
                     },

@@ -36,9 +36,9 @@
 #![forbid(unsafe_code)]
 
 pub mod address;
-pub mod attachment;
+pub use haven_content::attachment;
 pub mod client;
-pub mod content;
+pub use haven_content::content;
 pub mod engine;
 pub mod error;
 pub mod net;

@@ -484,6 +484,9 @@ pub enum EntryKind {
     DeviceLinked,
     /// A device of this user was removed; payload is a JSON [`DeviceRemoved`].
     DeviceRemoved,
+    /// A notice from the operator (an action, a report's outcome, an appeal's decision);
+    /// payload is a JSON [`crate::moderation::Notice`].
+    Notice,
 }
 
 impl EntryKind {
@@ -496,6 +499,7 @@ impl EntryKind {
             EntryKind::Welcome => "welcome",
             EntryKind::DeviceLinked => "device_linked",
             EntryKind::DeviceRemoved => "device_removed",
+            EntryKind::Notice => "notice",
         }
     }
 
@@ -508,6 +512,7 @@ impl EntryKind {
             "welcome" => EntryKind::Welcome,
             "device_linked" => EntryKind::DeviceLinked,
             "device_removed" => EntryKind::DeviceRemoved,
+            "notice" => EntryKind::Notice,
             _ => return None,
         })
     }
@@ -640,6 +645,12 @@ pub enum ErrorCode {
     QueueShareExhausted,
     /// The body is too large.
     PayloadTooLarge,
+    /// The request conflicts with the state of what it names (a case already closed, an
+    /// action already appealed).
+    Conflict,
+    /// The account is suspended or banned (the message says until when and why, and how to
+    /// appeal).
+    AccountSuspended,
     /// The server failed; nothing was changed.
     Internal,
 }

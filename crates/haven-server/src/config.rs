@@ -94,6 +94,15 @@ pub struct ServerLimits {
     /// How long a stored blob is kept after its (last) upload. The default is the queue TTL: a
     /// blob lives as long as the message that announces it can wait undelivered.
     pub blob_ttl: Duration,
+    /// Reports per account: burst size (default 20).
+    pub report_burst: u32,
+    /// Reports per account: refill per second (default one every 30 s).
+    pub report_refill_per_sec: f64,
+    /// Largest report request body (default 2 MiB: ten context messages of the largest content
+    /// in base64 fit).
+    pub max_report_body: usize,
+    /// How long a dismissed case's evidence is kept (default 90 days), unless preserved.
+    pub evidence_retention: Duration,
 }
 
 impl Default for ServerLimits {
@@ -134,6 +143,10 @@ impl Default for ServerLimits {
             max_ws_per_device: 4,
             max_blob_bytes_per_account: 1 << 30,
             blob_ttl: Duration::from_secs(30 * 24 * 3600),
+            report_burst: 20,
+            report_refill_per_sec: 1.0 / 30.0,
+            max_report_body: 2 << 20,
+            evidence_retention: Duration::from_secs(90 * 24 * 3600),
         }
     }
 }
@@ -154,6 +167,8 @@ pub struct ServerConfig {
     /// Reverse proxies whose `X-Forwarded-For` is believed (CIDRs); see [`crate::client_addr`].
     /// Empty (the default): the peer address is the client address.
     pub trusted_proxies: Vec<ipnet::IpNet>,
+    /// The evidence key file ([`crate::moderation::vault`]); `None`: `DATA/evidence-key`.
+    pub evidence_key: Option<PathBuf>,
 }
 
 impl ServerConfig {
@@ -166,6 +181,7 @@ impl ServerConfig {
             tls: None,
             limits: ServerLimits::default(),
             trusted_proxies: Vec::new(),
+            evidence_key: None,
         }
     }
 }

@@ -46,6 +46,8 @@ pub fn error_response(e: ServiceError) -> Response {
             StatusCode::TOO_MANY_REQUESTS,
             ErrorCode::QueueShareExhausted,
         ),
+        ServiceError::Conflict(_) => (StatusCode::CONFLICT, ErrorCode::Conflict),
+        ServiceError::Suspended(_) => (StatusCode::FORBIDDEN, ErrorCode::AccountSuspended),
         ServiceError::Internal(detail) => {
             tracing::error!(%detail, "internal error");
             (StatusCode::INTERNAL_SERVER_ERROR, ErrorCode::Internal)
@@ -220,7 +222,12 @@ async fn register(
     if let Err(e) = s.rate_limit(client).await {
         return Reply(Err(e));
     }
-    s.register(req).await.into()
+    let r = s.register(req).await;
+    if let Ok(d) = &r {
+        s.record_account_event(&d.device_id, "registration", client)
+            .await;
+    }
+    r.into()
 }
 
 async fn challenge(
@@ -236,9 +243,15 @@ async fn challenge(
 
 async fn login(
     State(s): State<AppState>,
+    ClientAddr(client): ClientAddr,
     ApiJson(req): ApiJson<api::LoginRequest>,
 ) -> Reply<api::LoginResponse> {
-    s.login(req).await.into()
+    let device = req.device_id.clone();
+    let r = s.login(req).await;
+    if r.is_ok() {
+        s.record_account_event(&device, "login", client).await;
+    }
+    r.into()
 }
 
 async fn link_code(
@@ -274,7 +287,11 @@ async fn link(
     if let Err(e) = s.rate_limit(client).await {
         return Reply(Err(e));
     }
-    s.link(req).await.into()
+    let r = s.link(req).await;
+    if let Ok(d) = &r {
+        s.record_account_event(&d.device_id, "link", client).await;
+    }
+    r.into()
 }
 
 async fn user(
@@ -449,6 +466,9 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/blobs/{id}", get(get_blob))
         // The upload streams; its size cap is enforced while streaming (`Service::put_blob`).
         .route("/v1/blobs", put(put_blob))
+        .merge(crate::moderation::http::routes(
+            state.limits().max_report_body,
+        ))
         .fallback(not_found)
         .layer(axum::Extension(Arc::new(ws::Sockets::default())))
         .layer(DefaultBodyLimit::max(json_limit))

@@ -25,6 +25,7 @@ pub mod frank_keys;
 pub mod groups;
 pub mod http;
 pub mod listen;
+pub mod moderation;
 pub mod quota;
 pub mod service;
 pub mod store;
@@ -106,12 +107,17 @@ pub async fn start(config: ServerConfig) -> Result<RunningServer, StartError> {
         frank_keys::load_or_create(&config.data_dir, &*store, service::now_ms() as u64)
             .await
             .map_err(|e| StartError::Keys(e.to_string()))?;
-    let service = Arc::new(service::Service::new(
-        store,
-        Arc::new(blobs),
-        config.limits.clone(),
-        frank_keys,
-    ));
+    let evidence_path = config
+        .evidence_key
+        .clone()
+        .unwrap_or_else(|| moderation::vault::default_path(&config.data_dir));
+    let evidence_key = moderation::vault::load_or_create(&evidence_path, &*store)
+        .await
+        .map_err(|e| StartError::Keys(e.to_string()))?;
+    let service = Arc::new(
+        service::Service::new(store, Arc::new(blobs), config.limits.clone(), frank_keys)
+            .with_evidence_key(evidence_key),
+    );
     let trusted = client_addr::TrustedProxies::new(config.trusted_proxies.clone());
     let app = http::router(service.clone()).layer(axum::Extension(trusted.clone()));
     let listener =

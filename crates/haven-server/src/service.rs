@@ -104,6 +104,14 @@ pub enum ServiceError {
         /// What happened, for people.
         message: String,
     },
+    /// The request conflicts with the state of what it names (a case already closed, an
+    /// action already appealed).
+    #[error("{0}")]
+    Conflict(String),
+    /// The account is suspended or banned (the message says until when, why and how to
+    /// appeal).
+    #[error("{0}")]
+    Suspended(String),
     /// Internal failure (storage); nothing was changed.
     #[error("internal error")]
     Internal(String),
@@ -209,10 +217,15 @@ pub fn now_ms() -> Millis {
         .unwrap_or(0)
 }
 
-fn random<const N: usize>() -> [u8; N] {
+pub(crate) fn random<const N: usize>() -> [u8; N] {
     let mut b = [0u8; N];
     rand::rngs::OsRng.fill_bytes(&mut b);
     b
+}
+
+/// `N` random bytes as lower-case hex (case and action ids).
+pub(crate) fn random_hex<const N: usize>() -> String {
+    hex::encode(random::<N>())
 }
 
 fn sha256(b: &[u8]) -> Vec<u8> {
@@ -220,7 +233,9 @@ fn sha256(b: &[u8]) -> Vec<u8> {
 }
 
 /// Runs CPU-bound verification off the async workers.
-async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> ServiceResult<T> {
+pub(crate) async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> T + Send + 'static,
+) -> ServiceResult<T> {
     tokio::task::spawn_blocking(f)
         .await
         .map_err(|e| ServiceError::Internal(format!("verification task failed: {e}")))
@@ -239,11 +254,14 @@ pub struct Authed {
 
 /// The services.
 pub struct Service {
-    store: Arc<dyn Store>,
-    blobs: Arc<dyn BlobStore>,
-    frank_keys: Keyring,
-    limits: ServerLimits,
-    hub: Hub,
+    pub(crate) store: Arc<dyn Store>,
+    pub(crate) blobs: Arc<dyn BlobStore>,
+    pub(crate) frank_keys: Keyring,
+    pub(crate) limits: ServerLimits,
+    pub(crate) hub: Hub,
+    /// Seals reported content at rest ([`crate::moderation::vault`]); reports are refused
+    /// without one.
+    pub(crate) evidence_key: Option<crate::moderation::EvidenceKey>,
     /// Held shared by an upload from writing its record to making its file visible, and
     /// exclusively by the purge from finding unnamed blobs to deleting their files, so the purge
     /// never deletes a file an upload has just recorded.
@@ -270,8 +288,15 @@ impl Service {
             frank_keys,
             limits,
             hub: Hub::default(),
+            evidence_key: None,
             blob_files: tokio::sync::RwLock::new(()),
         }
+    }
+
+    /// Sets the evidence key (loaded by [`crate::moderation::vault::load_or_create`]).
+    pub fn with_evidence_key(mut self, key: crate::moderation::EvidenceKey) -> Self {
+        self.evidence_key = Some(key);
+        self
     }
 
     /// The limits in force.
@@ -289,7 +314,7 @@ impl Service {
         &self.frank_keys
     }
 
-    fn store_limits(&self) -> Limits {
+    pub(crate) fn store_limits(&self) -> Limits {
         Limits {
             max_group_members: self.limits.max_group_members,
             max_key_packages: self.limits.max_key_packages,
@@ -304,7 +329,7 @@ impl Service {
         }
     }
 
-    fn expires_at(&self, now: Millis) -> Millis {
+    pub(crate) fn expires_at(&self, now: Millis) -> Millis {
         now.saturating_add(self.limits.queue_ttl.as_millis() as Millis)
     }
 
@@ -321,7 +346,7 @@ impl Service {
     }
 
     /// Takes a token from `bucket`; false if it is empty.
-    async fn take(&self, bucket: Bucket<'_>, rule: RateRule) -> ServiceResult<bool> {
+    pub(crate) async fn take(&self, bucket: Bucket<'_>, rule: RateRule) -> ServiceResult<bool> {
         Ok(self.store.take_token(&bucket.key(), rule, now_ms()).await?)
     }
 
@@ -439,6 +464,8 @@ impl Service {
         }
         key.verify_strict(&api::login_message(&req.device_id, &req.nonce), &sig)
             .map_err(|_| BAD)?;
+        // A suspended or banned account proved who it is, and learns why it cannot log in.
+        self.suspension_gate(&device.user).await?;
         let token_bytes: [u8; 32] = random();
         let token = hex::encode(token_bytes);
         let expires_at = now_ms() + self.limits.session_ttl.as_millis() as Millis;
@@ -511,23 +538,36 @@ impl Service {
         subject: &[u8],
         proof: &api::DeviceProof,
     ) -> ServiceResult<()> {
+        self.check_device_proof(&who.device, purpose, subject, proof)
+            .await
+    }
+
+    /// [`Service::check_proof`] for a device named in the request (an appeal by a suspended
+    /// account, which has no session).
+    pub(crate) async fn check_device_proof(
+        &self,
+        device_id: &DeviceId,
+        purpose: &str,
+        subject: &[u8],
+        proof: &api::DeviceProof,
+    ) -> ServiceResult<()> {
         const BAD: ServiceError = ServiceError::Unauthorized(
             "device proof failed: unknown or expired nonce, or bad signature by this device's key",
         );
-        let device = self.device_record(&who.device).await?;
+        let device = self.device_record(device_id).await?;
         let key: [u8; 32] = device.auth_key.as_slice().try_into().map_err(|_| BAD)?;
         let key = VerifyingKey::from_bytes(&key).map_err(|_| BAD)?;
         let sig = Signature::from_slice(&proof.signature).map_err(|_| BAD)?;
         // Consume the nonce first, so a bad signature still burns it.
         if !self
             .store
-            .take_challenge(&proof.nonce, &who.device, now_ms())
+            .take_challenge(&proof.nonce, device_id, now_ms())
             .await?
         {
             return Err(BAD);
         }
         key.verify_strict(
-            &api::device_proof_message(purpose, &who.device, &proof.nonce, subject),
+            &api::device_proof_message(purpose, device_id, &proof.nonce, subject),
             &sig,
         )
         .map_err(|_| BAD)
@@ -796,6 +836,9 @@ impl Service {
         user: &UserName,
         req: api::ClaimRequest,
     ) -> ServiceResult<api::ClaimedKeyPackages> {
+        if user != &who.user {
+            self.restriction_gate(&who.user).await?;
+        }
         let by = RateRule::new(self.limits.claim_burst, self.limits.claim_refill_per_sec);
         if !self.take(Bucket::ClaimBy(&who.user), by).await? {
             return Err(ServiceError::TooManyRequests(
@@ -884,6 +927,7 @@ impl Service {
         req: api::CreateGroup,
     ) -> ServiceResult<api::GroupState> {
         self.write_limit(who).await?;
+        self.restriction_gate(&who.user).await?;
         self.check_mls_size(&req.group_info)?;
         let (group_id, info) = (req.group_id.clone(), req.group_info);
         let created =
@@ -1237,6 +1281,7 @@ impl Service {
     pub async fn purge(&self) -> ServiceResult<u64> {
         let now = now_ms();
         let dropped = self.store.purge_expired(now).await?;
+        self.purge_moderation().await?;
         let _files = self.blob_files.write().await;
         let gone = self.store.purge_blobs(now).await?;
         for id in &gone {

@@ -27,6 +27,7 @@ fn show(events: &[Event]) {
                 Body::GroupName(_) => {}
             },
             Event::Joined { conversation, .. } => println!("   joined {conversation}"),
+            Event::Notice(n) => println!("   notice from the operator about case {}", n.case),
             Event::Invited {
                 conversation, by, ..
             } => println!(

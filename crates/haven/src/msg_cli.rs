@@ -72,6 +72,10 @@ pub struct ServerArgs {
     /// limits; without one the peer address is the client address.
     #[arg(long = "trusted-proxy", value_name = "CIDR")]
     pub trusted_proxies: Vec<String>,
+    /// The evidence key file (reported content is sealed with it at rest); default
+    /// DATA/evidence-key, created on first start. Every node of a deployment needs the same one.
+    #[arg(long, value_name = "PATH")]
+    pub evidence_key: Option<PathBuf>,
     /// Most open connections (WebSockets included); lowered to fit the open-file limit.
     #[arg(long, default_value_t = 10_000)]
     pub max_connections: usize,
@@ -134,6 +138,7 @@ pub async fn server(args: ServerArgs) -> anyhow::Result<ExitCode> {
         tls: args.tls_cert.zip(args.tls_key),
         limits,
         trusted_proxies: trusted_proxies(&args.trusted_proxies)?,
+        evidence_key: args.evidence_key,
     };
     let tls = config.tls.is_some();
     let running = haven_server::start(config).await?;
@@ -535,8 +540,63 @@ pub fn message_line_marked(conversation: &str, m: &StoredMessage, mark: Mark) ->
     }
 }
 
+/// One line for a notice from the operator. The JSON object has a `notice` key (its kind).
+fn print_notice(n: &haven_proto::moderation::Notice, as_json: bool) {
+    use haven_proto::moderation::NoticeKind;
+    if as_json {
+        let kind = match n.kind {
+            NoticeKind::Action => "action",
+            NoticeKind::ReportOutcome => "report_outcome",
+            NoticeKind::AppealDecision => "appeal_decision",
+        };
+        println!(
+            "{}",
+            json!({"notice": kind, "case": n.case, "action": n.action.map(|a| a.as_str()),
+                   "action_id": n.action_id, "reason": n.reason, "until": n.until,
+                   "outcome": n.outcome, "at": n.at})
+        );
+        return;
+    }
+    let until = n
+        .until
+        .map(|t| format!(" until {t} (ms since the Unix epoch)"))
+        .unwrap_or_default();
+    match n.kind {
+        NoticeKind::Action => println!(
+            "! notice from the operator: {}{until} (case {}): {}. Appeal once with `haven appeal {} TEXT`",
+            match n.action.map(|a| a.as_str()) {
+                Some("warn") => "a warning",
+                Some("restrict") => "your account is restricted (no new conversations, members or contact requests)",
+                Some("suspend") => "your account is suspended",
+                Some("ban") => "your account is banned",
+                Some(other) => other,
+                None => "an action",
+            },
+            n.case,
+            n.reason.as_deref().unwrap_or(""),
+            n.case
+        ),
+        NoticeKind::ReportOutcome => println!(
+            "! your report (case {}) was reviewed: {}",
+            n.case,
+            match n.outcome.as_deref() {
+                Some("action_taken") => "action was taken",
+                Some("no_violation") => "no violation was found",
+                _ => "decided",
+            }
+        ),
+        NoticeKind::AppealDecision => println!(
+            "! your appeal (case {}) was decided: {}: {}",
+            n.case,
+            n.outcome.as_deref().unwrap_or("decided"),
+            n.reason.as_deref().unwrap_or("")
+        ),
+    }
+}
+
 fn print_event(client: &Client, e: &Event, as_json: bool) {
     match e {
+        Event::Notice(n) => print_notice(n, as_json),
         Event::Message {
             message,
             conversation,

@@ -109,6 +109,8 @@ pub enum Bucket<'a> {
     ClaimBy(&'a UserName),
     /// One-time key packages handed out of one account.
     ClaimOf(&'a UserName),
+    /// Reports filed by one account.
+    Report(&'a UserName),
 }
 
 impl Bucket<'_> {
@@ -119,6 +121,7 @@ impl Bucket<'_> {
             Bucket::Write(u) => format!("write/{u}"),
             Bucket::ClaimBy(u) => format!("claim-by/{u}"),
             Bucket::ClaimOf(u) => format!("claim-of/{u}"),
+            Bucket::Report(u) => format!("report/{u}"),
         }
     }
 }

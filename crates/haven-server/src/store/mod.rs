@@ -332,7 +332,9 @@ pub struct Limits {
 
 /// The storage interface. All methods are atomic (see the module docs).
 #[async_trait]
-pub trait Store: crate::blobs::BlobRecords + Send + Sync + 'static {
+pub trait Store:
+    crate::blobs::BlobRecords + crate::moderation::ModerationStore + Send + Sync + 'static
+{
     // --- accounts and devices ---
 
     /// Creates a user with its first device. `AlreadyExists("user")` if the name is taken.

@@ -141,7 +141,7 @@ impl PgStore {
     }
 }
 
-fn device_strings(devices: &[DeviceId]) -> Vec<String> {
+pub(crate) fn device_strings(devices: &[DeviceId]) -> Vec<String> {
     devices.iter().map(|d| d.as_str().to_owned()).collect()
 }
 
@@ -176,7 +176,7 @@ async fn device_exists(conn: &mut PgConnection, device: &DeviceId) -> TxResult<b
     Ok(found.is_some())
 }
 
-async fn user_exists(conn: &mut PgConnection, user: &UserName) -> TxResult<bool> {
+pub(crate) async fn user_exists(conn: &mut PgConnection, user: &UserName) -> TxResult<bool> {
     let found: Option<i32> = sqlx::query_scalar("SELECT 1 FROM users WHERE name = $1")
         .bind(user.as_str())
         .fetch_optional(&mut *conn)
@@ -246,7 +246,7 @@ async fn group_state(
 
 /// Locks the device rows of `devices` (in id order) and, with `max`, refuses with `Limit` if any
 /// already holds `max` queue entries.
-async fn lock_recipients(
+pub(crate) async fn lock_recipients(
     conn: &mut PgConnection,
     devices: &[DeviceId],
     max: Option<u64>,
@@ -275,7 +275,7 @@ async fn lock_recipients(
 /// Stores `message` once and queues it to each of `recipients` (distinct, existing devices whose
 /// rows the caller has locked), keeping the queue accounting and checking what `checks` names
 /// ([`crate::quota`]). Returns the number of recipients.
-async fn enqueue(
+pub(crate) async fn enqueue(
     conn: &mut PgConnection,
     recipients: &[DeviceId],
     message: &NewMessage,

@@ -285,13 +285,14 @@ fn configure(conn: &Connection) -> StoreResult<()> {
 }
 
 /// The migrations, in order, for a fresh in-memory database.
-const MIGRATIONS: [&str; 6] = [
+const MIGRATIONS: [&str; 7] = [
     include_str!("../../migrations/sqlite/0001_init.sql"),
     include_str!("../../migrations/sqlite/0002_group_commits.sql"),
     include_str!("../../migrations/sqlite/0003_verified_groups.sql"),
     include_str!("../../migrations/sqlite/0004_device_revocation.sql"),
     include_str!("../../migrations/sqlite/0005_blob_records.sql"),
     include_str!("../../migrations/sqlite/0006_quotas.sql"),
+    include_str!("../../migrations/sqlite/0007_moderation.sql"),
 ];
 
 impl SqliteStore {
@@ -471,7 +472,7 @@ fn device_exists(conn: &Connection, device: &DeviceId) -> StoreResult<bool> {
         .is_some())
 }
 
-fn user_exists(conn: &Connection, user: &UserName) -> StoreResult<bool> {
+pub(crate) fn user_exists(conn: &Connection, user: &UserName) -> StoreResult<bool> {
     Ok(conn
         .prepare_cached("SELECT 1 FROM users WHERE name = ?1")?
         .query_row([user.as_str()], |_| Ok(()))
@@ -500,7 +501,7 @@ fn insert_device(conn: &Connection, user: &UserName, device: &NewDevice) -> Stor
 }
 
 /// The ids of a user's devices, oldest first.
-fn user_device_ids(conn: &Connection, user: &UserName) -> StoreResult<Vec<DeviceId>> {
+pub(crate) fn user_device_ids(conn: &Connection, user: &UserName) -> StoreResult<Vec<DeviceId>> {
     let mut stmt =
         conn.prepare_cached("SELECT id FROM devices WHERE user_name = ?1 AND revoked_at IS NULL ORDER BY created_at, id")?;
     let ids = stmt
@@ -532,7 +533,7 @@ fn group_state(conn: &Connection, group: &GroupId) -> StoreResult<(u64, Vec<Devi
 /// Stores `message` once and queues it to each of `recipients` (distinct, existing devices),
 /// keeping the queue accounting and checking the limits `checks` names ([`crate::quota`]); a
 /// refusal is an error (the job is rolled back). Returns the number of recipients.
-fn enqueue(
+pub(crate) fn enqueue(
     conn: &Connection,
     recipients: &[DeviceId],
     message: &NewMessage,

@@ -1,0 +1,1 @@
+//! Conformance cases for [`super::ModerationStore`], run against both backends.
