@@ -7,17 +7,28 @@
 //! `haven admin --data DIR frank-key rotate` adds a fresh current key. A running server keeps
 //! tagging with the key it loaded until it is restarted; with several nodes, copy the new
 //! `frank-keys` file to every node, then restart them (`haven_server::frank_keys`).
+//!
+//! `haven admin (--data DIR | --database URL) role grant|revoke USER moderator|admin` gives or
+//! takes a role, and `haven admin … audit [--json] [--verify]` prints the moderation audit log
+//! (and checks its hash chain). They work on the server's store directly, while it runs; each
+//! role change is itself an audit entry (actor `admin-cli`).
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use haven_server::frank_keys;
+use haven_server::moderation::service::audit_entry;
+use haven_server::moderation::store::verify_audit_chain;
+use haven_server::moderation::{AuditLine, Role};
 
 #[derive(clap::Args)]
 pub struct AdminArgs {
     /// The server's data directory.
     #[arg(long, default_value = "./haven-data")]
     pub data: PathBuf,
+    /// The server's database URL (postgres://…), when it is not SQLite in the data directory.
+    #[arg(long)]
+    pub database: Option<String>,
     #[command(subcommand)]
     pub command: AdminCmd,
 }
@@ -27,6 +38,42 @@ pub enum AdminCmd {
     /// The franking keys (in DATA/frank-keys).
     #[command(subcommand)]
     FrankKey(FrankKeyCmd),
+    /// Grant or revoke a role (moderator: reviews cases; admin: reads the audit log).
+    #[command(subcommand)]
+    Role(RoleCmd),
+    /// The moderation audit log.
+    Audit(AuditArgs),
+}
+
+#[derive(clap::Subcommand)]
+pub enum RoleCmd {
+    /// Give USER the role.
+    Grant {
+        /// The account.
+        user: String,
+        /// `moderator` or `admin`.
+        role: String,
+    },
+    /// Take the role from USER.
+    Revoke {
+        /// The account.
+        user: String,
+        /// `moderator` or `admin`.
+        role: String,
+    },
+}
+
+#[derive(clap::Args)]
+pub struct AuditArgs {
+    /// One JSON object per line.
+    #[arg(long)]
+    pub json: bool,
+    /// Check the hash chain from the first entry; exit 1 at the first entry that breaks it.
+    #[arg(long)]
+    pub verify: bool,
+    /// Only entries after this sequence number.
+    #[arg(long, default_value_t = 0)]
+    pub after: i64,
 }
 
 #[derive(clap::Subcommand)]
@@ -37,8 +84,113 @@ pub enum FrankKeyCmd {
     Rotate,
 }
 
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+async fn open(args: &AdminArgs) -> anyhow::Result<std::sync::Arc<dyn haven_server::store::Store>> {
+    let target = match &args.database {
+        Some(url) => url.clone(),
+        None => {
+            let db = args.data.join("haven.db");
+            if !db.exists() {
+                anyhow::bail!(
+                    "no server database at {} (pass --data DIR or --database URL)",
+                    db.display()
+                );
+            }
+            db.to_string_lossy().into_owned()
+        }
+    };
+    Ok(haven_server::store::open_store(&target).await?)
+}
+
+async fn roles(args: &AdminArgs, cmd: &RoleCmd) -> anyhow::Result<ExitCode> {
+    let (grant, user, role) = match cmd {
+        RoleCmd::Grant { user, role } => (true, user, role),
+        RoleCmd::Revoke { user, role } => (false, user, role),
+    };
+    let user = haven_proto::UserName::new(user).map_err(|e| anyhow::anyhow!("{user:?}: {e}"))?;
+    let role = Role::parse(role)
+        .ok_or_else(|| anyhow::anyhow!("unknown role {role:?}: moderator or admin"))?;
+    let store = open(args).await?;
+    let line = AuditLine {
+        actor: "admin-cli".into(),
+        action: if grant { "role.grant" } else { "role.revoke" }.into(),
+        case: None,
+        detail: format!("{} {}", role.as_str(), user),
+        at: now_ms(),
+    };
+    let changed = if grant {
+        store
+            .grant_role(&user, role, now_ms(), &line)
+            .await
+            .map_err(|e| match e {
+                haven_server::store::StoreError::NotFound(_) => {
+                    anyhow::anyhow!("no account named {user}")
+                }
+                e => e.into(),
+            })?
+    } else {
+        store.revoke_role(&user, role, &line).await?
+    };
+    match (grant, changed) {
+        (true, true) => println!("{user} is now {}", role.as_str()),
+        (true, false) => println!("{user} already was {}", role.as_str()),
+        (false, true) => println!("{user} is no longer {}", role.as_str()),
+        (false, false) => println!("{user} was not {}", role.as_str()),
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn audit(args: &AdminArgs, a: &AuditArgs) -> anyhow::Result<ExitCode> {
+    let store = open(args).await?;
+    let mut rows = Vec::new();
+    let mut after = if a.verify { 0 } else { a.after };
+    loop {
+        let page = store.audit(after, 1000).await?;
+        let Some(last) = page.last() else { break };
+        after = last.seq;
+        rows.extend(page);
+    }
+    if a.verify {
+        if let Err(seq) = verify_audit_chain(&rows) {
+            eprintln!("haven: the audit log's hash chain breaks at entry {seq}: it was altered outside Haven");
+            return Ok(ExitCode::from(1));
+        }
+    }
+    for r in rows.iter().filter(|r| r.seq > a.after) {
+        let e = audit_entry(r);
+        if a.json {
+            println!("{}", serde_json::to_string(&e)?);
+        } else {
+            println!(
+                "{} {} {} {} {}{}",
+                e.seq,
+                e.at,
+                e.actor,
+                e.action,
+                e.case
+                    .as_deref()
+                    .map(|c| format!("case {c}: "))
+                    .unwrap_or_default(),
+                e.detail
+            );
+        }
+    }
+    if a.verify {
+        eprintln!("audit log: {} entries, hash chain intact", rows.len());
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
 pub fn main(args: AdminArgs) -> anyhow::Result<ExitCode> {
-    match args.command {
+    match &args.command {
+        AdminCmd::Role(cmd) => return crate::msg_cli::run(roles(&args, cmd)),
+        AdminCmd::Audit(a) => return crate::msg_cli::run(audit(&args, a)),
         AdminCmd::FrankKey(FrankKeyCmd::List) => {
             let ring = frank_keys::list(&args.data)?;
             for (id, e) in ring.entries() {

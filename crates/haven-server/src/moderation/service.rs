@@ -238,15 +238,14 @@ impl Service {
                         }
                         let key = a.key.clone();
                         let sha = a.sha256;
-                        let pt = crate::service::blocking(move || {
-                            attachment::open(&ct, &key, &sha)
-                        })
-                        .await?
-                        .map_err(|_| {
-                            refuse(
+                        let pt =
+                            crate::service::blocking(move || attachment::open(&ct, &key, &sha))
+                                .await?
+                                .map_err(|_| {
+                                    refuse(
                                 "the file does not decrypt to the content the message commits to",
                             )
-                        })?;
+                                })?;
                         let file_id = format!("f{}", *file_no);
                         *file_no += 1;
                         let (md5, pdq) = crate::service::blocking({
