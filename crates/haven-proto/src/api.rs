@@ -459,6 +459,10 @@ pub struct SendResponse {
     pub received_at: Millis,
     /// How many device queues it went to.
     pub deliveries: u32,
+    /// The server's franking tag for the message, as its recipients get it, so the sender's
+    /// own messages can be context in a report it files later. Absent from older servers.
+    #[serde(default, with = "b64::option", skip_serializing_if = "Option::is_none")]
+    pub server_tag: Option<Vec<u8>>,
 }
 
 /// A generic acknowledgement.

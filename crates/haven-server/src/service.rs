@@ -1208,9 +1208,10 @@ impl Service {
             received_at_ms: now as u64,
         });
         let mut msg = self.message(EntryKind::Application, group, &who.device, req.message, now);
+        let server_tag = tag.encode();
         msg.frank = Some(StoredFrank {
             commitment: commitment.as_bytes().to_vec(),
-            server_tag: tag.encode(),
+            server_tag: server_tag.clone(),
         });
         let recipients = self
             .store
@@ -1228,6 +1229,7 @@ impl Service {
         Ok(api::SendResponse {
             received_at: now as u64,
             deliveries: u32::try_from(recipients.len()).unwrap_or(u32::MAX),
+            server_tag: Some(server_tag),
         })
     }
 
