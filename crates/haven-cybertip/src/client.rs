@@ -57,7 +57,10 @@ pub struct Credentials {
 impl Credentials {
     /// Wraps a username and password.
     pub fn new(username: impl Into<String>, password: impl Into<String>) -> Self {
-        Self { username: username.into(), password: Zeroizing::new(password.into()) }
+        Self {
+            username: username.into(),
+            password: Zeroizing::new(password.into()),
+        }
     }
 
     /// The username.
@@ -68,7 +71,10 @@ impl Credentials {
 
 impl fmt::Debug for Credentials {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Credentials").field("username", &self.username).field("password", &"<redacted>").finish()
+        f.debug_struct("Credentials")
+            .field("username", &self.username)
+            .field("password", &"<redacted>")
+            .finish()
     }
 }
 
@@ -172,14 +178,20 @@ impl ResponseCode {
 
     /// The variant for a non-zero code (`0` is success and has none; it maps to `Other(0)`).
     pub fn from_code(code: i64) -> Self {
-        Self::KNOWN.iter().find(|(c, _)| *c == code).map_or(Self::Other(code), |(_, v)| *v)
+        Self::KNOWN
+            .iter()
+            .find(|(c, _)| *c == code)
+            .map_or(Self::Other(code), |(_, v)| *v)
     }
 
     /// The number on the wire.
     pub fn code(self) -> i64 {
         match self {
             Self::Other(c) => c,
-            known => Self::KNOWN.iter().find(|(_, v)| *v == known).map_or(-1, |(c, _)| *c),
+            known => Self::KNOWN
+                .iter()
+                .find(|(_, v)| *v == known)
+                .map_or(-1, |(c, _)| *c),
         }
     }
 
@@ -402,7 +414,9 @@ impl fmt::Display for RetractOutcome {
         match self {
             RetractOutcome::NotNeeded => f.write_str("nothing to retract"),
             RetractOutcome::Retracted => f.write_str("the report was retracted"),
-            RetractOutcome::AlreadyFinished => f.write_str("the report had been finished; it stands"),
+            RetractOutcome::AlreadyFinished => {
+                f.write_str("the report had been finished; it stands")
+            }
             RetractOutcome::Failed(e) => write!(f, "retracting failed: {e}"),
         }
     }
@@ -451,10 +465,15 @@ pub fn md5_hex(bytes: &[u8]) -> String {
 impl Client {
     /// A client for `config`. Fails on a base URL that is not https (or http to loopback).
     pub fn new(config: ClientConfig) -> Result<Self, ClientError> {
-        let mut base = Url::parse(&config.base_url).map_err(|_| ClientError::BadBaseUrl(config.base_url.clone()))?;
+        let mut base = Url::parse(&config.base_url)
+            .map_err(|_| ClientError::BadBaseUrl(config.base_url.clone()))?;
         let loopback = is_loopback(&base);
         let scheme_ok = base.scheme() == "https" || (base.scheme() == "http" && loopback);
-        if !scheme_ok || base.cannot_be_a_base() || base.query().is_some() || base.fragment().is_some() {
+        if !scheme_ok
+            || base.cannot_be_a_base()
+            || base.query().is_some()
+            || base.fragment().is_some()
+        {
             return Err(ClientError::BadBaseUrl(config.base_url));
         }
         // Url::join replaces the last segment unless the path ends in '/'.
@@ -468,12 +487,22 @@ impl Client {
             .redirect(reqwest::redirect::Policy::none())
             .https_only(!loopback)
             .build()
-            .map_err(|source| ClientError::Transport { endpoint: Endpoint::Status, source })?;
-        Ok(Self { http, base, credentials: config.credentials, max_response_bytes: config.max_response_bytes })
+            .map_err(|source| ClientError::Transport {
+                endpoint: Endpoint::Status,
+                source,
+            })?;
+        Ok(Self {
+            http,
+            base,
+            credentials: config.credentials,
+            max_response_bytes: config.max_response_bytes,
+        })
     }
 
     fn url(&self, endpoint: Endpoint) -> Result<Url, ClientError> {
-        self.base.join(endpoint.path()).map_err(|_| ClientError::BadBaseUrl(self.base.to_string()))
+        self.base
+            .join(endpoint.path())
+            .map_err(|_| ClientError::BadBaseUrl(self.base.to_string()))
     }
 
     /// Sends a request and reads its answer: bounded, parsed, and a non-zero code made an error.
@@ -488,14 +517,25 @@ impl Client {
             Endpoint::Status => self.http.get(url),
             _ => self.http.post(url),
         };
-        let req = build(req).basic_auth(&self.credentials.username, Some(self.credentials.password.as_str()));
-        let resp = req.send().await.map_err(|source| ClientError::Transport { endpoint, source })?;
+        let req = build(req).basic_auth(
+            &self.credentials.username,
+            Some(self.credentials.password.as_str()),
+        );
+        let resp = req
+            .send()
+            .await
+            .map_err(|source| ClientError::Transport { endpoint, source })?;
         let status = resp.status();
         let body = self.read_bounded(endpoint, resp).await?;
         let parsed = response::parse(&body);
         let (root, r) = match parsed {
             Ok(p) => p,
-            Err(_) if !status.is_success() => return Err(ClientError::Http { endpoint, status: status.as_u16() }),
+            Err(_) if !status.is_success() => {
+                return Err(ClientError::Http {
+                    endpoint,
+                    status: status.as_u16(),
+                })
+            }
             Err(reason) => return Err(ClientError::MalformedResponse { endpoint, reason }),
         };
         if r.code != 0 {
@@ -509,21 +549,35 @@ impl Client {
         }
         if !status.is_success() {
             // responseCode 0 with an error status: believe neither.
-            return Err(ClientError::Http { endpoint, status: status.as_u16() });
+            return Err(ClientError::Http {
+                endpoint,
+                status: status.as_u16(),
+            });
         }
         if root != expect {
-            return Err(ClientError::MalformedResponse { endpoint, reason: "unexpected response root element" });
+            return Err(ClientError::MalformedResponse {
+                endpoint,
+                reason: "unexpected response root element",
+            });
         }
         Ok(r)
     }
 
-    async fn read_bounded(&self, endpoint: Endpoint, mut resp: reqwest::Response) -> Result<Vec<u8>, ClientError> {
+    async fn read_bounded(
+        &self,
+        endpoint: Endpoint,
+        mut resp: reqwest::Response,
+    ) -> Result<Vec<u8>, ClientError> {
         let limit = self.max_response_bytes;
         if resp.content_length().is_some_and(|n| n > limit as u64) {
             return Err(ClientError::ResponseTooLarge { endpoint, limit });
         }
         let mut body = Vec::new();
-        while let Some(chunk) = resp.chunk().await.map_err(|source| ClientError::Transport { endpoint, source })? {
+        while let Some(chunk) = resp
+            .chunk()
+            .await
+            .map_err(|source| ClientError::Transport { endpoint, source })?
+        {
             if body.len().saturating_add(chunk.len()) > limit {
                 return Err(ClientError::ResponseTooLarge { endpoint, limit });
             }
@@ -532,11 +586,17 @@ impl Client {
         Ok(body)
     }
 
-    fn check_report_id(endpoint: Endpoint, expected: &ReportId, r: &ApiResponse) -> Result<(), ClientError> {
+    fn check_report_id(
+        endpoint: Endpoint,
+        expected: &ReportId,
+        r: &ApiResponse,
+    ) -> Result<(), ClientError> {
         match r.report_id.as_deref() {
-            Some(got) if got != expected.as_str() => {
-                Err(ClientError::ReportIdMismatch { endpoint, expected: expected.clone(), returned: got.to_owned() })
-            }
+            Some(got) if got != expected.as_str() => Err(ClientError::ReportIdMismatch {
+                endpoint,
+                expected: expected.clone(),
+                returned: got.to_owned(),
+            }),
             _ => Ok(()),
         }
     }
@@ -547,7 +607,9 @@ impl Client {
 
     /// `GET /status`: checks that the credentials work; returns `responseDescription`.
     pub async fn status(&self) -> Result<String, ClientError> {
-        let r = self.call(Endpoint::Status, Root::ReportResponse, |b| b).await?;
+        let r = self
+            .call(Endpoint::Status, Root::ReportResponse, |b| b)
+            .await?;
         Ok(r.description.unwrap_or_default())
     }
 
@@ -563,25 +625,49 @@ impl Client {
         let body = xml.to_owned();
         let r = self
             .call(endpoint, Root::ReportResponse, |b| {
-                b.header(reqwest::header::CONTENT_TYPE, "text/xml; charset=utf-8").body(body)
+                b.header(reqwest::header::CONTENT_TYPE, "text/xml; charset=utf-8")
+                    .body(body)
             })
             .await?;
-        let id = r.report_id.ok_or(ClientError::MissingElement { endpoint, element: "reportId" })?;
-        ReportId::new(id).map_err(|source| ClientError::BadIdentifier { endpoint, element: "reportId", source })
+        let id = r.report_id.ok_or(ClientError::MissingElement {
+            endpoint,
+            element: "reportId",
+        })?;
+        ReportId::new(id).map_err(|source| ClientError::BadIdentifier {
+            endpoint,
+            element: "reportId",
+            source,
+        })
     }
 
     /// `POST /upload` of one file to an open report. Checks the returned MD5 against ours.
-    pub async fn upload(&self, report_id: &ReportId, file_name: &str, bytes: Vec<u8>) -> Result<UploadReceipt, ClientError> {
+    pub async fn upload(
+        &self,
+        report_id: &ReportId,
+        file_name: &str,
+        bytes: Vec<u8>,
+    ) -> Result<UploadReceipt, ClientError> {
         let endpoint = Endpoint::Upload;
         let sent = md5_hex(&bytes);
         let part = Part::bytes(bytes).file_name(file_name.to_owned());
         let form = Self::id_form(report_id).part("file", part);
-        let r = self.call(endpoint, Root::ReportResponse, |b| b.multipart(form)).await?;
+        let r = self
+            .call(endpoint, Root::ReportResponse, |b| b.multipart(form))
+            .await?;
         Self::check_report_id(endpoint, report_id, &r)?;
-        let file_id = r.file_id.ok_or(ClientError::MissingElement { endpoint, element: "fileId" })?;
-        let file_id =
-            FileId::new(file_id).map_err(|source| ClientError::BadIdentifier { endpoint, element: "fileId", source })?;
-        let returned = r.hash.ok_or(ClientError::MissingElement { endpoint, element: "hash" })?;
+        let file_id = r.file_id.ok_or(ClientError::MissingElement {
+            endpoint,
+            element: "fileId",
+        })?;
+        let file_id = FileId::new(file_id).map_err(|source| ClientError::BadIdentifier {
+            endpoint,
+            element: "fileId",
+            source,
+        })?;
+        let returned = r.hash.ok_or(ClientError::MissingElement {
+            endpoint,
+            element: "hash",
+        })?;
         if !returned.eq_ignore_ascii_case(&sent) {
             return Err(ClientError::HashMismatch { sent, returned });
         }
@@ -590,7 +676,8 @@ impl Client {
 
     /// `POST /fileinfo` of a file's validated details.
     pub async fn file_info(&self, details: &ValidFileDetails) -> Result<(), ClientError> {
-        self.file_info_xml(details.report_id(), &details.to_xml()).await
+        self.file_info_xml(details.report_id(), &details.to_xml())
+            .await
     }
 
     /// `POST /fileinfo` of file-details XML produced earlier, for the report it names.
@@ -599,7 +686,8 @@ impl Client {
         let body = xml.to_owned();
         let r = self
             .call(endpoint, Root::ReportResponse, |b| {
-                b.header(reqwest::header::CONTENT_TYPE, "text/xml; charset=utf-8").body(body)
+                b.header(reqwest::header::CONTENT_TYPE, "text/xml; charset=utf-8")
+                    .body(body)
             })
             .await?;
         Self::check_report_id(endpoint, report_id, &r)
@@ -609,11 +697,19 @@ impl Client {
     pub async fn finish(&self, report_id: &ReportId) -> Result<Vec<FileId>, ClientError> {
         let endpoint = Endpoint::Finish;
         let form = Self::id_form(report_id);
-        let r = self.call(endpoint, Root::ReportDoneResponse, |b| b.multipart(form)).await?;
+        let r = self
+            .call(endpoint, Root::ReportDoneResponse, |b| b.multipart(form))
+            .await?;
         Self::check_report_id(endpoint, report_id, &r)?;
         r.file_ids
             .into_iter()
-            .map(|f| FileId::new(f).map_err(|source| ClientError::BadIdentifier { endpoint, element: "fileId", source }))
+            .map(|f| {
+                FileId::new(f).map_err(|source| ClientError::BadIdentifier {
+                    endpoint,
+                    element: "fileId",
+                    source,
+                })
+            })
             .collect()
     }
 
@@ -621,7 +717,9 @@ impl Client {
     pub async fn retract(&self, report_id: &ReportId) -> Result<(), ClientError> {
         let endpoint = Endpoint::Retract;
         let form = Self::id_form(report_id);
-        let r = self.call(endpoint, Root::ReportResponse, |b| b.multipart(form)).await?;
+        let r = self
+            .call(endpoint, Root::ReportResponse, |b| b.multipart(form))
+            .await?;
         Self::check_report_id(endpoint, report_id, &r)
     }
 
@@ -642,7 +740,11 @@ impl Client {
             retract: RetractOutcome::NotNeeded,
         })?;
         match self.upload_and_finish(&report_id, files).await {
-            Ok((file_ids, finished_file_ids)) => Ok(SubmittedReport { report_id, file_ids, finished_file_ids }),
+            Ok((file_ids, finished_file_ids)) => Ok(SubmittedReport {
+                report_id,
+                file_ids,
+                finished_file_ids,
+            }),
             Err((stage, source)) => {
                 let retract = match self.retract(&report_id).await {
                     Ok(()) => RetractOutcome::Retracted,
@@ -651,7 +753,12 @@ impl Client {
                     }
                     Err(e) => RetractOutcome::Failed(Box::new(e)),
                 };
-                Err(SubmitError { stage, report_id: Some(report_id), source, retract })
+                Err(SubmitError {
+                    stage,
+                    report_id: Some(report_id),
+                    source,
+                    retract,
+                })
             }
         }
     }
@@ -663,17 +770,29 @@ impl Client {
     ) -> Result<(Vec<FileId>, Vec<FileId>), (Stage, ClientError)> {
         let mut uploaded = Vec::with_capacity(files.len());
         for (i, (info, bytes)) in files.into_iter().enumerate() {
-            let name = info.info().file_name.clone().unwrap_or_else(|| format!("file-{i}"));
-            let receipt = self.upload(report_id, &name, bytes).await.map_err(|e| (Stage::Upload(i), e))?;
+            let name = info
+                .info()
+                .file_name
+                .clone()
+                .unwrap_or_else(|| format!("file-{i}"));
+            let receipt = self
+                .upload(report_id, &name, bytes)
+                .await
+                .map_err(|e| (Stage::Upload(i), e))?;
             uploaded.push((info, receipt.file_id));
         }
         let mut file_ids = Vec::with_capacity(uploaded.len());
         for (i, (info, file_id)) in uploaded.into_iter().enumerate() {
             let details = info.with_ids(report_id.clone(), file_id.clone());
-            self.file_info(&details).await.map_err(|e| (Stage::FileInfo(i), e))?;
+            self.file_info(&details)
+                .await
+                .map_err(|e| (Stage::FileInfo(i), e))?;
             file_ids.push(file_id);
         }
-        let finished = self.finish(report_id).await.map_err(|e| (Stage::Finish, e))?;
+        let finished = self
+            .finish(report_id)
+            .await
+            .map_err(|e| (Stage::Finish, e))?;
         Ok((file_ids, finished))
     }
 }
@@ -691,19 +810,44 @@ mod tests {
     fn base_urls_must_be_https_or_loopback() {
         assert!(Client::new(ClientConfig::new(Environment::Production, creds())).is_ok());
         assert!(Client::new(ClientConfig::new(Environment::Test, creds())).is_ok());
-        assert!(Client::new(ClientConfig::with_base_url("http://127.0.0.1:8080", creds())).is_ok());
-        assert!(Client::new(ClientConfig::with_base_url("http://[::1]:8080/ispws", creds())).is_ok());
+        assert!(Client::new(ClientConfig::with_base_url(
+            "http://127.0.0.1:8080",
+            creds()
+        ))
+        .is_ok());
+        assert!(Client::new(ClientConfig::with_base_url(
+            "http://[::1]:8080/ispws",
+            creds()
+        ))
+        .is_ok());
         assert!(Client::new(ClientConfig::with_base_url("http://localhost:1", creds())).is_ok());
-        for bad in ["http://report.cybertip.org/ispws", "ftp://127.0.0.1/", "not a url", "https://x/?q=1"] {
-            assert!(matches!(Client::new(ClientConfig::with_base_url(bad, creds())), Err(ClientError::BadBaseUrl(_))), "{bad}");
+        for bad in [
+            "http://report.cybertip.org/ispws",
+            "ftp://127.0.0.1/",
+            "not a url",
+            "https://x/?q=1",
+        ] {
+            assert!(
+                matches!(
+                    Client::new(ClientConfig::with_base_url(bad, creds())),
+                    Err(ClientError::BadBaseUrl(_))
+                ),
+                "{bad}"
+            );
         }
     }
 
     #[test]
     fn endpoints_join_under_the_base_path() {
         let c = Client::new(ClientConfig::new(Environment::Production, creds())).unwrap();
-        assert_eq!(c.url(Endpoint::Submit).unwrap().as_str(), "https://report.cybertip.org/ispws/submit");
-        assert_eq!(c.url(Endpoint::FileInfo).unwrap().as_str(), "https://report.cybertip.org/ispws/fileinfo");
+        assert_eq!(
+            c.url(Endpoint::Submit).unwrap().as_str(),
+            "https://report.cybertip.org/ispws/submit"
+        );
+        assert_eq!(
+            c.url(Endpoint::FileInfo).unwrap().as_str(),
+            "https://report.cybertip.org/ispws/fileinfo"
+        );
     }
 
     #[test]

@@ -45,7 +45,11 @@ mod xml;
 #[cfg(feature = "test-server")]
 pub mod testing;
 
-pub use client::{ApiError, Client, ClientConfig, ClientError, Credentials, Environment, ResponseCode};
+pub use client::{
+    ApiError, Client, ClientConfig, ClientError, Credentials, Environment, ResponseCode,
+};
 pub use ids::{FileId, IdError, ReportId};
-pub use report::{FileDetails, FileInfo, Report, ReportError, ValidFileDetails, ValidFileInfo, ValidReport};
+pub use report::{
+    FileDetails, FileInfo, Report, ReportError, ValidFileDetails, ValidFileInfo, ValidReport,
+};
 pub use timestamp::{Timestamp, TimestampError};

@@ -68,14 +68,20 @@ impl IncidentType {
     /// The exact string the API expects in `incidentType`.
     pub fn api_str(self) -> &'static str {
         match self {
-            Self::ChildPornography => "Child Pornography (possession, manufacture, and distribution)",
+            Self::ChildPornography => {
+                "Child Pornography (possession, manufacture, and distribution)"
+            }
             Self::ChildSexTrafficking => "Child Sex Trafficking",
             Self::ChildSexTourism => "Child Sex Tourism",
             Self::ChildSexualMolestation => "Child Sexual Molestation",
             Self::MisleadingDomainName => "Misleading Domain Name",
-            Self::MisleadingWordsOrDigitalImages => "Misleading Words or Digital Images on the Internet",
+            Self::MisleadingWordsOrDigitalImages => {
+                "Misleading Words or Digital Images on the Internet"
+            }
             Self::OnlineEnticement => "Online Enticement of Children for Sexual Act",
-            Self::UnsolicitedObsceneMaterialToChild => "Unsolicited Obscene Material Sent to a Child",
+            Self::UnsolicitedObsceneMaterialToChild => {
+                "Unsolicited Obscene Material Sent to a Child"
+            }
         }
     }
 
@@ -367,7 +373,11 @@ pub struct Email {
 impl Email {
     /// An address with no attributes.
     pub fn new(address: impl Into<String>) -> Self {
-        Self { address: address.into(), email_type: None, verified: None }
+        Self {
+            address: address.into(),
+            email_type: None,
+            verified: None,
+        }
     }
 }
 
@@ -611,12 +621,16 @@ fn opt_short(field: &'static str, s: &Option<String>) -> Check {
 }
 
 fn opt_long(field: &'static str, s: &Option<String>) -> Check {
-    s.as_deref().map_or(Ok(()), |s| check_len(field, s, MAX_TEXT_BYTES))
+    s.as_deref()
+        .map_or(Ok(()), |s| check_len(field, s, MAX_TEXT_BYTES))
 }
 
 fn count<T>(field: &'static str, v: &[T]) -> Check {
     if v.len() > MAX_ENTRIES {
-        return Err(ReportError::TooMany { field, max: MAX_ENTRIES });
+        return Err(ReportError::TooMany {
+            field,
+            max: MAX_ENTRIES,
+        });
     }
     Ok(())
 }
@@ -628,7 +642,10 @@ fn email(field: &'static str, e: &Email) -> Check {
             !local.is_empty()
                 && !domain.is_empty()
                 && !domain.contains('@')
-                && !e.address.chars().any(|c| c.is_whitespace() || c.is_control())
+                && !e
+                    .address
+                    .chars()
+                    .any(|c| c.is_whitespace() || c.is_control())
         }
         None => false,
     };
@@ -663,7 +680,11 @@ fn person(prefix: Paths, p: &Person) -> Check {
 }
 
 fn person_is_empty(p: &Person) -> bool {
-    p.first_name.is_none() && p.last_name.is_none() && p.phone.is_empty() && p.email.is_empty() && p.age.is_none()
+    p.first_name.is_none()
+        && p.last_name.is_none()
+        && p.phone.is_empty()
+        && p.email.is_empty()
+        && p.age.is_none()
 }
 
 /// Field paths for one use of [`Person`], so errors name where the person sits.
@@ -743,8 +764,14 @@ impl Report {
     /// writes a `report` document.
     pub fn validate(self) -> Result<ValidReport, ReportError> {
         let s = &self.incident_summary;
-        opt_long("incidentSummary.incidentDateTimeDescription", &s.incident_date_time_description)?;
-        opt_long("incidentSummary.escalateToHighPriority", &s.escalate_to_high_priority)?;
+        opt_long(
+            "incidentSummary.incidentDateTimeDescription",
+            &s.incident_date_time_description,
+        )?;
+        opt_long(
+            "incidentSummary.escalateToHighPriority",
+            &s.escalate_to_high_priority,
+        )?;
         count("incidentSummary.reportAnnotations", &s.report_annotations)?;
 
         count("internetDetails", &self.internet_details)?;
@@ -756,12 +783,20 @@ impl Report {
                         && c.content.is_none()
                         && c.additional_info.is_none()
                     {
-                        return Err(ReportError::EmptySection { section: "internetDetails.chatImIncident" });
+                        return Err(ReportError::EmptySection {
+                            section: "internetDetails.chatImIncident",
+                        });
                     }
                     opt_short("internetDetails.chatImIncident.chatClient", &c.chat_client)?;
-                    opt_short("internetDetails.chatImIncident.chatRoomName", &c.chat_room_name)?;
+                    opt_short(
+                        "internetDetails.chatImIncident.chatRoomName",
+                        &c.chat_room_name,
+                    )?;
                     opt_long("internetDetails.chatImIncident.content", &c.content)?;
-                    opt_long("internetDetails.chatImIncident.additionalInfo", &c.additional_info)?;
+                    opt_long(
+                        "internetDetails.chatImIncident.additionalInfo",
+                        &c.additional_info,
+                    )?;
                 }
             }
         }
@@ -773,7 +808,9 @@ impl Report {
         person(REPORTING_PERSON, &r.reporting_person)?;
         if let Some(c) = &r.contact_person {
             if person_is_empty(c) {
-                return Err(ReportError::EmptySection { section: "reporter.contactPerson" });
+                return Err(ReportError::EmptySection {
+                    section: "reporter.contactPerson",
+                });
             }
             person(CONTACT_PERSON, c)?;
         }
@@ -795,7 +832,9 @@ impl Report {
                 && p.group_identifier.is_none()
                 && p.additional_info.is_none();
             if empty {
-                return Err(ReportError::EmptySection { section: "personOrUserReported" });
+                return Err(ReportError::EmptySection {
+                    section: "personOrUserReported",
+                });
             }
             if let Some(pp) = &p.person {
                 person(REPORTED_PERSON, pp)?;
@@ -875,9 +914,13 @@ impl FileInfo {
         if let Some(u) = &self.location_of_file {
             url("fileDetails.locationOfFile", u)?;
         }
-        let reported = self.file_relevance.unwrap_or(FileRelevance::Reported) == FileRelevance::Reported;
+        let reported =
+            self.file_relevance.unwrap_or(FileRelevance::Reported) == FileRelevance::Reported;
         if !reported
-            && (self.industry_classification.is_some() || self.file_annotations.contains(&FileAnnotation::PotentialMeme))
+            && (self.industry_classification.is_some()
+                || self
+                    .file_annotations
+                    .contains(&FileAnnotation::PotentialMeme))
         {
             return Err(ReportError::OnlyForReportedFiles);
         }
@@ -890,7 +933,11 @@ impl FileInfo {
         count("fileDetails.details", &self.details)?;
         for d in &self.details {
             short("fileDetails.details.nameValuePair.name", &d.name)?;
-            check_len("fileDetails.details.nameValuePair.value", &d.value, MAX_TEXT_BYTES)?;
+            check_len(
+                "fileDetails.details.nameValuePair.value",
+                &d.value,
+                MAX_TEXT_BYTES,
+            )?;
         }
         opt_long("fileDetails.additionalInfo", &self.additional_info)?;
         Ok(ValidFileInfo(self))
@@ -939,15 +986,33 @@ impl ValidReport {
     pub fn to_xml(&self) -> String {
         let r = &self.0;
         let mut x = XmlOut::new();
-        x.start_attrs("report", &[("xmlns:xsi", Some(XSI_NS)), ("xsi:noNamespaceSchemaLocation", Some(SCHEMA_LOCATION))]);
+        x.start_attrs(
+            "report",
+            &[
+                ("xmlns:xsi", Some(XSI_NS)),
+                ("xsi:noNamespaceSchemaLocation", Some(SCHEMA_LOCATION)),
+            ],
+        );
 
         let s = &r.incident_summary;
         x.start("incidentSummary");
         x.text("incidentType", s.incident_type.api_str());
-        x.opt("escalateToHighPriority", s.escalate_to_high_priority.as_deref());
-        flags(&mut x, "reportAnnotations", ReportAnnotation::ALL, &s.report_annotations, |a| a.api_str());
+        x.opt(
+            "escalateToHighPriority",
+            s.escalate_to_high_priority.as_deref(),
+        );
+        flags(
+            &mut x,
+            "reportAnnotations",
+            ReportAnnotation::ALL,
+            &s.report_annotations,
+            |a| a.api_str(),
+        );
         x.text("incidentDateTime", &s.incident_date_time.to_iso8601());
-        x.opt("incidentDateTimeDescription", s.incident_date_time_description.as_deref());
+        x.opt(
+            "incidentDateTimeDescription",
+            s.incident_date_time_description.as_deref(),
+        );
         x.end("incidentSummary");
 
         for d in &r.internet_details {
@@ -1040,7 +1105,11 @@ impl ValidFileInfo {
 
     /// Joins the IDs the API assigned on upload.
     pub fn with_ids(self, report_id: ReportId, file_id: FileId) -> ValidFileDetails {
-        ValidFileDetails { report_id, file_id, info: self.0 }
+        ValidFileDetails {
+            report_id,
+            file_id,
+            info: self.0,
+        }
     }
 }
 
@@ -1066,7 +1135,10 @@ impl ValidFileDetails {
         let mut x = XmlOut::new();
         x.start_attrs(
             "fileDetails",
-            &[("xmlns:xsi", Some(XSI_NS)), ("xsi:noNamespaceSchemaLocation", Some(SCHEMA_LOCATION))],
+            &[
+                ("xmlns:xsi", Some(XSI_NS)),
+                ("xsi:noNamespaceSchemaLocation", Some(SCHEMA_LOCATION)),
+            ],
         );
         x.text("reportId", self.report_id.as_str());
         x.text("fileId", self.file_id.as_str());
@@ -1076,11 +1148,28 @@ impl ValidFileDetails {
         x.text("fileViewedByEsp", bool_str(f.file_viewed_by_esp));
         x.opt_bool("exifViewedByEsp", f.exif_viewed_by_esp);
         x.opt_bool("publiclyAvailable", f.publicly_available);
-        x.opt("fileRelevance", f.file_relevance.map(FileRelevance::api_str));
-        flags(&mut x, "fileAnnotations", FileAnnotation::ALL, &f.file_annotations, |a| a.api_str());
-        x.opt("industryClassification", f.industry_classification.map(IndustryClassification::api_str));
+        x.opt(
+            "fileRelevance",
+            f.file_relevance.map(FileRelevance::api_str),
+        );
+        flags(
+            &mut x,
+            "fileAnnotations",
+            FileAnnotation::ALL,
+            &f.file_annotations,
+            |a| a.api_str(),
+        );
+        x.opt(
+            "industryClassification",
+            f.industry_classification
+                .map(IndustryClassification::api_str),
+        );
         for h in &f.original_file_hash {
-            x.text_attrs("originalFileHash", &[("hashType", Some(&h.hash_type))], &h.value);
+            x.text_attrs(
+                "originalFileHash",
+                &[("hashType", Some(&h.hash_type))],
+                &h.value,
+            );
         }
         for d in &f.details {
             x.start_attrs("details", &[("type", Some(d.detail_type.api_str()))]);
@@ -1097,7 +1186,13 @@ impl ValidFileDetails {
 }
 
 /// A list of empty flag elements, once each, in the documented order; nothing when none are set.
-fn flags<T: PartialEq + Copy>(x: &mut XmlOut, wrapper: &str, all: &[T], set: &[T], name: impl Fn(T) -> &'static str) {
+fn flags<T: PartialEq + Copy>(
+    x: &mut XmlOut,
+    wrapper: &str,
+    all: &[T],
+    set: &[T],
+    name: impl Fn(T) -> &'static str,
+) {
     if set.is_empty() {
         return;
     }
@@ -1126,7 +1221,10 @@ fn write_person(x: &mut XmlOut, element: &str, p: &Person, with_age: bool) {
     for e in &p.email {
         x.text_attrs(
             "email",
-            &[("type", e.email_type.map(EmailType::api_str)), ("verified", e.verified.map(bool_str))],
+            &[
+                ("type", e.email_type.map(EmailType::api_str)),
+                ("verified", e.verified.map(bool_str)),
+            ],
             &e.address,
         );
     }

@@ -40,9 +40,10 @@ const NODES_LIMIT: u32 = 100_000;
 
 pub(crate) fn parse(bytes: &[u8]) -> Result<(Root, ApiResponse), ParseError> {
     let text = std::str::from_utf8(bytes).map_err(|_| "response is not UTF-8")?;
-    let mut opts = roxmltree::ParsingOptions::default();
-    opts.allow_dtd = false;
-    opts.nodes_limit = NODES_LIMIT;
+    let opts = roxmltree::ParsingOptions {
+        allow_dtd: false,
+        nodes_limit: NODES_LIMIT,
+    };
     let doc = roxmltree::Document::parse_with_options(text, opts).map_err(|e| match e {
         roxmltree::Error::DtdDetected => "response has a DOCTYPE",
         _ => "response is not well-formed XML",
@@ -64,7 +65,11 @@ pub(crate) fn parse(bytes: &[u8]) -> Result<(Root, ApiResponse), ParseError> {
     let file_ids = root_el
         .children()
         .filter(|n| n.is_element() && n.tag_name().name() == "files")
-        .flat_map(|files| files.children().filter(|n| n.is_element() && n.tag_name().name() == "fileId"))
+        .flat_map(|files| {
+            files
+                .children()
+                .filter(|n| n.is_element() && n.tag_name().name() == "fileId")
+        })
         .map(|n| n.text().unwrap_or("").trim().to_owned())
         .collect();
     Ok((
@@ -118,10 +123,14 @@ mod tests {
         let upload = b"<reportResponse><responseCode> 0 </responseCode><responseDescription>Success</responseDescription>\
 <reportId>4564654</reportId><fileId>b0754af766b426f2928a02c651ed4b99</fileId><hash>fafa5efeaf3cbe3b23b2748d13e629a1</hash></reportResponse>";
         let (_, r) = parse(upload).unwrap();
-        assert_eq!(r.file_id.as_deref(), Some("b0754af766b426f2928a02c651ed4b99"));
+        assert_eq!(
+            r.file_id.as_deref(),
+            Some("b0754af766b426f2928a02c651ed4b99")
+        );
         assert_eq!(r.hash.as_deref(), Some("fafa5efeaf3cbe3b23b2748d13e629a1"));
 
-        let finish = b"<reportDoneResponse><responseCode>0</responseCode><reportId>4564654</reportId>\
+        let finish =
+            b"<reportDoneResponse><responseCode>0</responseCode><reportId>4564654</reportId>\
 <files><fileId>a1</fileId><fileId>b2</fileId></files></reportDoneResponse>";
         let (root, r) = parse(finish).unwrap();
         assert_eq!(root, Root::ReportDoneResponse);
@@ -136,8 +145,13 @@ mod tests {
         assert_eq!(parse(harmless_dtd), Err("response has a DOCTYPE"));
         assert!(parse(b"<reportResponse><responseCode>0</responseCode>").is_err());
         assert!(parse(b"<html><body>502</body></html>").is_err());
-        assert!(parse(b"<reportResponse><responseDescription>x</responseDescription></reportResponse>").is_err());
-        assert!(parse(b"<reportResponse><responseCode>zero</responseCode></reportResponse>").is_err());
+        assert!(parse(
+            b"<reportResponse><responseDescription>x</responseDescription></reportResponse>"
+        )
+        .is_err());
+        assert!(
+            parse(b"<reportResponse><responseCode>zero</responseCode></reportResponse>").is_err()
+        );
         assert!(parse(&[0xff, 0xfe]).is_err());
     }
 
@@ -149,8 +163,20 @@ mod tests {
             report_id: Some("7".into()),
             ..ApiResponse::default()
         };
-        assert_eq!(parse(write(Root::ReportResponse, &r).as_bytes()).unwrap(), (Root::ReportResponse, r.clone()));
-        let done = ApiResponse { code: 0, file_ids: vec!["f1".into()], ..ApiResponse::default() };
-        assert_eq!(parse(write(Root::ReportDoneResponse, &done).as_bytes()).unwrap().1, done);
+        assert_eq!(
+            parse(write(Root::ReportResponse, &r).as_bytes()).unwrap(),
+            (Root::ReportResponse, r.clone())
+        );
+        let done = ApiResponse {
+            code: 0,
+            file_ids: vec!["f1".into()],
+            ..ApiResponse::default()
+        };
+        assert_eq!(
+            parse(write(Root::ReportDoneResponse, &done).as_bytes())
+                .unwrap()
+                .1,
+            done
+        );
     }
 }

@@ -24,7 +24,8 @@ impl Timestamp {
     /// From milliseconds since the Unix epoch (what Haven's server stores).
     pub fn from_unix_millis(ms: u64) -> Result<Self, TimestampError> {
         let nanos = i128::from(ms) * 1_000_000;
-        let t = OffsetDateTime::from_unix_timestamp_nanos(nanos).map_err(|_| TimestampError::OutOfRange)?;
+        let t = OffsetDateTime::from_unix_timestamp_nanos(nanos)
+            .map_err(|_| TimestampError::OutOfRange)?;
         Self::checked(t)
     }
 
@@ -40,7 +41,9 @@ impl Timestamp {
             return Err(TimestampError::OutOfRange);
         }
         let ms = t.millisecond();
-        let t = t.replace_millisecond(ms).map_err(|_| TimestampError::OutOfRange)?;
+        let t = t
+            .replace_millisecond(ms)
+            .map_err(|_| TimestampError::OutOfRange)?;
         Ok(Self(t))
     }
 
@@ -93,12 +96,22 @@ mod tests {
 
     #[test]
     fn millis_format_as_utc() {
-        assert_eq!(Timestamp::from_unix_millis(0).unwrap().to_iso8601(), "1970-01-01T00:00:00.000Z");
         assert_eq!(
-            Timestamp::from_unix_millis(1_705_329_000_123).unwrap().to_iso8601(),
+            Timestamp::from_unix_millis(0).unwrap().to_iso8601(),
+            "1970-01-01T00:00:00.000Z"
+        );
+        assert_eq!(
+            Timestamp::from_unix_millis(1_705_329_000_123)
+                .unwrap()
+                .to_iso8601(),
             "2024-01-15T14:30:00.123Z"
         );
-        assert_eq!(Timestamp::from_unix_millis(1_705_329_000_123).unwrap().unix_millis(), 1_705_329_000_123);
+        assert_eq!(
+            Timestamp::from_unix_millis(1_705_329_000_123)
+                .unwrap()
+                .unix_millis(),
+            1_705_329_000_123
+        );
     }
 
     #[test]
@@ -111,10 +124,25 @@ mod tests {
 
     #[test]
     fn bad_timestamps_are_refused() {
-        assert_eq!(Timestamp::parse_rfc3339("2024-01-15"), Err(TimestampError::NotRfc3339));
-        assert_eq!(Timestamp::parse_rfc3339("yesterday"), Err(TimestampError::NotRfc3339));
-        assert_eq!(Timestamp::parse_rfc3339("2023-02-29T00:00:00Z"), Err(TimestampError::NotRfc3339));
-        assert_eq!(Timestamp::parse_rfc3339("1899-12-31T00:00:00Z"), Err(TimestampError::OutOfRange));
-        assert_eq!(Timestamp::from_unix_millis(u64::MAX), Err(TimestampError::OutOfRange));
+        assert_eq!(
+            Timestamp::parse_rfc3339("2024-01-15"),
+            Err(TimestampError::NotRfc3339)
+        );
+        assert_eq!(
+            Timestamp::parse_rfc3339("yesterday"),
+            Err(TimestampError::NotRfc3339)
+        );
+        assert_eq!(
+            Timestamp::parse_rfc3339("2023-02-29T00:00:00Z"),
+            Err(TimestampError::NotRfc3339)
+        );
+        assert_eq!(
+            Timestamp::parse_rfc3339("1899-12-31T00:00:00Z"),
+            Err(TimestampError::OutOfRange)
+        );
+        assert_eq!(
+            Timestamp::from_unix_millis(u64::MAX),
+            Err(TimestampError::OutOfRange)
+        );
     }
 }

@@ -17,7 +17,11 @@ pub(crate) fn sanitize(s: &str) -> Cow<'_, str> {
     if s.chars().all(is_xml_char) {
         Cow::Borrowed(s)
     } else {
-        Cow::Owned(s.chars().map(|c| if is_xml_char(c) { c } else { '\u{FFFD}' }).collect())
+        Cow::Owned(
+            s.chars()
+                .map(|c| if is_xml_char(c) { c } else { '\u{FFFD}' })
+                .collect(),
+        )
     }
 }
 
@@ -41,7 +45,10 @@ pub(crate) struct XmlOut {
 impl XmlOut {
     /// A document with the XML declaration written, indented by two spaces.
     pub(crate) fn new() -> Self {
-        let mut out = Self { w: Writer::new_with_indent(Vec::new(), b' ', 2), failed: false };
+        let mut out = Self {
+            w: Writer::new_with_indent(Vec::new(), b' ', 2),
+            failed: false,
+        };
         out.event(Event::Decl(BytesDecl::new("1.0", Some("UTF-8"), None)));
         out
     }
@@ -127,12 +134,21 @@ mod tests {
 
     #[test]
     fn forbidden_characters_are_replaced() {
-        assert_eq!(sanitize("a\u{0}b\u{1b}c\u{FFFE}"), "a\u{FFFD}b\u{FFFD}c\u{FFFD}");
-        assert!(matches!(sanitize("tab\tnl\ncr\r ok é 😀"), Cow::Borrowed(_)));
+        assert_eq!(
+            sanitize("a\u{0}b\u{1b}c\u{FFFE}"),
+            "a\u{FFFD}b\u{FFFD}c\u{FFFD}"
+        );
+        assert!(matches!(
+            sanitize("tab\tnl\ncr\r ok é 😀"),
+            Cow::Borrowed(_)
+        ));
     }
 
     #[test]
     fn text_escapes_markup_and_carriage_returns() {
-        assert_eq!(escape_text("<a href=\"x\">&'\r\n"), "&lt;a href=&quot;x&quot;&gt;&amp;&apos;&#13;\n");
+        assert_eq!(
+            escape_text("<a href=\"x\">&'\r\n"),
+            "&lt;a href=&quot;x&quot;&gt;&amp;&apos;&#13;\n"
+        );
     }
 }

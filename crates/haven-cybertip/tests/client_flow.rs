@@ -1,5 +1,10 @@
 //! The client against the local server that follows the API documentation.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing, clippy::panic)]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::indexing_slicing,
+    clippy::panic
+)]
 
 mod common;
 
@@ -12,19 +17,30 @@ const PASS: &str = "pswd123";
 
 async fn setup() -> (TestServer, Client) {
     let server = TestServer::start(USER, PASS).await.unwrap();
-    let client = Client::new(ClientConfig::with_base_url(server.base_url(), Credentials::new(USER, PASS))).unwrap();
+    let client = Client::new(ClientConfig::with_base_url(
+        server.base_url(),
+        Credentials::new(USER, PASS),
+    ))
+    .unwrap();
     (server, client)
 }
 
 fn files() -> Vec<(ValidFileInfo, Vec<u8>)> {
     vec![
-        (common::file_info("evidence-1.jpg").validate().unwrap(), b"\xff\xd8\xff first file bytes".to_vec()),
-        (common::file_info("evidence-2.png").validate().unwrap(), vec![0u8, 1, 2, 3, 254, 255]),
+        (
+            common::file_info("evidence-1.jpg").validate().unwrap(),
+            b"\xff\xd8\xff first file bytes".to_vec(),
+        ),
+        (
+            common::file_info("evidence-2.png").validate().unwrap(),
+            vec![0u8, 1, 2, 3, 254, 255],
+        ),
     ]
 }
 
 fn api_code(e: &ClientError) -> ResponseCode {
-    e.response_code().unwrap_or_else(|| panic!("not an API error: {e}"))
+    e.response_code()
+        .unwrap_or_else(|| panic!("not an API error: {e}"))
 }
 
 #[tokio::test]
@@ -41,7 +57,10 @@ async fn full_flow_lands_exactly_what_was_sent() {
     assert!(stored.finished);
     assert_eq!(stored.xml, report.to_xml());
     assert_eq!(stored.files.len(), 2);
-    for ((info, bytes), (file, id)) in sent.into_iter().zip(stored.files.iter().zip(&done.file_ids)) {
+    for ((info, bytes), (file, id)) in sent
+        .into_iter()
+        .zip(stored.files.iter().zip(&done.file_ids))
+    {
         assert_eq!(&file.file_id, id);
         assert_eq!(file.bytes, bytes);
         assert_eq!(file.file_name, info.info().file_name);
@@ -73,23 +92,33 @@ async fn retract_removes_the_report() {
     assert!(server.report(&id).is_some());
     client.retract(&id).await.unwrap();
     assert!(server.report(&id).is_none());
-    assert_eq!(server.retracted(), [id.clone()]);
+    assert_eq!(server.retracted(), std::slice::from_ref(&id));
 
     let again = client.retract(&id).await.unwrap_err();
     assert_eq!(api_code(&again), ResponseCode::ReportAlreadyRetracted);
-    let upload = client.upload(&id, "b.bin", b"x".to_vec()).await.unwrap_err();
+    let upload = client
+        .upload(&id, "b.bin", b"x".to_vec())
+        .await
+        .unwrap_err();
     assert_eq!(api_code(&upload), ResponseCode::ReportAlreadyRetracted);
 }
 
 #[tokio::test]
 async fn a_rejected_fileinfo_makes_the_client_retract() {
     let (server, client) = setup().await;
-    server.inject(Endpoint::FileInfo, Fault::Respond(ResponseCode::ValidationFailed));
+    server.inject(
+        Endpoint::FileInfo,
+        Fault::Respond(ResponseCode::ValidationFailed),
+    );
     let report = common::full_report().validate().unwrap();
     let err = client.submit_report(&report, files()).await.unwrap_err();
     assert_eq!(err.stage, Stage::FileInfo(0));
     assert_eq!(api_code(&err.source), ResponseCode::ValidationFailed);
-    assert!(matches!(err.retract, RetractOutcome::Retracted), "{}", err.retract);
+    assert!(
+        matches!(err.retract, RetractOutcome::Retracted),
+        "{}",
+        err.retract
+    );
     let id = err.report_id.unwrap();
     assert!(server.reports().is_empty());
     assert_eq!(server.retracted(), [id]);
@@ -123,7 +152,10 @@ async fn a_wrong_upload_md5_is_an_error_and_the_report_is_retracted() {
     assert_eq!(err.stage, Stage::Upload(0));
     match &err.source {
         ClientError::HashMismatch { sent, returned } => {
-            assert_eq!(sent, &haven_cybertip::client::md5_hex(b"\xff\xd8\xff first file bytes"));
+            assert_eq!(
+                sent,
+                &haven_cybertip::client::md5_hex(b"\xff\xd8\xff first file bytes")
+            );
             assert_ne!(sent, returned);
         }
         other => panic!("expected HashMismatch, got {other}"),
@@ -147,7 +179,11 @@ async fn a_failure_at_submit_retracts_nothing() {
 #[tokio::test]
 async fn wrong_credentials_are_authentication_required() {
     let server = TestServer::start(USER, PASS).await.unwrap();
-    let client = Client::new(ClientConfig::with_base_url(server.base_url(), Credentials::new(USER, "wrong"))).unwrap();
+    let client = Client::new(ClientConfig::with_base_url(
+        server.base_url(),
+        Credentials::new(USER, "wrong"),
+    ))
+    .unwrap();
     let report = common::minimal_report().validate().unwrap();
     let err = client.submit(&report).await.unwrap_err();
     match &err {
@@ -158,19 +194,31 @@ async fn wrong_credentials_are_authentication_required() {
         }
         other => panic!("expected an API error, got {other}"),
     }
-    assert_eq!(api_code(&client.status().await.unwrap_err()), ResponseCode::AuthenticationRequired);
+    assert_eq!(
+        api_code(&client.status().await.unwrap_err()),
+        ResponseCode::AuthenticationRequired
+    );
     assert!(server.reports().is_empty());
-    assert!(server.calls().is_empty(), "unauthenticated calls do nothing");
+    assert!(
+        server.calls().is_empty(),
+        "unauthenticated calls do nothing"
+    );
 }
 
 #[tokio::test]
 async fn malformed_xml_is_4110_and_missing_fields_are_4100() {
     let (server, client) = setup().await;
-    let err = client.submit_xml("<report><incidentSummary>").await.unwrap_err();
+    let err = client
+        .submit_xml("<report><incidentSummary>")
+        .await
+        .unwrap_err();
     assert_eq!(api_code(&err), ResponseCode::MalformedXml);
 
     let dtd = "<!DOCTYPE report><report/>";
-    assert_eq!(api_code(&client.submit_xml(dtd).await.unwrap_err()), ResponseCode::MalformedXml);
+    assert_eq!(
+        api_code(&client.submit_xml(dtd).await.unwrap_err()),
+        ResponseCode::MalformedXml
+    );
 
     // A valid report with the reporter's email removed, as if written by hand.
     let good = common::minimal_report().validate().unwrap().to_xml();
@@ -188,13 +236,29 @@ async fn malformed_xml_is_4110_and_missing_fields_are_4100() {
         "",
     );
     assert_ne!(no_type, good);
-    assert_eq!(api_code(&client.submit_xml(&no_type).await.unwrap_err()), ResponseCode::ValidationFailed);
+    assert_eq!(
+        api_code(&client.submit_xml(&no_type).await.unwrap_err()),
+        ResponseCode::ValidationFailed
+    );
 
-    let wrong_type = good.replace("Child Pornography (possession, manufacture, and distribution)", "Spam");
-    assert_eq!(api_code(&client.submit_xml(&wrong_type).await.unwrap_err()), ResponseCode::ValidationFailed);
+    let wrong_type = good.replace(
+        "Child Pornography (possession, manufacture, and distribution)",
+        "Spam",
+    );
+    assert_eq!(
+        api_code(&client.submit_xml(&wrong_type).await.unwrap_err()),
+        ResponseCode::ValidationFailed
+    );
 
-    let out_of_order = common::full_report().validate().unwrap().to_xml().replacen("<incidentSummary>", "<additionalInfo>x</additionalInfo><incidentSummary>", 1);
-    assert_eq!(api_code(&client.submit_xml(&out_of_order).await.unwrap_err()), ResponseCode::ValidationFailed);
+    let out_of_order = common::full_report().validate().unwrap().to_xml().replacen(
+        "<incidentSummary>",
+        "<additionalInfo>x</additionalInfo><incidentSummary>",
+        1,
+    );
+    assert_eq!(
+        api_code(&client.submit_xml(&out_of_order).await.unwrap_err()),
+        ResponseCode::ValidationFailed
+    );
 
     // The XML read back from disk submits as is.
     let id = client.submit_xml(&good).await.unwrap();
@@ -219,9 +283,17 @@ async fn finishing_twice_is_5102() {
         other => panic!("expected 5102, got {other}"),
     }
     // A finished report cannot be retracted or added to.
-    assert_eq!(api_code(&client.retract(&done.report_id).await.unwrap_err()), ResponseCode::ReportAlreadyFinished);
     assert_eq!(
-        api_code(&client.upload(&done.report_id, "late.bin", vec![1]).await.unwrap_err()),
+        api_code(&client.retract(&done.report_id).await.unwrap_err()),
+        ResponseCode::ReportAlreadyFinished
+    );
+    assert_eq!(
+        api_code(
+            &client
+                .upload(&done.report_id, "late.bin", vec![1])
+                .await
+                .unwrap_err()
+        ),
         ResponseCode::ReportAlreadyFinished
     );
     assert!(server.report(&done.report_id).unwrap().finished);
@@ -231,16 +303,31 @@ async fn finishing_twice_is_5102() {
 async fn unknown_reports_and_files_are_refused() {
     let (_server, client) = setup().await;
     let nobody = haven_cybertip::ReportId::new("999").unwrap();
-    assert_eq!(api_code(&client.upload(&nobody, "a", vec![1]).await.unwrap_err()), ResponseCode::ReportDoesNotExist);
-    assert_eq!(api_code(&client.finish(&nobody).await.unwrap_err()), ResponseCode::ReportDoesNotExist);
-    assert_eq!(api_code(&client.retract(&nobody).await.unwrap_err()), ResponseCode::ReportDoesNotExist);
+    assert_eq!(
+        api_code(&client.upload(&nobody, "a", vec![1]).await.unwrap_err()),
+        ResponseCode::ReportDoesNotExist
+    );
+    assert_eq!(
+        api_code(&client.finish(&nobody).await.unwrap_err()),
+        ResponseCode::ReportDoesNotExist
+    );
+    assert_eq!(
+        api_code(&client.retract(&nobody).await.unwrap_err()),
+        ResponseCode::ReportDoesNotExist
+    );
 
-    let id = client.submit(&common::minimal_report().validate().unwrap()).await.unwrap();
-    let details = common::file_info("x")
-        .validate()
-        .unwrap()
-        .with_ids(id.clone(), haven_cybertip::FileId::new("notuploaded").unwrap());
-    assert_eq!(api_code(&client.file_info(&details).await.unwrap_err()), ResponseCode::FileDoesNotExist);
+    let id = client
+        .submit(&common::minimal_report().validate().unwrap())
+        .await
+        .unwrap();
+    let details = common::file_info("x").validate().unwrap().with_ids(
+        id.clone(),
+        haven_cybertip::FileId::new("notuploaded").unwrap(),
+    );
+    assert_eq!(
+        api_code(&client.file_info(&details).await.unwrap_err()),
+        ResponseCode::FileDoesNotExist
+    );
 }
 
 #[tokio::test]
@@ -250,7 +337,10 @@ async fn oversized_answers_are_refused() {
     config.max_response_bytes = 4096;
     let client = Client::new(config).unwrap();
     server.inject(Endpoint::Status, Fault::OversizedResponse(8192));
-    assert!(matches!(client.status().await.unwrap_err(), ClientError::ResponseTooLarge { limit: 4096, .. }));
+    assert!(matches!(
+        client.status().await.unwrap_err(),
+        ClientError::ResponseTooLarge { limit: 4096, .. }
+    ));
     // Under the limit the same client works.
     assert!(client.status().await.is_ok());
 }
@@ -261,6 +351,13 @@ async fn a_closed_port_is_a_transport_error() {
     let url = server.base_url();
     drop(server);
     tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-    let client = Client::new(ClientConfig::with_base_url(url, Credentials::new(USER, PASS))).unwrap();
-    assert!(matches!(client.status().await.unwrap_err(), ClientError::Transport { .. }));
+    let client = Client::new(ClientConfig::with_base_url(
+        url,
+        Credentials::new(USER, PASS),
+    ))
+    .unwrap();
+    assert!(matches!(
+        client.status().await.unwrap_err(),
+        ClientError::Transport { .. }
+    ));
 }

@@ -109,9 +109,16 @@ impl Drop for TestServer {
 impl TestServer {
     /// Starts on 127.0.0.1 with an OS-chosen port, accepting only these credentials.
     pub async fn start(username: &str, password: &str) -> std::io::Result<Self> {
-        let state = Arc::new(Mutex::new(ServerState { next_report: 4_564_654, ..ServerState::default() }));
-        let token = base64::engine::general_purpose::STANDARD.encode(format!("{username}:{password}"));
-        let app = App { state: state.clone(), expected_auth: Arc::new(format!("Basic {token}")) };
+        let state = Arc::new(Mutex::new(ServerState {
+            next_report: 4_564_654,
+            ..ServerState::default()
+        }));
+        let token =
+            base64::engine::general_purpose::STANDARD.encode(format!("{username}:{password}"));
+        let app = App {
+            state: state.clone(),
+            expected_auth: Arc::new(format!("Basic {token}")),
+        };
         let router = Router::new()
             .route("/status", get(status))
             .route("/submit", post(submit))
@@ -196,11 +203,20 @@ fn describe(code: i64) -> &'static str {
 
 fn xml_reply(root: Root, r: &ApiResponse) -> Response {
     let status = http_status(r.code);
-    (status, [(header::CONTENT_TYPE, "application/xml")], response::write(root, r)).into_response()
+    (
+        status,
+        [(header::CONTENT_TYPE, "application/xml")],
+        response::write(root, r),
+    )
+        .into_response()
 }
 
 fn error(code: i64, detail: &str, report_id: Option<&ReportId>) -> Response {
-    let description = if detail.is_empty() { describe(code).to_owned() } else { format!("{}: {detail}", describe(code)) };
+    let description = if detail.is_empty() {
+        describe(code).to_owned()
+    } else {
+        format!("{}: {detail}", describe(code))
+    };
     xml_reply(
         Root::ReportResponse,
         &ApiResponse {
@@ -222,22 +238,35 @@ fn ok(report_id: &ReportId) -> ApiResponse {
 }
 
 /// Auth, call log and injected faults, common to every endpoint. `Err` is the answer to send.
-fn admit(app: &App, headers: &HeaderMap, endpoint: Endpoint) -> Result<Option<Fault>, Response> {
-    let authorized =
-        headers.get(header::AUTHORIZATION).is_some_and(|v| v.as_bytes() == app.expected_auth.as_bytes());
+fn admit(
+    app: &App,
+    headers: &HeaderMap,
+    endpoint: Endpoint,
+) -> Result<Option<Fault>, Box<Response>> {
+    let authorized = headers
+        .get(header::AUTHORIZATION)
+        .is_some_and(|v| v.as_bytes() == app.expected_auth.as_bytes());
     if !authorized {
         let mut resp = error(2000, "", None);
-        resp.headers_mut().insert(header::WWW_AUTHENTICATE, header::HeaderValue::from_static("Basic realm=\"ispws\""));
-        return Err(resp);
+        resp.headers_mut().insert(
+            header::WWW_AUTHENTICATE,
+            header::HeaderValue::from_static("Basic realm=\"ispws\""),
+        );
+        return Err(Box::new(resp));
     }
     let mut st = lock(&app.state);
     st.calls.push(endpoint);
     match st.faults.remove(&endpoint) {
-        Some(Fault::Respond(code)) => Err(error(code.code(), "injected", None)),
+        Some(Fault::Respond(code)) => Err(Box::new(error(code.code(), "injected", None))),
         Some(Fault::OversizedResponse(n)) => {
             let pad = "x".repeat(n);
             let body = format!("<reportResponse><responseCode>0</responseCode><responseDescription>{pad}</responseDescription></reportResponse>");
-            Err((StatusCode::OK, [(header::CONTENT_TYPE, "application/xml")], body).into_response())
+            let resp = (
+                StatusCode::OK,
+                [(header::CONTENT_TYPE, "application/xml")],
+                body,
+            );
+            Err(Box::new(resp.into_response()))
         }
         other => Ok(other),
     }
@@ -254,8 +283,16 @@ fn refuse(code: i64, detail: impl Into<String>) -> Refusal {
 }
 
 fn xml_body(headers: &HeaderMap, body: &Bytes) -> Result<String, Refusal> {
-    let ct = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
-    let media = ct.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
+    let ct = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    let media = ct
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase();
     if media != "text/xml" && media != "application/xml" {
         return Err(refuse(4000, "content type must be XML"));
     }
@@ -263,8 +300,10 @@ fn xml_body(headers: &HeaderMap, body: &Bytes) -> Result<String, Refusal> {
 }
 
 fn parse_doc(text: &str) -> Result<roxmltree::Document<'_>, Refusal> {
-    let mut opts = roxmltree::ParsingOptions::default();
-    opts.allow_dtd = false;
+    let opts = roxmltree::ParsingOptions {
+        allow_dtd: false,
+        ..roxmltree::ParsingOptions::default()
+    };
     roxmltree::Document::parse_with_options(text, opts).map_err(|_| refuse(4110, "not well-formed"))
 }
 
@@ -287,14 +326,23 @@ fn check_sequence(n: roxmltree::Node<'_, '_>, order: &[(&str, bool)]) -> Result<
     for c in elements(n) {
         let name = c.tag_name().name();
         let pos = order.iter().position(|(o, _)| *o == name).ok_or_else(|| {
-            refuse(4100, format!("unexpected element {name} in {}", n.tag_name().name()))
+            refuse(
+                4100,
+                format!("unexpected element {name} in {}", n.tag_name().name()),
+            )
         })?;
         if pos < at {
-            return Err(refuse(4100, format!("{name} out of order in {}", n.tag_name().name())));
+            return Err(refuse(
+                4100,
+                format!("{name} out of order in {}", n.tag_name().name()),
+            ));
         }
         let repeatable = order.get(pos).is_some_and(|(_, r)| *r);
         if last == Some(name) && !repeatable {
-            return Err(refuse(4100, format!("{name} repeated in {}", n.tag_name().name())));
+            return Err(refuse(
+                4100,
+                format!("{name} repeated in {}", n.tag_name().name()),
+            ));
         }
         at = pos;
         last = Some(name);
@@ -326,8 +374,15 @@ const REPORTER_ORDER: &[(&str, bool)] = &[
     ("termsOfService", false),
     ("legalURL", false),
 ];
-const PERSON_ORDER: &[(&str, bool)] =
-    &[("firstName", false), ("lastName", false), ("phone", true), ("email", true), ("address", true), ("age", false), ("dateOfBirth", false)];
+const PERSON_ORDER: &[(&str, bool)] = &[
+    ("firstName", false),
+    ("lastName", false),
+    ("phone", true),
+    ("email", true),
+    ("address", true),
+    ("age", false),
+    ("dateOfBirth", false),
+];
 const ACCOUNT_ORDER: &[(&str, bool)] = &[
     ("personOrUserReportedPerson", false),
     ("victimPerson", false),
@@ -346,10 +401,19 @@ const ACCOUNT_ORDER: &[(&str, bool)] = &[
     ("estimatedLocation", false),
     ("additionalInfo", false),
 ];
-const IP_ORDER: &[(&str, bool)] =
-    &[("ipAddress", false), ("eventName", false), ("dateTime", false), ("possibleProxy", false), ("port", false)];
-const CHAT_ORDER: &[(&str, bool)] =
-    &[("chatClient", false), ("chatRoomName", false), ("content", false), ("additionalInfo", false)];
+const IP_ORDER: &[(&str, bool)] = &[
+    ("ipAddress", false),
+    ("eventName", false),
+    ("dateTime", false),
+    ("possibleProxy", false),
+    ("port", false),
+];
+const CHAT_ORDER: &[(&str, bool)] = &[
+    ("chatClient", false),
+    ("chatRoomName", false),
+    ("content", false),
+    ("additionalInfo", false),
+];
 const FILE_ORDER: &[(&str, bool)] = &[
     ("reportId", false),
     ("fileId", false),
@@ -371,24 +435,35 @@ const FILE_ORDER: &[(&str, bool)] = &[
 
 fn check_date_time(n: roxmltree::Node<'_, '_>, what: &str) -> Result<(), Refusal> {
     if let Some(d) = child(n, "dateTime") {
-        Timestamp::parse_rfc3339(&text_of(d)).map_err(|_| refuse(4100, format!("{what} dateTime is not ISO 8601")))?;
+        Timestamp::parse_rfc3339(&text_of(d))
+            .map_err(|_| refuse(4100, format!("{what} dateTime is not ISO 8601")))?;
     }
     Ok(())
 }
 
 fn check_account(n: roxmltree::Node<'_, '_>) -> Result<(), Refusal> {
     check_sequence(n, ACCOUNT_ORDER)?;
-    for p in elements(n).filter(|c| matches!(c.tag_name().name(), "personOrUserReportedPerson" | "victimPerson")) {
+    for p in elements(n).filter(|c| {
+        matches!(
+            c.tag_name().name(),
+            "personOrUserReportedPerson" | "victimPerson"
+        )
+    }) {
         check_sequence(p, PERSON_ORDER)?;
     }
     for e in elements(n).filter(|c| c.tag_name().name() == "ipCaptureEvent") {
         check_sequence(e, IP_ORDER)?;
         let ip = child(e, "ipAddress").map(text_of).unwrap_or_default();
-        ip.parse::<std::net::IpAddr>().map_err(|_| refuse(4100, "ipCaptureEvent needs a valid ipAddress"))?;
+        ip.parse::<std::net::IpAddr>()
+            .map_err(|_| refuse(4100, "ipCaptureEvent needs a valid ipAddress"))?;
         check_date_time(e, "ipCaptureEvent")?;
     }
     for d in elements(n).filter(|c| c.tag_name().name() == "deviceId") {
-        if child(d, "idValue").map(text_of).unwrap_or_default().is_empty() {
+        if child(d, "idValue")
+            .map(text_of)
+            .unwrap_or_default()
+            .is_empty()
+        {
             return Err(refuse(4100, "deviceId needs idValue"));
         }
         check_date_time(d, "deviceId")?;
@@ -403,31 +478,49 @@ fn check_report(text: &str) -> Result<(), Refusal> {
         return Err(refuse(4100, "root must be report"));
     }
     check_sequence(root, REPORT_ORDER)?;
-    let summary = child(root, "incidentSummary").ok_or_else(|| refuse(4100, "incidentSummary is required"))?;
+    let summary = child(root, "incidentSummary")
+        .ok_or_else(|| refuse(4100, "incidentSummary is required"))?;
     check_sequence(summary, SUMMARY_ORDER)?;
-    let incident_type = child(summary, "incidentType").map(text_of).unwrap_or_default();
-    if !IncidentType::ALL.iter().any(|t| t.api_str() == incident_type) {
-        return Err(refuse(4100, "incidentType is missing or not a documented value"));
+    let incident_type = child(summary, "incidentType")
+        .map(text_of)
+        .unwrap_or_default();
+    if !IncidentType::ALL
+        .iter()
+        .any(|t| t.api_str() == incident_type)
+    {
+        return Err(refuse(
+            4100,
+            "incidentType is missing or not a documented value",
+        ));
     }
-    let when = child(summary, "incidentDateTime").map(text_of).unwrap_or_default();
-    Timestamp::parse_rfc3339(&when).map_err(|_| refuse(4100, "incidentDateTime is missing or not ISO 8601"))?;
+    let when = child(summary, "incidentDateTime")
+        .map(text_of)
+        .unwrap_or_default();
+    Timestamp::parse_rfc3339(&when)
+        .map_err(|_| refuse(4100, "incidentDateTime is missing or not ISO 8601"))?;
     for d in elements(root).filter(|c| c.tag_name().name() == "internetDetails") {
         let incidents: Vec<_> = elements(d).collect();
         if incidents.len() != 1 {
             return Err(refuse(4100, "internetDetails holds exactly one incident"));
         }
-        for i in incidents.iter().filter(|i| i.tag_name().name() == "chatImIncident") {
+        for i in incidents
+            .iter()
+            .filter(|i| i.tag_name().name() == "chatImIncident")
+        {
             check_sequence(*i, CHAT_ORDER)?;
         }
     }
     let reporter = child(root, "reporter").ok_or_else(|| refuse(4100, "reporter is required"))?;
     check_sequence(reporter, REPORTER_ORDER)?;
-    let person = child(reporter, "reportingPerson").ok_or_else(|| refuse(4100, "reportingPerson is required"))?;
+    let person = child(reporter, "reportingPerson")
+        .ok_or_else(|| refuse(4100, "reportingPerson is required"))?;
     check_sequence(person, PERSON_ORDER)?;
     if !elements(person).any(|c| c.tag_name().name() == "email" && !text_of(c).is_empty()) {
         return Err(refuse(4100, "reportingPerson email is required"));
     }
-    for a in elements(root).filter(|c| matches!(c.tag_name().name(), "personOrUserReported" | "victim")) {
+    for a in
+        elements(root).filter(|c| matches!(c.tag_name().name(), "personOrUserReported" | "victim"))
+    {
         check_account(a)?;
     }
     Ok(())
@@ -458,7 +551,10 @@ fn check_file_details(text: &str) -> Result<(String, String), Refusal> {
     }
     if let Some(r) = child(root, "fileRelevance").map(text_of) {
         if r != "Reported" && r != "Supplemental Reported" {
-            return Err(refuse(4100, "fileRelevance must be Reported or Supplemental Reported"));
+            return Err(refuse(
+                4100,
+                "fileRelevance must be Reported or Supplemental Reported",
+            ));
         }
     }
     for h in elements(root).filter(|c| c.tag_name().name() == "originalFileHash") {
@@ -471,8 +567,14 @@ fn check_file_details(text: &str) -> Result<(String, String), Refusal> {
             return Err(refuse(4100, "details type must be EXIF or HASH"));
         }
         for p in elements(d) {
-            if p.tag_name().name() != "nameValuePair" || child(p, "name").is_none() || child(p, "value").is_none() {
-                return Err(refuse(4100, "details holds nameValuePair elements with name and value"));
+            if p.tag_name().name() != "nameValuePair"
+                || child(p, "name").is_none()
+                || child(p, "value").is_none()
+            {
+                return Err(refuse(
+                    4100,
+                    "details holds nameValuePair elements with name and value",
+                ));
             }
         }
     }
@@ -499,15 +601,24 @@ struct FormField {
 }
 
 async fn form_fields(req: Request) -> Result<Vec<FormField>, Refusal> {
-    let mut mp = Multipart::from_request(req, &()).await.map_err(|_| refuse(4000, "expected multipart/form-data"))?;
+    let mut mp = Multipart::from_request(req, &())
+        .await
+        .map_err(|_| refuse(4000, "expected multipart/form-data"))?;
     let mut fields = Vec::new();
     loop {
         match mp.next_field().await {
             Ok(Some(f)) => {
                 let name = f.name().unwrap_or("").to_owned();
                 let file_name = f.file_name().map(str::to_owned);
-                let bytes = f.bytes().await.map_err(|_| refuse(4200, "unreadable multipart field"))?;
-                fields.push(FormField { name, file_name, bytes });
+                let bytes = f
+                    .bytes()
+                    .await
+                    .map_err(|_| refuse(4200, "unreadable multipart field"))?;
+                fields.push(FormField {
+                    name,
+                    file_name,
+                    bytes,
+                });
             }
             Ok(None) => return Ok(fields),
             Err(_) => return Err(refuse(4200, "malformed multipart body")),
@@ -516,8 +627,13 @@ async fn form_fields(req: Request) -> Result<Vec<FormField>, Refusal> {
 }
 
 fn form_id(fields: &[FormField]) -> Result<String, Refusal> {
-    let id = fields.iter().find(|f| f.name == "id").ok_or_else(|| refuse(4000, "id is required"))?;
-    std::str::from_utf8(&id.bytes).map(|s| s.trim().to_owned()).map_err(|_| refuse(4000, "id is not text"))
+    let id = fields
+        .iter()
+        .find(|f| f.name == "id")
+        .ok_or_else(|| refuse(4000, "id is required"))?;
+    std::str::from_utf8(&id.bytes)
+        .map(|s| s.trim().to_owned())
+        .map_err(|_| refuse(4000, "id is not text"))
 }
 
 fn refused((code, detail): Refusal) -> Response {
@@ -530,15 +646,19 @@ fn refused((code, detail): Refusal) -> Response {
 
 async fn status(State(app): State<App>, headers: HeaderMap) -> Response {
     if let Err(r) = admit(&app, &headers, Endpoint::Status) {
-        return r;
+        return *r;
     }
-    let r = ApiResponse { code: 0, description: Some("Remote User : test".into()), ..ApiResponse::default() };
+    let r = ApiResponse {
+        code: 0,
+        description: Some("Remote User : test".into()),
+        ..ApiResponse::default()
+    };
     xml_reply(Root::ReportResponse, &r)
 }
 
 async fn submit(State(app): State<App>, headers: HeaderMap, body: Bytes) -> Response {
     if let Err(r) = admit(&app, &headers, Endpoint::Submit) {
-        return r;
+        return *r;
     }
     let xml = match xml_body(&headers, &body).and_then(|x| check_report(&x).map(|()| x)) {
         Ok(x) => x,
@@ -552,7 +672,12 @@ async fn submit(State(app): State<App>, headers: HeaderMap, body: Bytes) -> Resp
     };
     st.reports.insert(
         report_id.clone(),
-        StoredReport { report_id: report_id.clone(), xml, files: Vec::new(), finished: false },
+        StoredReport {
+            report_id: report_id.clone(),
+            xml,
+            files: Vec::new(),
+            finished: false,
+        },
     );
     xml_reply(Root::ReportResponse, &ok(&report_id))
 }
@@ -560,7 +685,7 @@ async fn submit(State(app): State<App>, headers: HeaderMap, body: Bytes) -> Resp
 async fn upload(State(app): State<App>, req: Request) -> Response {
     let fault = match admit(&app, req.headers(), Endpoint::Upload) {
         Ok(f) => f,
-        Err(r) => return r,
+        Err(r) => return *r,
     };
     let fields = match form_fields(req).await {
         Ok(f) => f,
@@ -584,7 +709,11 @@ async fn upload(State(app): State<App>, req: Request) -> Response {
         return refused(refuse(1000, ""));
     };
     let md5 = md5_hex(&file.bytes);
-    let answered_hash = if fault == Some(Fault::WrongUploadHash) { md5_hex(b"not the file") } else { md5.clone() };
+    let answered_hash = if fault == Some(Fault::WrongUploadHash) {
+        md5_hex(b"not the file")
+    } else {
+        md5.clone()
+    };
     report.files.push(StoredFile {
         file_id: file_id.clone(),
         file_name: file.file_name,
@@ -600,9 +729,10 @@ async fn upload(State(app): State<App>, req: Request) -> Response {
 
 async fn fileinfo(State(app): State<App>, headers: HeaderMap, body: Bytes) -> Response {
     if let Err(r) = admit(&app, &headers, Endpoint::FileInfo) {
-        return r;
+        return *r;
     }
-    let checked = xml_body(&headers, &body).and_then(|x| check_file_details(&x).map(|ids| (x, ids)));
+    let checked =
+        xml_body(&headers, &body).and_then(|x| check_file_details(&x).map(|ids| (x, ids)));
     let (xml, (report_id, file_id)) = match checked {
         Ok(v) => v,
         Err(e) => return refused(e),
@@ -612,7 +742,11 @@ async fn fileinfo(State(app): State<App>, headers: HeaderMap, body: Bytes) -> Re
         Ok(r) => r,
         Err(e) => return refused(e),
     };
-    let Some(file) = report.files.iter_mut().find(|f| f.file_id.as_str() == file_id) else {
+    let Some(file) = report
+        .files
+        .iter_mut()
+        .find(|f| f.file_id.as_str() == file_id)
+    else {
         return error(5002, "", Some(&report.report_id));
     };
     file.details_xml = Some(xml);
@@ -621,7 +755,7 @@ async fn fileinfo(State(app): State<App>, headers: HeaderMap, body: Bytes) -> Re
 
 async fn finish(State(app): State<App>, req: Request) -> Response {
     if let Err(r) = admit(&app, req.headers(), Endpoint::Finish) {
-        return r;
+        return *r;
     }
     let id = match form_fields(req).await.and_then(|f| form_id(&f)) {
         Ok(id) => id,
@@ -635,13 +769,17 @@ async fn finish(State(app): State<App>, req: Request) -> Response {
     report.finished = true;
     let mut r = ok(&report.report_id);
     r.description = None;
-    r.file_ids = report.files.iter().map(|f| f.file_id.as_str().to_owned()).collect();
+    r.file_ids = report
+        .files
+        .iter()
+        .map(|f| f.file_id.as_str().to_owned())
+        .collect();
     xml_reply(Root::ReportDoneResponse, &r)
 }
 
 async fn retract(State(app): State<App>, req: Request) -> Response {
     if let Err(r) = admit(&app, req.headers(), Endpoint::Retract) {
-        return r;
+        return *r;
     }
     let id = match form_fields(req).await.and_then(|f| form_id(&f)) {
         Ok(id) => id,

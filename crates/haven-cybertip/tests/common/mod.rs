@@ -16,12 +16,17 @@ pub fn full_report() -> Report {
             incident_date_time: ts(1_705_329_000_123),
             incident_date_time_description: Some("Messages sent over two days".into()),
             escalate_to_high_priority: Some("Reported person asked to meet the child".into()),
-            report_annotations: vec![ReportAnnotation::Sextortion, ReportAnnotation::MinorToMinorInteraction],
+            report_annotations: vec![
+                ReportAnnotation::Sextortion,
+                ReportAnnotation::MinorToMinorInteraction,
+            ],
         },
         internet_details: vec![InternetDetails::ChatIm(ChatImIncident {
             chat_client: Some("Haven".into()),
             chat_room_name: Some("group 7f3a".into()),
-            content: Some("[2024-01-15T14:29:00Z] u1: hello\n[2024-01-15T14:30:00Z] u1: send a photo".into()),
+            content: Some(
+                "[2024-01-15T14:29:00Z] u1: hello\n[2024-01-15T14:30:00Z] u1: send a photo".into(),
+            ),
             additional_info: Some("Content verified from a franked report".into()),
         })],
         reporter: Reporter {
@@ -34,7 +39,11 @@ pub fn full_report() -> Report {
                     country_calling_code: Some("1".into()),
                     verified: Some(true),
                 }],
-                email: vec![Email { address: "safety@haven.example".into(), email_type: Some(EmailType::Work), verified: Some(true) }],
+                email: vec![Email {
+                    address: "safety@haven.example".into(),
+                    email_type: Some(EmailType::Work),
+                    verified: Some(true),
+                }],
                 age: None,
             },
             contact_person: Some(Person {
@@ -47,7 +56,11 @@ pub fn full_report() -> Report {
             legal_url: Some("https://haven.example/legal".into()),
         },
         person_or_user_reported: Some(PersonOrUserReported {
-            person: Some(Person { first_name: Some("Unknown".into()), age: Some(34), ..Person::default() }),
+            person: Some(Person {
+                first_name: Some("Unknown".into()),
+                age: Some(34),
+                ..Person::default()
+            }),
             esp_identifier: Some("acct-0001".into()),
             esp_service: Some("Haven Messenger".into()),
             screen_name: Some("u1".into()),
@@ -79,7 +92,10 @@ pub fn full_report() -> Report {
             additional_info: Some("Account created 3 days before the incident".into()),
         }),
         victims: vec![Victim {
-            person: Some(Person { age: Some(13), ..Person::default() }),
+            person: Some(Person {
+                age: Some(13),
+                ..Person::default()
+            }),
             esp_identifier: Some("acct-0002".into()),
             esp_service: Some("Haven Messenger".into()),
             screen_name: Some("v2".into()),
@@ -106,7 +122,10 @@ pub fn minimal_report() -> Report {
         },
         internet_details: vec![],
         reporter: Reporter {
-            reporting_person: Person { email: vec![Email::new("safety@haven.example")], ..Person::default() },
+            reporting_person: Person {
+                email: vec![Email::new("safety@haven.example")],
+                ..Person::default()
+            },
             ..Reporter::default()
         },
         person_or_user_reported: None,
@@ -126,7 +145,10 @@ pub fn file_info(name: &str) -> FileInfo {
         file_relevance: Some(FileRelevance::Reported),
         file_annotations: vec![FileAnnotation::PossibleSelfProduction],
         industry_classification: Some(IndustryClassification::B2),
-        original_file_hash: vec![FileHash { hash_type: "MD5".into(), value: "900150983cd24fb0d6963f7d28e17f72".into() }],
+        original_file_hash: vec![FileHash {
+            hash_type: "MD5".into(),
+            value: "900150983cd24fb0d6963f7d28e17f72".into(),
+        }],
         details: vec![Detail {
             name: "PDQ".into(),
             value: "f8f8f0cee0f4a84f06370a22038f63f0b36e2ed596621e1d33e6b39c4e9c9b22".into(),
