@@ -103,6 +103,9 @@ pub struct ServerLimits {
     pub max_report_body: usize,
     /// How long a dismissed case's evidence is kept (default 90 days), unless preserved.
     pub evidence_retention: Duration,
+    /// The operator's reporting contact (an e-mail address), written as the `reporter` of
+    /// CyberTipline reports; escalation is refused without one.
+    pub report_contact: Option<String>,
 }
 
 impl Default for ServerLimits {
@@ -147,6 +150,7 @@ impl Default for ServerLimits {
             report_refill_per_sec: 1.0 / 30.0,
             max_report_body: 2 << 20,
             evidence_retention: Duration::from_secs(90 * 24 * 3600),
+            report_contact: None,
         }
     }
 }

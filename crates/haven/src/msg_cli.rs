@@ -76,6 +76,10 @@ pub struct ServerArgs {
     /// DATA/evidence-key, created on first start. Every node of a deployment needs the same one.
     #[arg(long, value_name = "PATH")]
     pub evidence_key: Option<PathBuf>,
+    /// The operator's reporting contact (e-mail), written as the reporter of CyberTipline
+    /// reports that moderators escalate; escalation is refused without one.
+    #[arg(long, value_name = "EMAIL")]
+    pub report_contact: Option<String>,
     /// Most open connections (WebSockets included); lowered to fit the open-file limit.
     #[arg(long, default_value_t = 10_000)]
     pub max_connections: usize,
@@ -129,6 +133,7 @@ pub async fn server(args: ServerArgs) -> anyhow::Result<ExitCode> {
         max_blob_bytes_per_account: args.blob_quota_mib << 20,
         blob_ttl: std::time::Duration::from_secs(args.blob_ttl_days.saturating_mul(24 * 3600)),
         write_burst: args.write_burst,
+        report_contact: args.report_contact.clone(),
         ..ServerLimits::default()
     };
     let config = ServerConfig {

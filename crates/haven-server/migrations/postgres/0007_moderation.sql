@@ -97,6 +97,7 @@ CREATE TABLE mod_audit (
     detail   TEXT NOT NULL,
     hash     BYTEA NOT NULL
 );
+CREATE INDEX mod_audit_by_case ON mod_audit(case_id, actor);
 CREATE FUNCTION haven_audit_append_only() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
     RAISE EXCEPTION 'the audit log is append-only';

@@ -102,6 +102,7 @@ CREATE TABLE mod_audit (
     detail   TEXT NOT NULL,
     hash     BLOB NOT NULL
 ) STRICT;
+CREATE INDEX mod_audit_by_case ON mod_audit(case_id, actor);
 CREATE TRIGGER mod_audit_no_update BEFORE UPDATE ON mod_audit BEGIN
     SELECT RAISE(ABORT, 'the audit log is append-only');
 END;

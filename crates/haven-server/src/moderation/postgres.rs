@@ -567,6 +567,17 @@ impl ModerationStore for PgStore {
         Ok(row)
     }
 
+    async fn views(&self, case: &str, actor: &str) -> StoreResult<Vec<(String, String)>> {
+        Ok(sqlx::query_as(
+            "SELECT action, detail FROM mod_audit WHERE case_id = $1 AND actor = $2
+             AND action IN ('case.view', 'evidence.view') ORDER BY seq",
+        )
+        .bind(case)
+        .bind(actor)
+        .fetch_all(&self.pool)
+        .await?)
+    }
+
     async fn append_audit(&self, line: &AuditLine) -> StoreResult<i64> {
         let mut tx = self.pool.begin().await?;
         let seq = append(&mut tx, line).await?;

@@ -122,7 +122,7 @@ impl Service {
             .ok_or_else(|| ServiceError::Internal("no evidence key configured".into()))
     }
 
-    fn notice(&self, n: &Notice, now: Millis) -> ServiceResult<NewMessage> {
+    pub(crate) fn notice(&self, n: &Notice, now: Millis) -> ServiceResult<NewMessage> {
         let payload =
             serde_json::to_vec(n).map_err(|e| ServiceError::Internal(format!("notice: {e}")))?;
         Ok(NewMessage {
@@ -436,7 +436,7 @@ impl Service {
     }
 
     /// The case, for a moderator who is not part of it.
-    async fn case_for(&self, who: &Authed, case: &str) -> ServiceResult<CaseRow> {
+    pub(crate) async fn case_for(&self, who: &Authed, case: &str) -> ServiceResult<CaseRow> {
         self.require_role(who, Role::Moderator).await?;
         check_case_id(case)?;
         let c = self
@@ -761,7 +761,7 @@ impl Service {
         Ok(record(&row))
     }
 
-    async fn wake_user(&self, user: &UserName) {
+    pub(crate) async fn wake_user(&self, user: &UserName) {
         if let Ok(Some(devices)) = self.store.user_devices(user).await {
             for d in devices {
                 self.hub.wake(&d.device_id);

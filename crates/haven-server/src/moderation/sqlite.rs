@@ -645,6 +645,21 @@ impl ModerationStore for SqliteStore {
         .await
     }
 
+    async fn views(&self, case: &str, actor: &str) -> StoreResult<Vec<(String, String)>> {
+        let (case, actor) = (case.to_owned(), actor.to_owned());
+        self.read(move |c| {
+            let mut stmt = c.prepare_cached(
+                "SELECT action, detail FROM mod_audit WHERE case_id = ?1 AND actor = ?2
+                 AND action IN ('case.view', 'evidence.view') ORDER BY seq",
+            )?;
+            let rows = stmt
+                .query_map([case, actor], |r| Ok((r.get(0)?, r.get(1)?)))?
+                .collect::<Result<Vec<_>, _>>()?;
+            Ok(rows)
+        })
+        .await
+    }
+
     async fn append_audit(&self, line: &AuditLine) -> StoreResult<i64> {
         let line = line.clone();
         self.write(move |c| append(c, &line)).await

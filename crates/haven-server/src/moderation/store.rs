@@ -354,6 +354,8 @@ pub trait ModerationStore: Send + Sync {
         limits: &Limits,
     ) -> StoreResult<ActionRow>;
 
+    /// The `case.view` and `evidence.view` entries of `actor` on `case` (action, detail).
+    async fn views(&self, case: &str, actor: &str) -> StoreResult<Vec<(String, String)>>;
     /// Appends to the audit log.
     async fn append_audit(&self, line: &AuditLine) -> StoreResult<i64>;
     /// Audit entries with `seq > after`, in order.
