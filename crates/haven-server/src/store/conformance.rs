@@ -27,10 +27,10 @@ use super::postgres::PgStore;
 use super::sqlite::SqliteStore;
 use super::*;
 
-const NOW: Millis = 1_700_000_000_000;
-const TTL: Millis = 30 * 24 * 3600 * 1000;
+pub(crate) const NOW: Millis = 1_700_000_000_000;
+pub(crate) const TTL: Millis = 30 * 24 * 3600 * 1000;
 
-const LIMITS: Limits = Limits {
+pub(crate) const LIMITS: Limits = Limits {
     max_group_members: 100,
     max_key_packages: 10,
     max_queue_depth: 1000,
@@ -43,19 +43,19 @@ const LIMITS: Limits = Limits {
     max_devices: 100,
 };
 
-fn dev(n: u8) -> DeviceId {
+pub(crate) fn dev(n: u8) -> DeviceId {
     DeviceId::from_bytes([n; 16])
 }
 
-fn user(name: &str) -> UserName {
+pub(crate) fn user(name: &str) -> UserName {
     UserName::new(name).unwrap()
 }
 
-fn gid(n: u8) -> GroupId {
+pub(crate) fn gid(n: u8) -> GroupId {
     GroupId::from_bytes(&[n; 16]).unwrap()
 }
 
-fn new_device(id: &DeviceId, created_at: Millis) -> NewDevice {
+pub(crate) fn new_device(id: &DeviceId, created_at: Millis) -> NewDevice {
     NewDevice {
         device_id: id.clone(),
         name: format!("device {id}"),
@@ -90,7 +90,7 @@ fn claim_by(claimer: &DeviceId, group: &GroupId) -> KeyPackageClaim {
     }
 }
 
-fn message(
+pub(crate) fn message(
     kind: EntryKind,
     group: Option<&GroupId>,
     sender: Option<&DeviceId>,
@@ -116,7 +116,7 @@ fn app(group: &GroupId, sender: &DeviceId, payload: &[u8]) -> NewMessage {
     m
 }
 
-fn commit(
+pub(crate) fn commit(
     group: &GroupId,
     epoch: u64,
     sender: &DeviceId,
@@ -168,7 +168,7 @@ async fn payloads<S: Store>(s: &S, device: &DeviceId) -> Vec<(EntryKind, Vec<u8>
 }
 
 /// alice (a1 = dev 1), bob (b1 = dev 2), carol (c1 = dev 3), dave (d1 = dev 4).
-async fn people<S: Store>(s: &S) {
+pub(crate) async fn people<S: Store>(s: &S) {
     for (i, name) in ["alice", "bob", "carol", "dave"].iter().enumerate() {
         let n = u8::try_from(i).unwrap() + 1;
         s.create_user(&user(name), &new_device(&dev(n), NOW + Millis::from(n)))
@@ -179,7 +179,7 @@ async fn people<S: Store>(s: &S) {
 
 /// A group `gid(1)` created by a1 with `others` added at epoch 0 (so at epoch 1), queues
 /// drained.
-async fn group_with<S: Store>(s: &S, others: &[&DeviceId]) -> GroupId {
+pub(crate) async fn group_with<S: Store>(s: &S, others: &[&DeviceId]) -> GroupId {
     let g = gid(1);
     s.create_group(&g, &dev(1), NOW, STATE0).await.unwrap();
     if !others.is_empty() {
@@ -2089,7 +2089,7 @@ async fn server_secret_first_wins<S: Store>(s: Arc<S>) {
 
 // --- harnesses ---
 
-async fn sqlite_store() -> (Arc<SqliteStore>, tempfile::TempDir) {
+pub(crate) async fn sqlite_store() -> (Arc<SqliteStore>, tempfile::TempDir) {
     let dir = tempfile::tempdir().unwrap();
     let store = SqliteStore::open(&dir.path().join("haven.db"))
         .await
@@ -2155,7 +2155,7 @@ impl PgScratch {
 
 /// Runs `case` on a fresh PostgreSQL schema (or reports the skip), dropping the schema even if
 /// the case panics.
-async fn on_postgres<F, Fut>(test: &str, case: F)
+pub(crate) async fn on_postgres<F, Fut>(test: &str, case: F)
 where
     F: FnOnce(Arc<PgStore>) -> Fut,
     Fut: Future<Output = ()>,
@@ -2297,6 +2297,8 @@ macro_rules! conformance_suite {
         }
     };
 }
+
+pub(crate) use conformance_suite;
 
 conformance_suite!(
     create_user_and_lookup,

@@ -43,7 +43,7 @@ pub mod postgres;
 pub mod sqlite;
 
 #[cfg(test)]
-mod conformance;
+pub(crate) mod conformance;
 
 /// Milliseconds since the Unix epoch.
 pub type Millis = i64;
