@@ -18,9 +18,9 @@ use crate::service::ServiceError;
 /// A case or action id from the path (checked by the service).
 fn seg(
     p: Result<Path<String>, axum::extract::rejection::PathRejection>,
-) -> Result<String, Response> {
+) -> Result<String, ServiceError> {
     p.map(|Path(s)| s)
-        .map_err(|e| error_response(ServiceError::BadRequest(format!("bad path: {e}"))))
+        .map_err(|e| ServiceError::BadRequest(format!("bad path: {e}")))
 }
 
 #[derive(Deserialize)]
@@ -98,7 +98,7 @@ async fn case(
 ) -> Response {
     let id = match seg(p) {
         Ok(id) => id,
-        Err(r) => return r,
+        Err(e) => return error_response(e),
     };
     Reply::from(s.mod_case(&d, &id).await).into_response()
 }
@@ -131,7 +131,7 @@ async fn action(
 ) -> Response {
     let id = match seg(p) {
         Ok(id) => id,
-        Err(r) => return r,
+        Err(e) => return error_response(e),
     };
     Reply::from(s.mod_action(&d, &id, req).await).into_response()
 }
@@ -144,7 +144,7 @@ async fn escalate(
 ) -> Response {
     let id = match seg(p) {
         Ok(id) => id,
-        Err(r) => return r,
+        Err(e) => return error_response(e),
     };
     Reply::from(s.mod_escalate(&d, &id, req).await).into_response()
 }
@@ -161,7 +161,7 @@ async fn decide(
 ) -> Response {
     let id = match seg(p) {
         Ok(id) => id,
-        Err(r) => return r,
+        Err(e) => return error_response(e),
     };
     Reply::from(s.mod_decide_appeal(&d, &id, req).await).into_response()
 }
