@@ -57,4 +57,6 @@ pub use engine::{
     Processed, SessionToken,
 };
 pub use error::{EngineError, ErrorCause, KeyPackageProblem};
-pub use store::{Conversation, ConversationKind, ConversationState, FrankRecord, StoredMessage};
+pub use store::{
+    Conversation, ConversationKind, ConversationState, FrankRecord, FrankedRow, StoredMessage,
+};
