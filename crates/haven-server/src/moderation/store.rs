@@ -95,13 +95,11 @@ pub fn audit_hash(prev: &[u8; 32], seq: i64, line: &AuditLine) -> [u8; 32] {
 /// first seq that does not.
 pub fn verify_audit_chain(rows: &[AuditRow]) -> Result<(), i64> {
     let mut prev = [0u8; 32];
-    let mut expect = 1;
-    for r in rows {
+    for (expect, r) in (1..).zip(rows) {
         if r.seq != expect || audit_hash(&prev, r.seq, &r.line) != r.hash {
             return Err(r.seq);
         }
         prev = r.hash;
-        expect += 1;
     }
     Ok(())
 }
