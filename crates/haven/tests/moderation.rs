@@ -701,3 +701,84 @@ fn an_account_report_has_no_evidence_and_the_queue_is_for_moderators() {
         "invalid value",
     );
 }
+
+/// Bob reports alice's PNG; returns (case, the PNG's bytes).
+fn image_case(w: &World) -> (String, Vec<u8>) {
+    let bytes = png();
+    let file = w.path("picture.png");
+    std::fs::write(&file, &bytes).unwrap();
+    let id = w
+        .ok("alice", &["send-file", "bob", file.to_str().unwrap()])
+        .trim()
+        .to_owned();
+    w.ok("bob", &["sync"]);
+    let filed = w.json(
+        "bob",
+        &[
+            "report",
+            &id,
+            "--reason",
+            "grooming",
+            "--context",
+            "0",
+            "--json",
+        ],
+    );
+    (filed["case"].as_str().unwrap().to_owned(), bytes)
+}
+
+#[test]
+fn escalation_refuses_a_directory_that_is_not_empty() {
+    let w = world();
+    let (case, _) = image_case(&w);
+    let out = w.path("escalation");
+    std::fs::create_dir_all(&out).unwrap();
+    std::fs::write(out.join("keep.txt"), b"mine").unwrap();
+    w.fails(
+        "mod1",
+        &[
+            "mod",
+            "escalate",
+            &case,
+            "--out",
+            out.to_str().unwrap(),
+            "--reason",
+            "reviewed",
+        ],
+        "not empty",
+    );
+    assert_eq!(std::fs::read(out.join("keep.txt")).unwrap(), b"mine");
+    assert_eq!(std::fs::read_dir(&out).unwrap().count(), 1);
+    // Nothing was asked of the server: the case is still open.
+    assert_eq!(w.queue("mod1").len(), 1);
+}
+
+#[test]
+#[ignore = "needs the server's escalation (POST /v1/mod/cases/{case}/escalation), in progress"]
+fn escalation_writes_the_report_the_details_and_the_evidence() {
+    let w = world();
+    let (case, bytes) = image_case(&w);
+    let out = w.path("escalation");
+    w.ok(
+        "mod1",
+        &[
+            "mod",
+            "escalate",
+            &case,
+            "--out",
+            out.to_str().unwrap(),
+            "--reason",
+            "reviewed: grooming",
+        ],
+    );
+    let report = std::fs::read_to_string(out.join("report.xml")).unwrap();
+    assert!(report.contains("<report"), "{report}");
+    let file_id = w.case("mod1", &case)["evidence"][0]["attachment"]["file_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let details = std::fs::read_to_string(out.join(format!("{file_id}.details.xml"))).unwrap();
+    assert!(!details.is_empty());
+    assert_eq!(std::fs::read(out.join("picture.png")).unwrap(), bytes);
+    assert_eq!(std::fs::read_dir(&out).unwrap().count(), 3);
+}
