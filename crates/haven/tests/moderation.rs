@@ -451,6 +451,11 @@ fn a_warning_reaches_the_user_and_the_outcome_the_reporter() {
     assert!(n[0]["reason"].is_null());
     // A closed case is no longer in the queue.
     assert!(w.queue("mod1").is_empty());
+    // A warned (not suspended) account appeals with its session, once.
+    w.ok("alice", &["appeal", &case, "I was quoting someone"]);
+    w.fails("alice", &["appeal", &case, "again"], "already appealed");
+    // Bob has no action against him on this case to appeal.
+    w.fails("bob", &["appeal", &case, "me too"], "appealable action");
 }
 
 #[test]
