@@ -44,6 +44,8 @@ use crate::error::EngineError;
 use crate::net::{Api, NetError, PushStream};
 use crate::store::{Conversation, ConversationKind, ConversationState, StoredMessage};
 
+mod moderation;
+
 /// How many one-time key packages a device keeps on the server; every sync tops them up to
 /// this (the server hands out at most its per-target claim burst quickly, fewer than this, so
 /// a drain never leaves only the last-resort package).
@@ -68,7 +70,11 @@ pub enum ClientError {
     Engine(#[from] EngineError),
     /// The network or the server failed or refused.
     #[error(transparent)]
-    Net(#[from] NetError),
+    Net(NetError),
+    /// The account is suspended or banned: it cannot log in. The server's message says until
+    /// when, why, and how to appeal (`haven appeal CASE TEXT`, which works without a session).
+    #[error("{0}")]
+    Suspended(String),
     /// An attachment could not be sealed or opened.
     #[error("attachment: {0}")]
     Attachment(#[from] AttachmentError),
@@ -92,6 +98,17 @@ pub enum ClientError {
         /// The messages that have it.
         candidates: Vec<MessageCandidate>,
     },
+}
+
+impl From<NetError> for ClientError {
+    fn from(e: NetError) -> Self {
+        match e {
+            NetError::Api { error, .. } if error.code == ErrorCode::AccountSuspended => {
+                ClientError::Suspended(error.message)
+            }
+            e => ClientError::Net(e),
+        }
+    }
 }
 
 /// One of several stored messages with the same id.
@@ -411,6 +428,23 @@ impl Client {
             client.login().await?;
         }
         Ok(client)
+    }
+
+    /// Opens an existing profile without logging in: the stored session, if any and not
+    /// expired, is used as is. For what works without a session — an appeal by a suspended
+    /// account ([`Client::appeal`]), which signs with the device key instead.
+    pub fn open_without_login(home: &Path) -> Result<Client, ClientError> {
+        if !home.join("haven.db").exists() {
+            return Err(usage(format!("no Haven profile in {}", home.display())));
+        }
+        let engine = Engine::open(home)?;
+        let mut api = Api::new(&engine.identity().server_url)?;
+        if let Some(t) = engine.session_token()? {
+            if t.expires_at > now_ms() + 60_000 {
+                api.set_token(Some(t.token.clone()));
+            }
+        }
+        Ok(Client { engine, api })
     }
 
     /// The engine (for inspection and tests).
@@ -875,7 +909,12 @@ impl Client {
         let g = self
             .engine
             .create_conversation(ConversationKind::direct(peer.clone()))?;
-        self.announce_group(&g).await?;
+        if let Err(e) = self.announce_group(&g).await {
+            // Refused (a restricted account, say) or unknown: it must not become the direct
+            // chat, which the next send would then use.
+            self.engine.abandon_conversation(&g)?;
+            return Err(e);
+        }
         let claimed = match self.claim(&g, std::slice::from_ref(peer), true).await {
             Ok(c) => c,
             Err(e) => {
@@ -923,7 +962,11 @@ impl Client {
         let g = self
             .engine
             .create_conversation(ConversationKind::group(name))?;
-        self.announce_group(&g).await?;
+        if let Err(e) = self.announce_group(&g).await {
+            // The name stays free for the next attempt.
+            self.engine.abandon_conversation(&g)?;
+            return Err(e);
+        }
         let claimed = match self.claim(&g, &others, true).await {
             Ok(c) => c,
             Err(e) => {
@@ -1094,7 +1137,8 @@ impl Client {
             other => other?,
         };
         let resp = self.api.send(g, out.mls.clone()).await?;
-        self.engine.record_sent(&out, resp.received_at)?;
+        self.engine
+            .record_sent_tagged(&out, resp.received_at, resp.server_tag.as_deref())?;
         Ok(StoredMessage {
             id: out.id.clone(),
             group: g.clone(),

@@ -38,7 +38,8 @@ use crate::error::{EngineError, KeyPackageProblem};
 use crate::pins::{self, KeyCheck};
 use crate::provider::{run_openmls_migrations, Provider};
 use crate::store::{
-    self, Conversation, ConversationKind, ConversationState, FrankRecord, NewMessage, StoredMessage,
+    self, Conversation, ConversationKind, ConversationState, FrankRecord, FrankedRow, NewMessage,
+    StoredMessage,
 };
 
 mod book;
@@ -1039,6 +1040,17 @@ impl Engine {
         msg: &OutgoingMessage,
         received_at: Millis,
     ) -> Result<(), EngineError> {
+        self.record_sent_tagged(msg, received_at, None)
+    }
+
+    /// [`Engine::record_sent`] with the server's franking tag from the send reply, so the
+    /// message can be context in a report this device files later.
+    pub fn record_sent_tagged(
+        &mut self,
+        msg: &OutgoingMessage,
+        received_at: Millis,
+        server_tag: Option<&[u8]>,
+    ) -> Result<(), EngineError> {
         let content = Content::decode(&msg.content)?;
         self.with_tx(|c| {
             if let Body::GroupName(name) = &content.body {
@@ -1055,7 +1067,7 @@ impl Engine {
                     received_at,
                     commitment: msg.commitment.as_bytes(),
                     salt: msg.salt.as_bytes(),
-                    server_tag: None,
+                    server_tag,
                     queue_id: None,
                     outgoing: true,
                 },
@@ -1123,6 +1135,23 @@ impl Engine {
         id: &MessageId,
     ) -> Result<Option<FrankRecord>, EngineError> {
         store::frank_record(&self.conn, group_id, from, id)
+    }
+
+    /// A stored message's franking material (`None`: no such message) and up to `context`
+    /// earlier messages of its conversation that carry a server tag, oldest first: what a
+    /// report discloses.
+    pub fn report_material(
+        &self,
+        group_id: &GroupId,
+        from: &UserName,
+        id: &MessageId,
+        context: u32,
+    ) -> Result<Option<(FrankedRow, Vec<FrankedRow>)>, EngineError> {
+        let Some((seq, row)) = store::franked_message(&self.conn, group_id, from, id)? else {
+            return Ok(None);
+        };
+        let before = store::franked_before(&self.conn, group_id, row.received_at, seq, context)?;
+        Ok(Some((row, before)))
     }
 
     /// Processes one queue entry in one transaction. Returns `Err` only for storage or internal

@@ -28,6 +28,10 @@
 //!   ([`address`]). A direct chat is one the user opened or accepted, and a Welcome back into a
 //!   conversation the user left is an invitation (the engine's `book` module has the rules).
 //! - Attachments are sealed with a fresh ChaCha20-Poly1305 key per file ([`attachment`]).
+//! - A report discloses a received message and up to ten earlier ones of its conversation
+//!   (ours included: the send reply carries the server's tag, stored with the message) exactly
+//!   as they were stored; the server verifies each ([`Client::report_bundle`]). A suspended
+//!   account cannot log in, and appeals with a device proof instead ([`Client::appeal`]).
 //! - Untrusted input never panics and never wedges the queue: bad entries are recorded as
 //!   dropped and acknowledged; only storage failures are errors (and are retried).
 //!
@@ -57,4 +61,6 @@ pub use engine::{
     Processed, SessionToken,
 };
 pub use error::{EngineError, ErrorCause, KeyPackageProblem};
-pub use store::{Conversation, ConversationKind, ConversationState, FrankRecord, StoredMessage};
+pub use store::{
+    Conversation, ConversationKind, ConversationState, FrankRecord, FrankedRow, StoredMessage,
+};

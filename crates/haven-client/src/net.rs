@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use futures_util::{FutureExt, SinkExt, StreamExt};
 use haven_proto::api::{self, ApiError, ErrorCode};
+use haven_proto::moderation as m;
 use haven_proto::{BlobId, DeviceId, GroupId, UserName};
 use reqwest::header::{AUTHORIZATION, CONTENT_TYPE};
 use serde::de::DeserializeOwned;
@@ -403,6 +404,102 @@ impl Api {
         }
     }
 
+    /// `POST /v1/reports`.
+    pub async fn report(&self, req: &m::ReportRequest) -> Result<m::ReportFiled, NetError> {
+        self.post("/v1/reports", req).await
+    }
+
+    /// `POST /v1/reports/user`.
+    pub async fn report_user(
+        &self,
+        req: &m::UserReportRequest,
+    ) -> Result<m::ReportFiled, NetError> {
+        self.post("/v1/reports/user", req).await
+    }
+
+    /// `POST /v1/appeals` (with the session if one is set, else the request's device proof).
+    pub async fn appeal(&self, req: &m::AppealRequest) -> Result<api::Accepted, NetError> {
+        self.post("/v1/appeals", req).await
+    }
+
+    /// `GET /v1/mod/queue`.
+    pub async fn mod_queue(&self, limit: u32) -> Result<m::CaseQueue, NetError> {
+        self.get(&format!("/v1/mod/queue?limit={limit}")).await
+    }
+
+    /// `GET /v1/mod/cases/{case}`.
+    pub async fn mod_case(&self, case: &str) -> Result<m::CaseDetail, NetError> {
+        self.get(&format!("/v1/mod/cases/{}", path_segment(case)?))
+            .await
+    }
+
+    /// `GET /v1/mod/cases/{case}/files/{file}`: the evidence file's bytes.
+    pub async fn mod_evidence_file(&self, case: &str, file: &str) -> Result<Vec<u8>, NetError> {
+        let url = format!(
+            "{}/v1/mod/cases/{}/files/{}",
+            self.base,
+            path_segment(case)?,
+            path_segment(file)?
+        );
+        let resp = self
+            .authed(self.http.get(url))
+            .send()
+            .await
+            .map_err(|e| self.unreachable(e))?;
+        if resp.status().is_success() {
+            self.read_capped(resp, MAX_BLOB_RESPONSE).await
+        } else {
+            self.finish::<()>(resp).await.map(|_| Vec::new())
+        }
+    }
+
+    /// `POST /v1/mod/cases/{case}/actions`.
+    pub async fn mod_action(
+        &self,
+        case: &str,
+        req: &m::ActionRequest,
+    ) -> Result<m::ActionRecord, NetError> {
+        self.post(
+            &format!("/v1/mod/cases/{}/actions", path_segment(case)?),
+            req,
+        )
+        .await
+    }
+
+    /// `POST /v1/mod/cases/{case}/escalation`.
+    pub async fn mod_escalate(
+        &self,
+        case: &str,
+        req: &m::EscalateRequest,
+    ) -> Result<m::Escalation, NetError> {
+        self.post(
+            &format!("/v1/mod/cases/{}/escalation", path_segment(case)?),
+            req,
+        )
+        .await
+    }
+
+    /// `GET /v1/mod/appeals`.
+    pub async fn mod_appeals(&self) -> Result<m::AppealQueue, NetError> {
+        self.get("/v1/mod/appeals").await
+    }
+
+    /// `POST /v1/mod/appeals/{action}`.
+    pub async fn mod_decide_appeal(
+        &self,
+        action: &str,
+        req: &m::AppealDecision,
+    ) -> Result<m::ActionRecord, NetError> {
+        self.post(&format!("/v1/mod/appeals/{}", path_segment(action)?), req)
+            .await
+    }
+
+    /// `GET /v1/admin/audit`.
+    pub async fn admin_audit(&self, after: i64, limit: u32) -> Result<m::AuditLog, NetError> {
+        self.get(&format!("/v1/admin/audit?after={after}&limit={limit}"))
+            .await
+    }
+
     /// Opens the WebSocket push stream.
     pub async fn push_stream(&self) -> Result<PushStream, NetError> {
         let url = format!("{}/v1/ws", self.base.replacen("http", "ws", 1));
@@ -427,6 +524,22 @@ impl Api {
             })?;
         Ok(PushStream { ws })
     }
+}
+
+/// A case, file or action id as one URL path segment: ids are short ASCII tokens, so anything
+/// else is refused here rather than escaped into another path.
+fn path_segment(id: &str) -> Result<&str, NetError> {
+    if id.is_empty()
+        || id.len() > 128
+        || !id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+    {
+        return Err(NetError::Protocol(format!(
+            "{id:?} is not an id (letters, digits, '-' and '_')"
+        )));
+    }
+    Ok(id)
 }
 
 /// The WebSocket push stream of queue entries.

@@ -675,6 +675,141 @@ pub(crate) fn frank_record(
         .optional()?)
 }
 
+/// A stored message's franking material with the envelope the server's tag binds: what one
+/// message of a report discloses.
+#[derive(Clone, PartialEq, Eq)]
+pub struct FrankedRow {
+    /// The conversation.
+    pub group: GroupId,
+    /// Sender user.
+    pub from: UserName,
+    /// Sender device.
+    pub from_device: DeviceId,
+    /// The server's receive time (bound by its tag).
+    pub received_at: Millis,
+    /// Whether this device sent it.
+    pub outgoing: bool,
+    /// The franking material.
+    pub frank: FrankRecord,
+}
+
+impl std::fmt::Debug for FrankedRow {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FrankedRow")
+            .field("group", &self.group)
+            .field("from", &self.from)
+            .field("from_device", &self.from_device)
+            .field("received_at", &self.received_at)
+            .field("outgoing", &self.outgoing)
+            .field("frank", &self.frank)
+            .finish()
+    }
+}
+
+type FrankedCols = (
+    i64,
+    Vec<u8>,
+    String,
+    String,
+    i64,
+    bool,
+    Vec<u8>,
+    Vec<u8>,
+    Vec<u8>,
+    Option<Vec<u8>>,
+);
+
+const FRANKED_COLS: &str = "seq, group_id, sender_user, sender_device, received_at, outgoing,
+     content, salt, commitment, server_tag";
+
+fn franked_cols(r: &rusqlite::Row<'_>) -> rusqlite::Result<FrankedCols> {
+    Ok((
+        r.get(0)?,
+        r.get(1)?,
+        r.get(2)?,
+        r.get(3)?,
+        r.get(4)?,
+        r.get(5)?,
+        r.get(6)?,
+        r.get(7)?,
+        r.get(8)?,
+        r.get(9)?,
+    ))
+}
+
+fn franked_decode(c: FrankedCols) -> Result<(i64, FrankedRow), EngineError> {
+    let (seq, gid, user, device, received_at, outgoing, content, salt, commitment, server_tag) = c;
+    Ok((
+        seq,
+        FrankedRow {
+            group: GroupId::from_bytes(&gid).map_err(|_| EngineError::Corrupt("group id"))?,
+            from: UserName::new(&user).map_err(|_| EngineError::Corrupt("sender"))?,
+            from_device: DeviceId::new(&device)
+                .map_err(|_| EngineError::Corrupt("sender device"))?,
+            received_at: u64::try_from(received_at).unwrap_or(0),
+            outgoing,
+            frank: FrankRecord {
+                content,
+                salt,
+                commitment,
+                server_tag,
+            },
+        },
+    ))
+}
+
+/// A stored message with its franking material, and its position (`seq`) in receive order.
+pub(crate) fn franked_message(
+    conn: &Connection,
+    group: &GroupId,
+    from: &UserName,
+    id: &MessageId,
+) -> Result<Option<(i64, FrankedRow)>, EngineError> {
+    let row = conn
+        .prepare_cached(&format!(
+            "SELECT {FRANKED_COLS} FROM haven_messages
+             WHERE group_id = ?1 AND sender_user = ?2 AND message_id = ?3"
+        ))?
+        .query_row(
+            params![group.as_bytes(), from.as_str(), id.as_str()],
+            franked_cols,
+        )
+        .optional()?;
+    row.map(franked_decode).transpose()
+}
+
+/// Up to `limit` messages of `group` received before the message at (`received_at`, `seq`)
+/// that carry a server tag (the nearest ones), oldest first: a report's context.
+pub(crate) fn franked_before(
+    conn: &Connection,
+    group: &GroupId,
+    received_at: Millis,
+    seq: i64,
+    limit: u32,
+) -> Result<Vec<FrankedRow>, EngineError> {
+    let mut st = conn.prepare_cached(&format!(
+        "SELECT {FRANKED_COLS} FROM haven_messages
+         WHERE group_id = ?1 AND server_tag IS NOT NULL
+             AND (received_at < ?2 OR (received_at = ?2 AND seq < ?3))
+         ORDER BY received_at DESC, seq DESC LIMIT ?4"
+    ))?;
+    let rows = st.query_map(
+        params![
+            group.as_bytes(),
+            i64::try_from(received_at).unwrap_or(i64::MAX),
+            seq,
+            limit
+        ],
+        franked_cols,
+    )?;
+    let mut out = Vec::new();
+    for r in rows {
+        out.push(franked_decode(r?)?.1);
+    }
+    out.reverse();
+    Ok(out)
+}
+
 pub(crate) fn is_processed(conn: &Connection, queue_id: i64) -> Result<bool, EngineError> {
     Ok(conn
         .prepare_cached("SELECT 1 FROM haven_processed WHERE queue_id = ?1")?

@@ -4,6 +4,7 @@ mod admin;
 mod bench;
 mod demo;
 mod match_cli;
+mod mod_cli;
 mod msg_cli;
 mod pdq_cli;
 
@@ -61,6 +62,15 @@ enum Command {
     Conversations(msg_cli::JsonFlag),
     /// Interactive session: incoming messages appear live, typed lines are sent.
     Chat(msg_cli::ChatArgs),
+    /// Report a message (verified end to end by the server) with earlier messages as context.
+    Report(mod_cli::ReportArgs),
+    /// Report an account (no message evidence).
+    ReportUser(mod_cli::ReportUserArgs),
+    /// Appeal an action against your account (works while suspended).
+    Appeal(mod_cli::AppealArgs),
+    /// Moderators: the case queue, cases, evidence, actions, escalation and appeals.
+    #[command(subcommand)]
+    Mod(mod_cli::ModCmd),
     /// A narrated tour: an in-process server, three users, a group, messages and a file.
     Demo,
     /// Benchmarks against a real server on loopback.
@@ -97,6 +107,10 @@ fn main() -> std::process::ExitCode {
         Command::History(args) => msg_cli::run(msg_cli::history(home, args)),
         Command::Conversations(args) => msg_cli::run(msg_cli::conversations(home, args)),
         Command::Chat(args) => msg_cli::run(msg_cli::chat(home, args)),
+        Command::Report(args) => msg_cli::run(mod_cli::report(home, args)),
+        Command::ReportUser(args) => msg_cli::run(mod_cli::report_user(home, args)),
+        Command::Appeal(args) => msg_cli::run(mod_cli::appeal(home, args)),
+        Command::Mod(cmd) => msg_cli::run(mod_cli::moderate(home, cmd)),
         Command::Demo => msg_cli::run(demo::run()),
         Command::Bench(cmd) => bench::main(cmd),
     };

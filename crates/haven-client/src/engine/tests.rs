@@ -1332,3 +1332,65 @@ fn message_ids_are_scoped_by_conversation_and_sender() {
         .unwrap()
         .is_empty());
 }
+
+#[test]
+fn report_material_is_the_nearest_tagged_messages_before_it_oldest_first() {
+    let mut s = Server::new();
+    let (mut a, mut b, g) = direct_chat(&mut s);
+    let texts = |rows: &[FrankedRow]| -> Vec<String> {
+        rows.iter()
+            .map(|r| match Content::decode(&r.frank.content).unwrap().body {
+                Body::Text(t) => t,
+                other => panic!("unexpected body {other:?}"),
+            })
+            .collect()
+    };
+    for t in ["a1", "a2"] {
+        let e = s.send(&mut a, &g, t);
+        deliver(&mut b, &e);
+    }
+    // Bob's own: one stored without a tag (as before send replies carried it), one with.
+    let e = s.send(&mut b, &g, "b-untagged");
+    deliver(&mut a, &e);
+    let m = b.e.encrypt(&g, Body::Text("b-tagged".into())).unwrap();
+    let e = s.entry(
+        EntryKind::Application,
+        Some(&g),
+        Some(b.sender()),
+        m.mls.clone(),
+    );
+    let tag = e.frank.as_ref().unwrap().server_tag.clone();
+    b.e.record_sent_tagged(&m, e.received_at, Some(&tag))
+        .unwrap();
+    deliver(&mut a, &e);
+    let e = s.send(&mut a, &g, "reported");
+    let id = match deliver(&mut b, &e) {
+        Processed::Message(m) => m.id,
+        other => panic!("expected a message, got {other:?}"),
+    };
+    let e = s.send(&mut a, &g, "after");
+    deliver(&mut b, &e);
+
+    let (row, before) =
+        b.e.report_material(&g, &a.user(), &id, 10)
+            .unwrap()
+            .unwrap();
+    assert_eq!(texts(std::slice::from_ref(&row)), ["reported"]);
+    assert!(!row.outgoing);
+    assert_eq!(row.from, a.user());
+    assert!(row.frank.server_tag.is_some());
+    assert_eq!(texts(&before), ["a1", "a2", "b-tagged"]);
+    let own = before.last().unwrap();
+    assert!(own.outgoing);
+    assert_eq!(own.frank.server_tag.as_deref(), Some(tag.as_slice()));
+    let (_, before) = b.e.report_material(&g, &a.user(), &id, 2).unwrap().unwrap();
+    assert_eq!(texts(&before), ["a2", "b-tagged"]);
+    let (_, before) = b.e.report_material(&g, &a.user(), &id, 0).unwrap().unwrap();
+    assert!(before.is_empty());
+    // The id under another sender is no message.
+    assert!(b
+        .e
+        .report_material(&g, &b.user(), &id, 3)
+        .unwrap()
+        .is_none());
+}
