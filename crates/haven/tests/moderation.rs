@@ -41,7 +41,14 @@ impl World {
             .unwrap()
             .port();
         let child = Command::new(env!("CARGO_BIN_EXE_haven"))
-            .args(["server", "--listen", &format!("127.0.0.1:{port}"), "--data"])
+            .args([
+                "server",
+                "--report-contact",
+                "safety@haven.example",
+                "--listen",
+                &format!("127.0.0.1:{port}"),
+                "--data",
+            ])
             .arg(dir.path().join("data"))
             .stdout(Stdio::null())
             .stderr(Stdio::null())
@@ -759,31 +766,64 @@ fn escalation_refuses_a_directory_that_is_not_empty() {
 }
 
 #[test]
-#[ignore = "needs the server's escalation (POST /v1/mod/cases/{case}/escalation), in progress"]
 fn escalation_writes_the_report_the_details_and_the_evidence() {
     let w = world();
     let (case, bytes) = image_case(&w);
     let out = w.path("escalation");
-    w.ok(
-        "mod1",
-        &[
-            "mod",
-            "escalate",
-            &case,
-            "--out",
-            out.to_str().unwrap(),
-            "--reason",
-            "reviewed: grooming",
-        ],
-    );
-    let report = std::fs::read_to_string(out.join("report.xml")).unwrap();
-    assert!(report.contains("<report"), "{report}");
+    let escalate = |w: &World| {
+        w.run(
+            "mod1",
+            &[
+                "mod",
+                "escalate",
+                &case,
+                "--out",
+                out.to_str().unwrap(),
+                "--reason",
+                "reviewed: grooming",
+            ],
+        )
+    };
+    // Not before a person has opened the case and looked at its file.
+    fails(escalate(&w), "before escalating");
     let file_id = w.case("mod1", &case)["evidence"][0]["attachment"]["file_id"]
         .as_str()
         .unwrap()
         .to_owned();
+    fails(escalate(&w), "view evidence file");
+    let viewed = w.path("viewed.png");
+    w.ok(
+        "mod1",
+        &["mod", "evidence", &case, &file_id, viewed.to_str().unwrap()],
+    );
+    ok(escalate(&w));
+    let report = std::fs::read_to_string(out.join("report.xml")).unwrap();
+    assert!(report.contains("<report"), "{report}");
+    assert!(
+        report
+            .contains("<incidentType>Online Enticement of Children for Sexual Act</incidentType>"),
+        "{report}"
+    );
+    assert!(
+        report.contains("<espIdentifier>alice</espIdentifier>"),
+        "{report}"
+    );
+    assert!(report.contains("safety@haven.example"), "{report}");
     let details = std::fs::read_to_string(out.join(format!("{file_id}.details.xml"))).unwrap();
-    assert!(!details.is_empty());
-    assert_eq!(std::fs::read(out.join("picture.png")).unwrap(), bytes);
-    assert_eq!(std::fs::read_dir(&out).unwrap().count(), 3);
+    assert!(
+        details.contains("<fileViewedByEsp>true</fileViewedByEsp>"),
+        "{details}"
+    );
+    assert!(details.contains("MD5"), "{details}");
+    let written: Vec<_> = std::fs::read_dir(&out)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    assert_eq!(written.len(), 3, "{written:?}");
+    let evidence = written
+        .iter()
+        .find(|n| n.ends_with("picture.png"))
+        .expect("the evidence file");
+    assert_eq!(std::fs::read(out.join(evidence)).unwrap(), bytes);
+    assert_eq!(w.case("mod1", &case)["summary"]["state"], "escalated");
 }

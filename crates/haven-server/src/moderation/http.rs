@@ -16,8 +16,6 @@ use crate::http::{bearer, error_response, ApiJson, AppState, Device, Reply};
 use crate::service::ServiceError;
 
 /// A case or action id from the path (checked by the service).
-// The error is the response the handler returns as is, once per request.
-#[allow(clippy::result_large_err)]
 fn seg(
     p: Result<Path<String>, axum::extract::rejection::PathRejection>,
 ) -> Result<String, ServiceError> {
