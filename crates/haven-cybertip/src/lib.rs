@@ -53,3 +53,10 @@ pub use report::{
     FileDetails, FileInfo, Report, ReportError, ValidFileDetails, ValidFileInfo, ValidReport,
 };
 pub use timestamp::{Timestamp, TimestampError};
+
+/// Parses an API answer as the client does, for the fuzz target (`fuzz/cybertip_response`);
+/// whether it parsed.
+#[doc(hidden)]
+pub fn fuzz_parse_response(bytes: &[u8]) -> bool {
+    response::parse(bytes).is_ok()
+}
