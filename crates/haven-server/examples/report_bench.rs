@@ -15,7 +15,12 @@
 //!
 //! `cargo run --release -p haven-server --example report_bench [REPORTS]`
 
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing, clippy::panic)]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::indexing_slicing,
+    clippy::panic
+)]
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -80,7 +85,11 @@ async fn user_with_session(store: &dyn Store, name: &str) -> (UserName, DeviceId
         .unwrap();
     let token = hex::encode(rand::random::<[u8; 32]>());
     store
-        .put_session(&Sha256::digest(token.as_bytes()), &device, now_ms() + 3_600_000)
+        .put_session(
+            &Sha256::digest(token.as_bytes()),
+            &device,
+            now_ms() + 3_600_000,
+        )
         .await
         .unwrap();
     (user, device, token)
@@ -99,17 +108,32 @@ fn frame(g: &GroupId, aad: &[u8]) -> Vec<u8> {
     m
 }
 
-async fn send(svc: &Service, who: &Authed, user: &UserName, g: &GroupId, body: Body) -> FrankedMessage {
+async fn send(
+    svc: &Service,
+    who: &Authed,
+    user: &UserName,
+    g: &GroupId,
+    body: Body,
+) -> FrankedMessage {
     let content = Content::new(body, now_ms() as u64).encode().unwrap();
     let salt = FrankSalt::random();
     let c = haven_frank::commit(&salt, &content);
     let r = svc
-        .send(who, g, api::SendRequest { message: frame(g, &haven_frank::encode_aad(&c)) })
+        .send(
+            who,
+            g,
+            api::SendRequest {
+                message: frame(g, &haven_frank::encode_aad(&c)),
+            },
+        )
         .await
         .unwrap();
     FrankedMessage {
         group_id: g.clone(),
-        sender: Sender { user: user.clone(), device_id: who.device.clone() },
+        sender: Sender {
+            user: user.clone(),
+            device_id: who.device.clone(),
+        },
         received_at: r.received_at,
         content,
         salt: salt.as_bytes().to_vec(),
@@ -132,11 +156,16 @@ fn msg(kind: api::EntryKind, g: &GroupId, from: &DeviceId, payload: &[u8]) -> Ne
 
 async fn verification(reports: usize) {
     let dir = tempfile::tempdir().unwrap();
-    let store = store::open_store(dir.path().join("haven.db").to_str().unwrap()).await.unwrap();
+    let store = store::open_store(dir.path().join("haven.db").to_str().unwrap())
+        .await
+        .unwrap();
     let (alice, a_dev, a_tok) = user_with_session(&*store, "alice").await;
     let (_bob, b_dev, b_tok) = user_with_session(&*store, "bob").await;
     let g = GroupId::from_bytes(&rand::random::<[u8; 16]>()).unwrap();
-    store.create_group(&g, &a_dev, now_ms(), b"state").await.unwrap();
+    store
+        .create_group(&g, &a_dev, now_ms(), b"state")
+        .await
+        .unwrap();
     let limits = Limits {
         max_group_members: 100,
         max_key_packages: 10,
@@ -167,7 +196,14 @@ async fn verification(reports: usize) {
         )
         .await
         .unwrap();
-    let keys = Keyring::new(KeyId::new(1), KeyEntry { key: ServerKey::random(), created_at_ms: 0 }, false);
+    let keys = Keyring::new(
+        KeyId::new(1),
+        KeyEntry {
+            key: ServerKey::random(),
+            created_at_ms: 0,
+        },
+        false,
+    );
     let blobs = LocalBlobStore::new(dir.path().join("blobs")).unwrap();
     let server_limits = ServerLimits {
         report_burst: 1_000_000,
@@ -191,12 +227,28 @@ async fn verification(reports: usize) {
     let image = png_1mib();
     println!("image: {} bytes PNG, 600x600", image.len());
     let (ct, key, sha) = attachment::seal(&image).unwrap();
-    let body: haven_server::blobs::ByteStream =
-        Box::pin(futures_util::stream::iter(ct.clone().chunks(64 << 10).map(|c| Ok(axum::body::Bytes::copy_from_slice(c))).collect::<Vec<_>>()));
-    let stored = svc.put_blob(&alice_s, body, Some(ct.len() as u64)).await.unwrap();
+    let body: haven_server::blobs::ByteStream = Box::pin(futures_util::stream::iter(
+        ct.clone()
+            .chunks(64 << 10)
+            .map(|c| Ok(axum::body::Bytes::copy_from_slice(c)))
+            .collect::<Vec<_>>(),
+    ));
+    let stored = svc
+        .put_blob(&alice_s, body, Some(ct.len() as u64))
+        .await
+        .unwrap();
     let mut context = Vec::new();
     for i in 0..5 {
-        context.push(send(&svc, &alice_s, &alice, &g, Body::Text(format!("context message {i} with some words in it"))).await);
+        context.push(
+            send(
+                &svc,
+                &alice_s,
+                &alice,
+                &g,
+                Body::Text(format!("context message {i} with some words in it")),
+            )
+            .await,
+        );
     }
     let mut reported = Vec::new();
     for _ in 0..reports + reports / 10 {
@@ -226,7 +278,11 @@ async fn verification(reports: usize) {
         let req = ReportRequest {
             reason: ReportReason::Harassment,
             note: None,
-            evidence: EvidenceBundle { v: 1, reported: m.clone(), context: context.clone() },
+            evidence: EvidenceBundle {
+                v: 1,
+                reported: m.clone(),
+                context: context.clone(),
+            },
         };
         let t = Instant::now();
         let filed = svc.file_report(&bob_s, req).await.unwrap();
@@ -236,7 +292,10 @@ async fn verification(reports: usize) {
             full.push(e);
         }
     }
-    summary("anchor: decrypt+sha256+md5+decode+PDQ (1 MiB)", floor.clone());
+    summary(
+        "anchor: decrypt+sha256+md5+decode+PDQ (1 MiB)",
+        floor.clone(),
+    );
     summary("file_report: 5 context + 1 MiB image, SQLite", full.clone());
     let mean = full.iter().sum::<Duration>().as_secs_f64() / full.len() as f64;
     println!("=> {:.1} reports/s on one core", 1.0 / mean);
@@ -265,7 +324,13 @@ async fn queue_latency(name: &str, store: Arc<dyn Store>) {
     user_with_session(&*store, "alice").await;
     user_with_session(&*store, "bob").await;
     let now = now_ms();
-    let line = AuditLine { actor: "bench".into(), action: "report.file".into(), case: None, detail: String::new(), at: now };
+    let line = AuditLine {
+        actor: "bench".into(),
+        action: "report.file".into(),
+        case: None,
+        detail: String::new(),
+        at: now,
+    };
     let mut filed = 0;
     for target in [1_000usize, 100_000] {
         let t = Instant::now();
@@ -273,7 +338,10 @@ async fn queue_latency(name: &str, store: Arc<dyn Store>) {
             store.file_case(&case(filed, now), &line).await.unwrap();
             filed += 1;
         }
-        eprintln!("{name}: {target} open cases filed ({:.1} s)", t.elapsed().as_secs_f64());
+        eprintln!(
+            "{name}: {target} open cases filed ({:.1} s)",
+            t.elapsed().as_secs_f64()
+        );
         let mut lat = Vec::new();
         for i in 0..220 {
             let t = Instant::now();
@@ -288,7 +356,10 @@ async fn queue_latency(name: &str, store: Arc<dyn Store>) {
 }
 
 fn main() {
-    let reports: usize = std::env::args().nth(1).map(|a| a.parse().unwrap()).unwrap_or(100);
+    let reports: usize = std::env::args()
+        .nth(1)
+        .map(|a| a.parse().unwrap())
+        .unwrap_or(100);
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .max_blocking_threads(1)
@@ -297,19 +368,37 @@ fn main() {
     rt.block_on(async {
         verification(reports).await;
         let dir = tempfile::tempdir().unwrap();
-        let sqlite = store::open_store(dir.path().join("q.db").to_str().unwrap()).await.unwrap();
+        let sqlite = store::open_store(dir.path().join("q.db").to_str().unwrap())
+            .await
+            .unwrap();
         queue_latency("SQLite", sqlite).await;
         if let Ok(url) = std::env::var("HAVEN_TEST_POSTGRES_URL") {
             use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
             use std::str::FromStr as _;
             let schema = format!("haven_bench_{}", now_ms());
-            let admin = PgPoolOptions::new().max_connections(1).connect(&url).await.unwrap();
-            sqlx::query(sqlx::AssertSqlSafe(format!("CREATE SCHEMA {schema}"))).execute(&admin).await.unwrap();
-            let opts = PgConnectOptions::from_str(&url).unwrap().options([("search_path", schema.as_str())]);
-            let pg = Arc::new(haven_server::store::postgres::PgStore::connect_with(opts).await.unwrap());
+            let admin = PgPoolOptions::new()
+                .max_connections(1)
+                .connect(&url)
+                .await
+                .unwrap();
+            sqlx::query(sqlx::AssertSqlSafe(format!("CREATE SCHEMA {schema}")))
+                .execute(&admin)
+                .await
+                .unwrap();
+            let opts = PgConnectOptions::from_str(&url)
+                .unwrap()
+                .options([("search_path", schema.as_str())]);
+            let pg = Arc::new(
+                haven_server::store::postgres::PgStore::connect_with(opts)
+                    .await
+                    .unwrap(),
+            );
             queue_latency("PostgreSQL", pg.clone()).await;
             pg.close().await;
-            sqlx::query(sqlx::AssertSqlSafe(format!("DROP SCHEMA {schema} CASCADE"))).execute(&admin).await.unwrap();
+            sqlx::query(sqlx::AssertSqlSafe(format!("DROP SCHEMA {schema} CASCADE")))
+                .execute(&admin)
+                .await
+                .unwrap();
         }
     });
 }

@@ -31,9 +31,7 @@ use haven_cybertip::report::{
     PersonOrUserReported, Report, ReportAnnotation, Reporter, Victim,
 };
 use haven_cybertip::{FileId, ReportId, Timestamp};
-use haven_proto::moderation::{
-    self as m, AttachmentEvidence, CaseState, ModAction, Notice, NoticeKind, ReportReason,
-};
+use haven_proto::moderation::{self as m, AttachmentEvidence, CaseState, ModAction, ReportReason};
 
 use super::store::{AuditLine, NewAction};
 use crate::service::{now_ms, random_hex, Authed, Service, ServiceError, ServiceResult};
@@ -301,19 +299,7 @@ impl Service {
         if let (Some(reporter), CaseState::Open) = (&c.reporter, c.state) {
             notices.push((
                 reporter.clone(),
-                self.notice(
-                    &Notice {
-                        kind: NoticeKind::ReportOutcome,
-                        case: c.id.clone(),
-                        action: None,
-                        action_id: None,
-                        reason: None,
-                        until: None,
-                        outcome: Some("action_taken".into()),
-                        at: u64::try_from(now).unwrap_or(0),
-                    },
-                    now,
-                )?,
+                self.outcome_notice(&c.id, "action_taken", now)?,
             ));
         }
         let action = NewAction {

@@ -136,6 +136,28 @@ impl Service {
         })
     }
 
+    /// The notice that tells a reporter how their report was decided: the category only.
+    pub(crate) fn outcome_notice(
+        &self,
+        case: &str,
+        outcome: &str,
+        now: Millis,
+    ) -> ServiceResult<NewMessage> {
+        self.notice(
+            &Notice {
+                kind: NoticeKind::ReportOutcome,
+                case: case.to_owned(),
+                action: None,
+                action_id: None,
+                reason: None,
+                until: None,
+                outcome: Some(outcome.to_owned()),
+                at: ms(now),
+            },
+            now,
+        )
+    }
+
     async fn report_limit(&self, who: &Authed) -> ServiceResult<()> {
         let rule = crate::quota::RateRule::new(
             self.limits.report_burst,
@@ -696,32 +718,13 @@ impl Service {
                 )?,
             ));
         }
-        if let (Some(reporter), Some(state)) = (&c.reporter, case_state) {
-            if c.state == CaseState::Open {
-                notices.push((
-                    reporter.clone(),
-                    self.notice(
-                        &Notice {
-                            kind: NoticeKind::ReportOutcome,
-                            case: c.id.clone(),
-                            action: None,
-                            action_id: None,
-                            reason: None,
-                            until: None,
-                            outcome: Some(
-                                if state == CaseState::Dismissed {
-                                    "no_violation"
-                                } else {
-                                    "action_taken"
-                                }
-                                .into(),
-                            ),
-                            at: ms(now),
-                        },
-                        now,
-                    )?,
-                ));
-            }
+        if let (Some(reporter), Some(state), CaseState::Open) = (&c.reporter, case_state, c.state) {
+            let outcome = if state == CaseState::Dismissed {
+                "no_violation"
+            } else {
+                "action_taken"
+            };
+            notices.push((reporter.clone(), self.outcome_notice(&c.id, outcome, now)?));
         }
         let action = NewAction {
             id,
