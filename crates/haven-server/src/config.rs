@@ -106,6 +106,10 @@ pub struct ServerLimits {
     /// The operator's reporting contact (an e-mail address), written as the `reporter` of
     /// CyberTipline reports; escalation is refused without one.
     pub report_contact: Option<String>,
+    /// How far apart a message's receive time and a membership change may be and still count
+    /// as "a member then" in a report (membership times are the database's clock; default
+    /// [`crate::moderation::MEMBERSHIP_SLACK_MS`]).
+    pub membership_slack: Duration,
 }
 
 impl Default for ServerLimits {
@@ -151,6 +155,7 @@ impl Default for ServerLimits {
             max_report_body: 2 << 20,
             evidence_retention: Duration::from_secs(90 * 24 * 3600),
             report_contact: None,
+            membership_slack: Duration::from_millis(crate::moderation::MEMBERSHIP_SLACK_MS as u64),
         }
     }
 }

@@ -1357,3 +1357,44 @@ async fn reported_content_is_sealed_at_rest() {
         "searched the database, its WAL, the blobs and the keys"
     );
 }
+
+/// What the sender does after sending cannot make a genuine report fail: removing the reporter
+/// from the conversation leaves the earlier messages reportable (the membership history), and
+/// only those.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_genuine_report_survives_the_senders_denial() {
+    // No slack between the membership log and receive times (one clock on one machine).
+    let s = server_with(ServerLimits {
+        membership_slack: std::time::Duration::ZERO,
+        ..limits()
+    })
+    .await;
+    let alice = register(&s, "alice").await;
+    let bob = register(&s, "bob").await;
+    s.upload_key_packages(&bob, 2).await;
+    let (g, mut group) = s.new_group(&alice).await;
+    assert_eq!(s.add(&alice, &mut group, &g, &bob).await.0, 200);
+    let m1 = send(&s, &alice, &g, 1, text("you will regret this")).await;
+    // alice removes bob from the conversation (a verified commit)…
+    let bob_leaf = group
+        .members()
+        .find(|m| {
+            m.credential
+                .serialized_content()
+                .ends_with(bob.id.as_str().as_bytes())
+        })
+        .unwrap()
+        .index
+        .u32();
+    let commit = alice.mls.remove(&mut group, &[bob_leaf]);
+    let (st, v) = s.post_commit(&alice, &g, &commit, None).await;
+    assert_eq!(st, 200, "{v}");
+    // …and a message sent after that, bob cannot report: he was no longer a recipient.
+    alice.mls.merge(&mut group);
+    let later = send(&s, &alice, &g, 2, text("after")).await;
+    let (st, v) = report(&s, &bob, "harassment", &bundle(&later, &[])).await;
+    assert_eq!(st, 403, "{v}");
+    // The earlier one still verifies.
+    let (st, v) = report(&s, &bob, "harassment", &bundle(&m1, &[])).await;
+    assert_eq!(st, 200, "{v}");
+}

@@ -16,7 +16,7 @@ use tokio::io::AsyncReadExt;
 
 use super::store::{AccountEvent, ActionRow, AuditLine, CaseRow, NewAction, NewCase, Role};
 use super::vault::EvidenceKey;
-use super::{EVENT_RETENTION_MS, MEMBERSHIP_SLACK_MS, PRESERVE_MS};
+use super::{EVENT_RETENTION_MS, PRESERVE_MS};
 use crate::service::{now_ms, random_hex, Authed, Service, ServiceError, ServiceResult};
 use crate::store::{Millis, NewMessage, StoreError};
 
@@ -213,7 +213,12 @@ impl Service {
         }
         if !self
             .store
-            .was_member(&f.group_id, &who.user, received_at, MEMBERSHIP_SLACK_MS)
+            .was_member(
+                &f.group_id,
+                &who.user,
+                received_at,
+                i64::try_from(self.limits.membership_slack.as_millis()).unwrap_or(i64::MAX),
+            )
             .await?
         {
             return Err(ServiceError::Forbidden(
@@ -1037,4 +1042,28 @@ fn file_hashes(pt: &[u8]) -> (String, Option<(String, u8)>) {
         .ok()
         .map(|r| (r.hash.to_hex(), r.quality));
     (md5, pdq)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn child_safety_and_minors_come_first() {
+        use ReportReason::*;
+        assert_eq!(priority(ChildSexualExploitation, false), 0);
+        assert_eq!(priority(Grooming, false), 1);
+        assert_eq!(priority(Sextortion, false), 1);
+        assert_eq!(priority(Spam, false), 5);
+        // A minor's report of anything is reviewed with the child-safety cases.
+        assert_eq!(priority(Spam, true), 1);
+        assert_eq!(priority(ChildSexualExploitation, true), 0);
+        let mut order: Vec<_> = ReportReason::ALL
+            .iter()
+            .map(|r| (priority(*r, false), *r))
+            .collect();
+        order.sort();
+        assert_eq!(order.first().map(|o| o.1), Some(ChildSexualExploitation));
+        assert_eq!(order.last().map(|o| o.1), Some(Spam));
+    }
 }
