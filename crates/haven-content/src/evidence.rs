@@ -168,7 +168,12 @@ mod tests {
             content,
             salt: salt.as_bytes().to_vec(),
             commitment: c.as_bytes().to_vec(),
-            server_tag: vec![2; 37],
+            server_tag: {
+                // Distinct per message, as the server's tags are.
+                let mut t = vec![2u8; 5];
+                t.extend_from_slice(haven_frank::commit(&salt, b"tag").as_bytes());
+                t
+            },
         }
     }
 

@@ -169,6 +169,14 @@ async fn postgres_nodes_share_the_distributed_key_file() {
     }
     std::fs::create_dir_all(&n2).unwrap();
     std::fs::copy(frank_keys::path(&n1), frank_keys::path(&n2)).unwrap();
+    // The evidence key is distributed the same way: without it the node refuses to start.
+    match haven_server::start(c2.clone()).await {
+        Err(StartError::Keys(m)) => assert!(m.contains("evidence key"), "{m}"),
+        Err(e) => panic!("unexpected error: {e}"),
+        Ok(_) => panic!("a second node made its own evidence key"),
+    }
+    let evidence = haven_server::moderation::vault::default_path;
+    std::fs::copy(evidence(&n1), evidence(&n2)).unwrap();
     let second = haven_server::start(c2).await.unwrap();
     let c = Commitment::from_slice(&[1; 32]).unwrap();
     let b = Binding {

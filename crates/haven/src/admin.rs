@@ -43,6 +43,30 @@ pub enum AdminCmd {
     Role(RoleCmd),
     /// The moderation audit log.
     Audit(AuditArgs),
+    /// The CyberTipline Reporting API: submit an escalation a moderator wrote.
+    #[command(subcommand)]
+    Cybertip(CybertipCmd),
+}
+
+#[derive(clap::Subcommand)]
+pub enum CybertipCmd {
+    /// Submit the escalation in DIR (`report.xml`, `<file_id>.details.xml`, the evidence
+    /// files, as `haven mod escalate --out DIR` wrote them): submit, upload and describe each
+    /// file, finish; on any failure after submit, retract. Prints the report id.
+    Submit {
+        /// The escalation directory.
+        dir: PathBuf,
+        /// The API's base URL (production `https://report.cybertip.org/ispws`, test
+        /// `https://exttest.cybertip.org/ispws`).
+        #[arg(long)]
+        url: String,
+        /// The operator's API user name.
+        #[arg(long)]
+        username: String,
+        /// A file holding the API password (never on the command line).
+        #[arg(long)]
+        password_file: PathBuf,
+    },
 }
 
 #[derive(clap::Subcommand)]
@@ -187,10 +211,137 @@ async fn audit(args: &AdminArgs, a: &AuditArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// One evidence file of an escalation directory: its details document and bytes.
+struct EscalatedFile {
+    file_id: String,
+    file_name: String,
+    details_xml: String,
+    bytes: Vec<u8>,
+}
+
+fn read_escalation(dir: &std::path::Path) -> anyhow::Result<(String, Vec<EscalatedFile>)> {
+    use anyhow::Context as _;
+    let report = std::fs::read_to_string(dir.join("report.xml")).with_context(|| {
+        format!(
+            "{}: no report.xml (write it with `haven mod escalate --out`)",
+            dir.display()
+        )
+    })?;
+    let mut files = Vec::new();
+    for entry in std::fs::read_dir(dir)? {
+        let path = entry?.path();
+        let Some(name) = path.file_name().and_then(|n| n.to_str()) else {
+            continue;
+        };
+        let Some(file_id) = name.strip_suffix(".details.xml") else {
+            continue;
+        };
+        let details_xml = std::fs::read_to_string(&path)?;
+        let doc = roxmltree::Document::parse(&details_xml)
+            .with_context(|| format!("{}", path.display()))?;
+        let file_name = doc
+            .descendants()
+            .find(|n| n.tag_name().name() == "fileName")
+            .and_then(|n| n.text())
+            .ok_or_else(|| anyhow::anyhow!("{}: no fileName", path.display()))?
+            .to_owned();
+        if file_name.contains('/') || file_name.starts_with('.') {
+            anyhow::bail!(
+                "{}: file name {file_name:?} is not a plain file name",
+                path.display()
+            );
+        }
+        let bytes = std::fs::read(dir.join(&file_name)).with_context(|| {
+            format!("the evidence file {file_name} named by {}", path.display())
+        })?;
+        files.push(EscalatedFile {
+            file_id: file_id.to_owned(),
+            file_name,
+            details_xml,
+            bytes,
+        });
+    }
+    files.sort_by(|a, b| a.file_id.cmp(&b.file_id));
+    Ok((report, files))
+}
+
+async fn cybertip_submit(
+    dir: &std::path::Path,
+    url: &str,
+    username: &str,
+    password_file: &std::path::Path,
+) -> anyhow::Result<ExitCode> {
+    use anyhow::Context as _;
+    use haven_server::moderation::escalate::PENDING_REPORT_ID;
+    let (report, files) = read_escalation(dir)?;
+    let password = zeroize::Zeroizing::new(
+        std::fs::read_to_string(password_file)
+            .with_context(|| format!("{}", password_file.display()))?
+            .trim_end_matches(['\r', '\n'])
+            .to_owned(),
+    );
+    let client = haven_cybertip::Client::new(haven_cybertip::ClientConfig::with_base_url(
+        url,
+        haven_cybertip::Credentials::new(username, password.as_str()),
+    ))?;
+    let report_id = client.submit_xml(&report).await.context("submit")?;
+    eprintln!("submitted: report {}", report_id.as_str());
+    let rest = async {
+        for f in &files {
+            let receipt = client
+                .upload(&report_id, &f.file_name, f.bytes.clone())
+                .await
+                .with_context(|| format!("upload {}", f.file_name))?;
+            let details = f
+                .details_xml
+                .replacen(
+                    &format!("<reportId>{PENDING_REPORT_ID}</reportId>"),
+                    &format!("<reportId>{}</reportId>", report_id.as_str()),
+                    1,
+                )
+                .replacen(
+                    &format!("<fileId>{}</fileId>", f.file_id),
+                    &format!("<fileId>{}</fileId>", receipt.file_id.as_str()),
+                    1,
+                );
+            client
+                .file_info_xml(&report_id, &details)
+                .await
+                .with_context(|| format!("fileinfo {}", f.file_name))?;
+            eprintln!(
+                "uploaded {} as file {}",
+                f.file_name,
+                receipt.file_id.as_str()
+            );
+        }
+        client.finish(&report_id).await.context("finish")
+    };
+    match rest.await {
+        Ok(ids) => {
+            eprintln!("finished: {} file(s)", ids.len());
+            println!("{}", report_id.as_str());
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(e) => match client.retract(&report_id).await {
+            Ok(()) => Err(e.context(format!("report {} was retracted", report_id.as_str()))),
+            Err(r) => Err(e.context(format!(
+                "report {} could not be retracted either ({r}); retract it by hand",
+                report_id.as_str()
+            ))),
+        },
+    }
+}
+
 pub fn main(args: AdminArgs) -> anyhow::Result<ExitCode> {
     match &args.command {
         AdminCmd::Role(cmd) => return crate::msg_cli::run(roles(&args, cmd)),
         AdminCmd::Audit(a) => return crate::msg_cli::run(audit(&args, a)),
+        AdminCmd::Cybertip(CybertipCmd::Submit {
+            dir,
+            url,
+            username,
+            password_file,
+        }) => return crate::msg_cli::run(cybertip_submit(dir, url, username, password_file)),
         AdminCmd::FrankKey(FrankKeyCmd::List) => {
             let ring = frank_keys::list(&args.data)?;
             for (id, e) in ring.entries() {

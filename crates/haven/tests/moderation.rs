@@ -826,4 +826,53 @@ fn escalation_writes_the_report_the_details_and_the_evidence() {
         .expect("the evidence file");
     assert_eq!(std::fs::read(out.join(evidence)).unwrap(), bytes);
     assert_eq!(w.case("mod1", &case)["summary"]["state"], "escalated");
+
+    // Submission is the operator's explicit step, here to a local server that follows the
+    // Reporting API's documentation: submit, upload, fileinfo, finish.
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let api = rt
+        .block_on(haven_cybertip::testing::server::TestServer::start(
+            "esp", "s3cret",
+        ))
+        .unwrap();
+    let password = w.path("cybertip-password");
+    std::fs::write(&password, "s3cret\n").unwrap();
+    let submit = || {
+        Command::new(env!("CARGO_BIN_EXE_haven"))
+            .args(["admin", "cybertip", "submit"])
+            .arg(&out)
+            .args([
+                "--url",
+                &api.base_url(),
+                "--username",
+                "esp",
+                "--password-file",
+            ])
+            .arg(&password)
+            .stdin(Stdio::null())
+            .output()
+            .unwrap()
+    };
+    let id = ok(submit()).trim().to_owned();
+    let stored = api
+        .report(&haven_cybertip::ReportId::new(id.clone()).unwrap())
+        .unwrap();
+    assert!(stored.finished);
+    assert_eq!(stored.xml, report);
+    assert_eq!(stored.files.len(), 1);
+    assert_eq!(stored.files[0].bytes, bytes);
+    let sent_details = stored.files[0].details_xml.as_deref().unwrap();
+    assert!(
+        sent_details.contains(&format!("<reportId>{id}</reportId>")),
+        "{sent_details}"
+    );
+    // A failure after submit retracts the report.
+    api.inject(
+        haven_cybertip::client::Endpoint::FileInfo,
+        haven_cybertip::testing::server::Fault::Respond(haven_cybertip::ResponseCode::ServerError),
+    );
+    let err = fails(submit(), "retracted");
+    assert!(err.contains("fileinfo"), "{err}");
+    assert_eq!(api.retracted().len(), 1);
+    drop(rt);
 }

@@ -60,6 +60,12 @@ CREATE INDEX mod_cases_queue ON mod_cases(state, priority, created_at, id);
 CREATE INDEX mod_cases_by_reported ON mod_cases(reported_user, created_at);
 CREATE INDEX mod_cases_by_purge ON mod_cases(purge_after);
 
+CREATE TABLE mod_open_cases (
+    id  INTEGER PRIMARY KEY CHECK (id = 1),
+    n   BIGINT NOT NULL
+);
+INSERT INTO mod_open_cases (id, n) VALUES (1, 0);
+
 CREATE TABLE mod_evidence (
     case_id  TEXT NOT NULL REFERENCES mod_cases(id),
     item     TEXT NOT NULL,

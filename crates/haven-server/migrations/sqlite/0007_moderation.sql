@@ -61,6 +61,14 @@ CREATE INDEX mod_cases_queue ON mod_cases(state, priority, created_at, id);
 CREATE INDEX mod_cases_by_reported ON mod_cases(reported_user, created_at);
 CREATE INDEX mod_cases_by_purge ON mod_cases(purge_after);
 
+-- How many cases are open, kept in step by every write that opens or closes one, so the queue
+-- shows it without counting.
+CREATE TABLE mod_open_cases (
+    id  INTEGER PRIMARY KEY NOT NULL CHECK (id = 1),
+    n   INTEGER NOT NULL
+) STRICT;
+INSERT INTO mod_open_cases (id, n) VALUES (1, 0);
+
 -- Evidence, sealed with the evidence key: 'm<N>' a verified message (JSON), 'f<N>' a file.
 CREATE TABLE mod_evidence (
     case_id  TEXT NOT NULL REFERENCES mod_cases(id),

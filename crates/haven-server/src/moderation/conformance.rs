@@ -479,6 +479,12 @@ async fn purge_keeps_held_and_open_evidence<S: Store>(s: Arc<S>) {
     };
     s.take_action(&dismiss("a1", "c1"), &LIMITS).await.unwrap();
     s.take_action(&dismiss("a2", "c2"), &LIMITS).await.unwrap();
+    let (open, n) = s.queue(10).await.unwrap();
+    assert_eq!(
+        (open.len(), n),
+        (1, 1),
+        "closing counts once; only c3 is open"
+    );
     s.take_action(
         &action("a3", "c2", ModAction::Preserve, Some(NOW + 1_000), None),
         &LIMITS,

@@ -322,6 +322,9 @@ impl ModerationStore for PgStore {
                 .execute(&mut *tx)
                 .await?;
         }
+        sqlx::query("UPDATE mod_open_cases SET n = n + 1 WHERE id = 1")
+            .execute(&mut *tx)
+            .await?;
         append(&mut tx, audit).await?;
         tx.commit().await?;
         Ok((case.id.clone(), true))
@@ -335,7 +338,7 @@ impl ModerationStore for PgStore {
         .bind(i64::from(limit))
         .fetch_all(&self.pool)
         .await?;
-        let open: i64 = sqlx::query_scalar("SELECT count(*) FROM mod_cases WHERE state = 'open'")
+        let open: i64 = sqlx::query_scalar("SELECT n FROM mod_open_cases WHERE id = 1")
             .fetch_one(&self.pool)
             .await?;
         Ok((case_rows(raw)?, u64::try_from(open).unwrap_or(0)))
@@ -387,8 +390,8 @@ impl ModerationStore for PgStore {
 
     async fn take_action(&self, a: &NewAction, limits: &Limits) -> StoreResult<ActionRow> {
         let mut tx = self.pool.begin().await?;
-        let user: String =
-            sqlx::query_scalar("SELECT reported_user FROM mod_cases WHERE id = $1 FOR UPDATE")
+        let (user, was): (String, String) =
+            sqlx::query_as("SELECT reported_user, state FROM mod_cases WHERE id = $1 FOR UPDATE")
                 .bind(&a.case)
                 .fetch_optional(&mut *tx)
                 .await?
@@ -412,6 +415,11 @@ impl ModerationStore for PgStore {
         .execute(&mut *tx)
         .await?;
         if let Some(state) = a.case_state {
+            if was == CaseState::Open.as_str() && state != CaseState::Open {
+                sqlx::query("UPDATE mod_open_cases SET n = n - 1 WHERE id = 1")
+                    .execute(&mut *tx)
+                    .await?;
+            }
             sqlx::query(
                 "UPDATE mod_cases SET state = $2, closed_at = $3, purge_after = $4 WHERE id = $1",
             )

@@ -378,6 +378,7 @@ impl ModerationStore for SqliteStore {
                     params![case.id, item, sealed],
                 )?;
             }
+            exec(c, "UPDATE mod_open_cases SET n = n + 1 WHERE id = 1", [])?;
             append(c, &audit)?;
             Ok((case.id.clone(), true))
         })
@@ -395,7 +396,7 @@ impl ModerationStore for SqliteStore {
                 [limit],
             )?;
             let open: i64 = c
-                .prepare_cached("SELECT count(*) FROM mod_cases WHERE state = 'open'")?
+                .prepare_cached("SELECT n FROM mod_open_cases WHERE id = 1")?
                 .query_row([], |r| r.get(0))?;
             Ok((rows, u64::try_from(open).unwrap_or(0)))
         })
@@ -459,9 +460,9 @@ impl ModerationStore for SqliteStore {
     async fn take_action(&self, action: &NewAction, limits: &Limits) -> StoreResult<ActionRow> {
         let (a, limits) = (action.clone(), *limits);
         self.write(move |c| {
-            let user: String = c
-                .prepare_cached("SELECT reported_user FROM mod_cases WHERE id = ?1")?
-                .query_row([a.case.as_str()], |r| r.get(0))
+            let (user, was): (String, String) = c
+                .prepare_cached("SELECT reported_user, state FROM mod_cases WHERE id = ?1")?
+                .query_row([a.case.as_str()], |r| Ok((r.get(0)?, r.get(1)?)))
                 .optional()?
                 .ok_or(StoreError::NotFound("case"))?;
             exec(
@@ -481,6 +482,9 @@ impl ModerationStore for SqliteStore {
                 ],
             )?;
             if let Some(state) = a.case_state {
+                if was == CaseState::Open.as_str() && state != CaseState::Open {
+                    exec(c, "UPDATE mod_open_cases SET n = n - 1 WHERE id = 1", [])?;
+                }
                 exec(
                     c,
                     "UPDATE mod_cases SET state = ?2, closed_at = ?3,
