@@ -20,6 +20,7 @@ use haven_server::frank_keys;
 use haven_server::moderation::service::audit_entry;
 use haven_server::moderation::store::verify_audit_chain;
 use haven_server::moderation::{AuditLine, Role};
+use haven_server::service::now_ms;
 
 #[derive(clap::Args)]
 pub struct AdminArgs {
@@ -106,13 +107,6 @@ pub enum FrankKeyCmd {
     List,
     /// Add a fresh key and make it current (tags made under older keys still verify).
     Rotate,
-}
-
-fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
 }
 
 async fn open(args: &AdminArgs) -> anyhow::Result<std::sync::Arc<dyn haven_server::store::Store>> {
@@ -365,11 +359,7 @@ pub fn main(args: AdminArgs) -> anyhow::Result<ExitCode> {
             }
         }
         AdminCmd::FrankKey(FrankKeyCmd::Rotate) => {
-            let now = std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map(|d| d.as_millis() as u64)
-                .unwrap_or(0);
-            let id = frank_keys::rotate(&args.data, now)?;
+            let id = frank_keys::rotate(&args.data, u64::try_from(now_ms()).unwrap_or(0))?;
             println!("{id}");
             eprintln!(
                 "franking key {id} is now current in {}; restart the server (every node, after copying the file) to use it",

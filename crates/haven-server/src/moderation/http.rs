@@ -12,16 +12,8 @@ use haven_proto::api;
 use haven_proto::moderation as m;
 use serde::Deserialize;
 
-use crate::http::{bearer, error_response, ApiJson, AppState, Device, Reply};
+use crate::http::{bearer, error_response, ApiJson, AppState, Device, Id, Reply};
 use crate::service::ServiceError;
-
-/// A case or action id from the path (checked by the service).
-fn seg(
-    p: Result<Path<String>, axum::extract::rejection::PathRejection>,
-) -> Result<String, ServiceError> {
-    p.map(|Path(s)| s)
-        .map_err(|e| ServiceError::BadRequest(format!("bad path: {e}")))
-}
 
 #[derive(Deserialize)]
 struct Limit {
@@ -94,13 +86,9 @@ async fn queue(
 async fn case(
     State(s): State<AppState>,
     Device(d): Device,
-    p: Result<Path<String>, axum::extract::rejection::PathRejection>,
-) -> Response {
-    let id = match seg(p) {
-        Ok(id) => id,
-        Err(e) => return error_response(e),
-    };
-    Reply::from(s.mod_case(&d, &id).await).into_response()
+    Id(id): Id<String>,
+) -> Reply<m::CaseDetail> {
+    s.mod_case(&d, &id).await.into()
 }
 
 async fn evidence_file(
@@ -126,27 +114,19 @@ async fn evidence_file(
 async fn action(
     State(s): State<AppState>,
     Device(d): Device,
-    p: Result<Path<String>, axum::extract::rejection::PathRejection>,
+    Id(id): Id<String>,
     ApiJson(req): ApiJson<m::ActionRequest>,
-) -> Response {
-    let id = match seg(p) {
-        Ok(id) => id,
-        Err(e) => return error_response(e),
-    };
-    Reply::from(s.mod_action(&d, &id, req).await).into_response()
+) -> Reply<m::ActionRecord> {
+    s.mod_action(&d, &id, req).await.into()
 }
 
 async fn escalate(
     State(s): State<AppState>,
     Device(d): Device,
-    p: Result<Path<String>, axum::extract::rejection::PathRejection>,
+    Id(id): Id<String>,
     ApiJson(req): ApiJson<m::EscalateRequest>,
-) -> Response {
-    let id = match seg(p) {
-        Ok(id) => id,
-        Err(e) => return error_response(e),
-    };
-    Reply::from(s.mod_escalate(&d, &id, req).await).into_response()
+) -> Reply<m::Escalation> {
+    s.mod_escalate(&d, &id, req).await.into()
 }
 
 async fn appeals(State(s): State<AppState>, Device(d): Device) -> Reply<m::AppealQueue> {
@@ -156,14 +136,10 @@ async fn appeals(State(s): State<AppState>, Device(d): Device) -> Reply<m::Appea
 async fn decide(
     State(s): State<AppState>,
     Device(d): Device,
-    p: Result<Path<String>, axum::extract::rejection::PathRejection>,
+    Id(id): Id<String>,
     ApiJson(req): ApiJson<m::AppealDecision>,
-) -> Response {
-    let id = match seg(p) {
-        Ok(id) => id,
-        Err(e) => return error_response(e),
-    };
-    Reply::from(s.mod_decide_appeal(&d, &id, req).await).into_response()
+) -> Reply<m::ActionRecord> {
+    s.mod_decide_appeal(&d, &id, req).await.into()
 }
 
 async fn audit(

@@ -241,6 +241,18 @@ impl ModerationStore for PgStore {
         }))
     }
 
+    async fn enforcement(
+        &self,
+        user: &UserName,
+    ) -> StoreResult<Option<(Option<Millis>, Option<Millis>)>> {
+        Ok(
+            sqlx::query_as("SELECT suspended_until, restricted_until FROM users WHERE name = $1")
+                .bind(user.as_str())
+                .fetch_optional(&self.pool)
+                .await?,
+        )
+    }
+
     async fn record_event(&self, user: &UserName, event: &AccountEvent) -> StoreResult<()> {
         sqlx::query(
             "INSERT INTO account_events (user_name, device_id, event, ip, at)

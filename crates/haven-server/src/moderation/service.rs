@@ -250,15 +250,14 @@ impl Service {
                         "a report may carry at most {MAX_FILES} attachments"
                     )));
                 }
-                match self.fetch_blob(&a.blob_id).await? {
+                match self.fetch_blob(who, &a.blob_id).await? {
                     None => {
                         message.attachment = Some(AttachmentEvidence::Unavailable {
                             name: a.name.clone(),
                         })
                     }
                     Some(ct) => {
-                        if attachment::sha256(&ct).as_slice() != blob_digest(&a.blob_id).as_slice()
-                        {
+                        if BlobId::from_digest(attachment::sha256(&ct)) != a.blob_id {
                             return Err(refuse(
                                 "the stored file's hash is not the one the message names",
                             ));
@@ -297,12 +296,13 @@ impl Service {
         Ok(Verified { message, file })
     }
 
-    async fn fetch_blob(&self, id: &BlobId) -> ServiceResult<Option<Vec<u8>>> {
-        if self.store.blob_live(id, now_ms()).await?.is_none() {
-            return Ok(None);
-        }
-        let Some((size, mut reader)) = self.blobs.open(id).await? else {
-            return Ok(None);
+    /// The stored ciphertext of blob `id`, or `None` once it has expired (read through
+    /// [`Service::get_blob`], so only blobs with a live record are read).
+    async fn fetch_blob(&self, who: &Authed, id: &BlobId) -> ServiceResult<Option<Vec<u8>>> {
+        let (size, mut reader) = match self.get_blob(who, id).await {
+            Ok(found) => found,
+            Err(ServiceError::NotFound(_)) => return Ok(None),
+            Err(e) => return Err(e),
         };
         if size > self.limits.max_blob as u64 {
             return Err(ServiceError::Limit("stored file too large".into()));
@@ -934,10 +934,10 @@ impl Service {
     /// appeal.
     pub(crate) async fn suspension_gate(&self, user: &UserName) -> ServiceResult<()> {
         let now = now_ms();
-        let Some(a) = self.store.account(user).await? else {
+        let Some((suspended_until, _)) = self.store.enforcement(user).await? else {
             return Ok(());
         };
-        if a.suspended_until.is_none_or(|t| t <= now) {
+        if suspended_until.is_none_or(|t| t <= now) {
             return Ok(());
         }
         let actions = self.store.user_actions(user, 50).await?;
@@ -946,7 +946,7 @@ impl Service {
                 && x.lifted_at.is_none()
                 && x.until.is_some_and(|t| t > now)
         });
-        let until = match a.suspended_until {
+        let until = match suspended_until {
             Some(Millis::MAX) | None => "further notice".to_owned(),
             Some(t) => format!("{t} (ms since the Unix epoch)"),
         };
@@ -966,8 +966,8 @@ impl Service {
     /// requests.
     pub(crate) async fn restriction_gate(&self, user: &UserName) -> ServiceResult<()> {
         let now = now_ms();
-        match self.store.account(user).await? {
-            Some(a) if a.restricted_until.is_some_and(|t| t > now) => Err(ServiceError::Forbidden(
+        match self.store.enforcement(user).await? {
+            Some((_, restricted)) if restricted.is_some_and(|t| t > now) => Err(ServiceError::Forbidden(
                 "this account is restricted: it cannot start conversations, add members or send contact requests until the restriction ends",
             )),
             _ => Ok(()),
@@ -1027,17 +1027,9 @@ pub fn audit_entry(r: &super::store::AuditRow) -> m::AuditEntry {
     }
 }
 
-fn blob_digest(id: &BlobId) -> [u8; 32] {
-    let mut out = [0u8; 32];
-    // A BlobId is 64 lower-case hex digits by construction (its checked constructor).
-    let _ = hex::decode_to_slice(id.as_str(), &mut out);
-    out
-}
-
 /// MD5 (hex) and, for images, the PDQ hash (hex) and quality.
 fn file_hashes(pt: &[u8]) -> (String, Option<(String, u8)>) {
-    use md5::Digest as _;
-    let md5 = hex::encode(md5::Md5::digest(pt));
+    let md5 = haven_cybertip::client::md5_hex(pt);
     let pdq = haven_pdq::hash_bytes(pt, &haven_pdq::Limits::default())
         .ok()
         .map(|r| (r.hash.to_hex(), r.quality));

@@ -281,6 +281,21 @@ impl ModerationStore for SqliteStore {
         .await
     }
 
+    async fn enforcement(
+        &self,
+        user: &UserName,
+    ) -> StoreResult<Option<(Option<Millis>, Option<Millis>)>> {
+        let user = user.clone();
+        self.read(move |c| {
+            Ok(c.prepare_cached(
+                "SELECT suspended_until, restricted_until FROM users WHERE name = ?1",
+            )?
+            .query_row([user.as_str()], |r| Ok((r.get(0)?, r.get(1)?)))
+            .optional()?)
+        })
+        .await
+    }
+
     async fn record_event(&self, user: &UserName, event: &AccountEvent) -> StoreResult<()> {
         let (user, event) = (user.clone(), event.clone());
         self.write(move |c| {

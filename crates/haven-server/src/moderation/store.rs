@@ -296,6 +296,12 @@ pub trait ModerationStore: Send + Sync {
     ) -> StoreResult<bool>;
     /// An account's registration time, devices and enforcement state.
     async fn account(&self, user: &UserName) -> StoreResult<Option<AccountRow>>;
+    /// Just the enforcement state, `(suspended_until, restricted_until)`, in one lookup (the
+    /// login, claim and create-group gates).
+    async fn enforcement(
+        &self,
+        user: &UserName,
+    ) -> StoreResult<Option<(Option<Millis>, Option<Millis>)>>;
     /// Records an account event.
     async fn record_event(&self, user: &UserName, event: &AccountEvent) -> StoreResult<()>;
     /// An account's events, newest first.
