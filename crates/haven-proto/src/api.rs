@@ -139,6 +139,9 @@ pub struct RegisterRequest {
     /// The authentication key's Ed25519 signature over [`mls_key_message`] of `mls_key`.
     #[serde(with = "b64")]
     pub mls_key_signature: Vec<u8>,
+    /// The user's date of birth, `YYYY-MM-DD`. The server derives the age band and the day it
+    /// next changes from it and keeps only those (`haven-safety`'s `age`), never the date.
+    pub birth_date: String,
 }
 
 /// The bytes a device's authentication key signs to bind its MLS signature key to the device: a
@@ -406,6 +409,10 @@ pub struct CreateGroup {
     /// later commit against that view.
     #[serde(with = "b64")]
     pub group_info: Vec<u8>,
+    /// For a 1:1 conversation: the other account. The server then lets only the two accounts'
+    /// devices into the group and applies the first-message rules (message requests) to it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub direct_with: Option<UserName>,
 }
 
 /// What the server knows of a group.
@@ -672,6 +679,9 @@ pub struct ApiError {
     /// For `queue_share_exhausted`: the recipient device whose queue refused.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub recipient: Option<DeviceId>,
+    /// For a `rate_limited` refusal of a new contact: when to try again, ms.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retry_at: Option<Millis>,
 }
 
 impl std::fmt::Display for ApiError {

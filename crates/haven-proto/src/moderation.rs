@@ -177,6 +177,9 @@ pub enum CaseSource {
     MessageReport,
     /// A user reported an account, without message evidence.
     AccountReport,
+    /// The account's metadata risk signals crossed the case threshold (`haven-safety`'s
+    /// `risk`); the case note carries the contributions and the time line.
+    RiskSignals,
 }
 
 impl CaseSource {
@@ -185,11 +188,16 @@ impl CaseSource {
         match self {
             CaseSource::MessageReport => "message_report",
             CaseSource::AccountReport => "account_report",
+            CaseSource::RiskSignals => "risk_signals",
         }
     }
     /// Parses the stable name.
     pub fn parse(s: &str) -> Option<Self> {
-        [CaseSource::MessageReport, CaseSource::AccountReport]
+        [
+            CaseSource::MessageReport,
+            CaseSource::AccountReport,
+            CaseSource::RiskSignals,
+        ]
             .into_iter()
             .find(|x| x.as_str() == s)
     }
@@ -605,6 +613,10 @@ pub enum NoticeKind {
     ReportOutcome,
     /// An appeal this account filed was decided.
     AppealDecision,
+    /// A safety notice to a minor about another account (`about`): a request from an account
+    /// outside their contacts, or an account with unusual contact patterns writing to them. The
+    /// client offers block, restrict and report.
+    Safety,
 }
 
 /// A notice from the operator, queued to every device of the account (payload of an
@@ -631,6 +643,12 @@ pub struct Notice {
     /// `upheld` or `reversed`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub outcome: Option<String>,
+    /// For `safety`: the account the notice is about.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub about: Option<crate::UserName>,
+    /// For `safety`: the text to show.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub text: Option<String>,
     /// When, ms.
     pub at: u64,
 }
