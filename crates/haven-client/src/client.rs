@@ -45,6 +45,9 @@ use crate::net::{Api, NetError, PushStream};
 use crate::store::{Conversation, ConversationKind, ConversationState, StoredMessage};
 
 mod moderation;
+mod safety;
+
+pub use safety::{RequestAnswer, SafetyView};
 
 /// How many one-time key packages a device keeps on the server; every sync tops them up to
 /// this (the server hands out at most its per-target claim burst quickly, fewer than this, so
@@ -303,12 +306,16 @@ pub struct Client {
 
 impl Client {
     /// Registers a new user with this device as its first, creating the profile in `home`.
+    /// `birth_date` (`YYYY-MM-DD`) goes to the server, which keeps only the age band it implies
+    /// (and the day that changes); the client does not store it.
     pub async fn register(
         home: &Path,
         server: &str,
         user: &UserName,
         device_name: &str,
+        birth_date: &str,
     ) -> Result<Client, ClientError> {
+        safety::check_birth_date(birth_date)?;
         let (api, keys) = Self::new_device(home, server)?;
         let req = api::RegisterRequest {
             user: user.clone(),
@@ -316,6 +323,7 @@ impl Client {
             auth_key: keys.auth_key.clone(),
             mls_key: keys.signer.public().to_vec(),
             mls_key_signature: keys.mls_key_signature.clone(),
+            birth_date: birth_date.to_owned(),
         };
         let reg = api.register(&req).await?;
         Self::finish_enrolment(home, api, reg, keys).await
@@ -928,10 +936,13 @@ impl Client {
         Ok(g)
     }
 
-    /// Announces a conversation just created by the engine, with its signed GroupInfo.
+    /// Announces a conversation just created by the engine, with its signed GroupInfo; a 1:1
+    /// conversation names its peer (`direct_with`), so the server applies the first-message
+    /// rules (contacts, message requests) to it.
     async fn announce_group(&mut self, g: &GroupId) -> Result<(), ClientError> {
         let info = self.engine.group_info(g)?;
-        self.api.create_group(g, info).await?;
+        let peer = self.engine.conversation(g)?.and_then(|c| c.peer().cloned());
+        self.api.create_group(g, info, peer.as_ref()).await?;
         Ok(())
     }
 

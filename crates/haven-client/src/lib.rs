@@ -27,6 +27,8 @@
 //!   conversations, and a name that matches several is refused with the candidates
 //!   ([`address`]). A direct chat is one the user opened or accepted, and a Welcome back into a
 //!   conversation the user left is an invitation (the engine's `book` module has the rules).
+//! - Contacts, message requests, blocks and restricts are the server's to enforce; a sync shows
+//!   their effect (requests marked and text only, blocked senders hidden; `client::safety`).
 //! - Attachments are sealed with a fresh ChaCha20-Poly1305 key per file ([`attachment`]).
 //! - A report discloses a received message and up to ten earlier ones of its conversation
 //!   (ours included: the send reply carries the server's tag, stored with the message) exactly
@@ -52,8 +54,8 @@ pub mod store;
 
 pub use address::{Candidate, IdPrefix};
 pub use client::{
-    Client, ClientError, ConversationInfo, Event, MessageCandidate, MessageScope, Target,
-    PUSH_BATCH, PUSH_LINGER,
+    Client, ClientError, ConversationInfo, Event, MessageCandidate, MessageScope, RequestAnswer,
+    SafetyView, Target, PUSH_BATCH, PUSH_LINGER,
 };
 pub use content::{AttachmentRef, Body, MessageId};
 pub use engine::{

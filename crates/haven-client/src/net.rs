@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use futures_util::{FutureExt, SinkExt, StreamExt};
 use haven_proto::api::{self, ApiError, ErrorCode};
+use haven_proto::contacts as c;
 use haven_proto::moderation as m;
 use haven_proto::{BlobId, DeviceId, GroupId, UserName};
 use reqwest::header::{AUTHORIZATION, CONTENT_TYPE};
@@ -198,6 +199,57 @@ impl Api {
         self.finish(resp).await
     }
 
+    /// A GET whose endpoint an older server does not have: `None` when it answers 404 (with
+    /// or without a JSON body).
+    async fn get_if_served<T: DeserializeOwned>(&self, path: &str) -> Result<Option<T>, NetError> {
+        match self.get(path).await {
+            Ok(v) => Ok(Some(v)),
+            Err(NetError::Api { status: 404, .. }) => Ok(None),
+            Err(NetError::Protocol(p)) if p.starts_with("HTTP 404") => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// A body-less PUT, POST or DELETE answered with `Accepted` (or any JSON, or nothing).
+    async fn call(&self, method: reqwest::Method, path: &str) -> Result<(), NetError> {
+        let resp = self
+            .authed(self.http.request(method, format!("{}{path}", self.base)))
+            .send()
+            .await
+            .map_err(|e| self.unreachable(e))?;
+        let status = resp.status();
+        if status.is_success() {
+            // The reply's content is not needed; reading it (capped) frees the connection.
+            self.read_capped(resp, MAX_JSON_RESPONSE).await?;
+            Ok(())
+        } else {
+            self.finish::<serde_json::Value>(resp).await.map(|_| ())
+        }
+    }
+
+    /// A PUT or POST of JSON whose reply's content is not needed.
+    async fn send_json<B: Serialize>(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: &B,
+    ) -> Result<(), NetError> {
+        let body = serde_json::to_vec(body).map_err(|e| NetError::Protocol(e.to_string()))?;
+        let resp = self
+            .authed(self.http.request(method, format!("{}{path}", self.base)))
+            .header(CONTENT_TYPE, "application/json")
+            .body(body)
+            .send()
+            .await
+            .map_err(|e| self.unreachable(e))?;
+        if resp.status().is_success() {
+            self.read_capped(resp, MAX_JSON_RESPONSE).await?;
+            Ok(())
+        } else {
+            self.finish::<serde_json::Value>(resp).await.map(|_| ())
+        }
+    }
+
     async fn post<B: Serialize, T: DeserializeOwned>(
         &self,
         path: &str,
@@ -302,17 +354,20 @@ impl Api {
         .await
     }
 
-    /// `POST /v1/groups`, with the group's signed GroupInfo at epoch 0.
+    /// `POST /v1/groups`, with the group's signed GroupInfo at epoch 0; `direct_with` names the
+    /// other account of a 1:1 conversation (the server applies the first-message rules to it).
     pub async fn create_group(
         &self,
         group: &GroupId,
         group_info: Vec<u8>,
+        direct_with: Option<&UserName>,
     ) -> Result<api::GroupState, NetError> {
         self.post(
             "/v1/groups",
             &api::CreateGroup {
                 group_id: group.clone(),
                 group_info,
+                direct_with: direct_with.cloned(),
             },
         )
         .await
@@ -494,6 +549,77 @@ impl Api {
             .await
     }
 
+    /// `POST /v1/contacts/requests`: ask `user` to connect.
+    pub async fn contact_request(&self, user: &UserName) -> Result<(), NetError> {
+        let body = c::ContactRequestBody { user: user.clone() };
+        self.send_json(reqwest::Method::POST, "/v1/contacts/requests", &body)
+            .await
+    }
+
+    /// `POST /v1/contacts/{user}/accept` or `/decline`.
+    pub async fn contact_answer(&self, user: &UserName, accept: bool) -> Result<(), NetError> {
+        let verb = if accept { "accept" } else { "decline" };
+        self.call(
+            reqwest::Method::POST,
+            &format!("/v1/contacts/{user}/{verb}"),
+        )
+        .await
+    }
+
+    /// `DELETE /v1/contacts/{user}`: remove a connection or withdraw a request.
+    pub async fn contact_remove(&self, user: &UserName) -> Result<(), NetError> {
+        self.call(reqwest::Method::DELETE, &format!("/v1/contacts/{user}"))
+            .await
+    }
+
+    /// `GET /v1/contacts`; `None` from a server without the endpoint.
+    pub async fn contacts(&self) -> Result<Option<c::ContactList>, NetError> {
+        self.get_if_served("/v1/contacts").await
+    }
+
+    /// `PUT` or `DELETE /v1/blocks/{user}`.
+    pub async fn set_blocked(&self, user: &UserName, on: bool) -> Result<(), NetError> {
+        self.call(on_off(on), &format!("/v1/blocks/{user}")).await
+    }
+
+    /// `PUT` or `DELETE /v1/restricts/{user}`.
+    pub async fn set_restricted(&self, user: &UserName, on: bool) -> Result<(), NetError> {
+        self.call(on_off(on), &format!("/v1/restricts/{user}"))
+            .await
+    }
+
+    /// `GET /v1/requests`; `None` from a server without the endpoint.
+    pub async fn message_requests(&self) -> Result<Option<c::MessageRequests>, NetError> {
+        self.get_if_served("/v1/requests").await
+    }
+
+    /// `POST /v1/requests/{user}/accept` or `/decline`.
+    pub async fn request_answer(&self, user: &UserName, accept: bool) -> Result<(), NetError> {
+        let verb = if accept { "accept" } else { "decline" };
+        self.call(
+            reqwest::Method::POST,
+            &format!("/v1/requests/{user}/{verb}"),
+        )
+        .await
+    }
+
+    /// `PUT /v1/settings/messages`.
+    pub async fn set_message_setting(&self, messages: c::MessageSetting) -> Result<(), NetError> {
+        let body = c::MessageSettingBody { messages };
+        self.send_json(reqwest::Method::PUT, "/v1/settings/messages", &body)
+            .await
+    }
+
+    /// `GET /v1/me`.
+    pub async fn me(&self) -> Result<c::Me, NetError> {
+        self.get("/v1/me").await
+    }
+
+    /// `GET /v1/mod/signals/{user}` (moderators).
+    pub async fn mod_signals(&self, user: &UserName) -> Result<c::RiskReport, NetError> {
+        self.get(&format!("/v1/mod/signals/{user}")).await
+    }
+
     /// `GET /v1/admin/audit`.
     pub async fn admin_audit(&self, after: i64, limit: u32) -> Result<m::AuditLog, NetError> {
         self.get(&format!("/v1/admin/audit?after={after}&limit={limit}"))
@@ -523,6 +649,14 @@ impl Api {
                 detail: e.to_string(),
             })?;
         Ok(PushStream { ws })
+    }
+}
+
+fn on_off(on: bool) -> reqwest::Method {
+    if on {
+        reqwest::Method::PUT
+    } else {
+        reqwest::Method::DELETE
     }
 }
 

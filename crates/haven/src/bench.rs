@@ -26,6 +26,10 @@ use haven_server::{ServerConfig, ServerLimits};
 use serde_json::json;
 use tokio::sync::Mutex;
 
+/// The date of birth the benchmark's accounts register with: adults, whom the contact rules for
+/// minors do not restrict.
+const BENCH_BIRTH_DATE: &str = "1990-01-01";
+
 #[derive(clap::Subcommand)]
 pub enum BenchCmd {
     /// End-to-end delivery throughput and latency.
@@ -198,14 +202,29 @@ async fn deliver(shape: Shape, server: Option<String>, as_json: bool) -> anyhow:
     let mut names = Vec::new();
     for i in 0..r {
         let name = UserName::new(&format!("r{tag:x}x{i}"))?;
-        recipients
-            .push(Client::register(&dir.path().join(name.as_str()), &url, &name, "bench").await?);
+        recipients.push(
+            Client::register(
+                &dir.path().join(name.as_str()),
+                &url,
+                &name,
+                "bench",
+                BENCH_BIRTH_DATE,
+            )
+            .await?,
+        );
         names.push(name);
     }
     let mut senders = Vec::new();
     for i in 0..n {
         let name = UserName::new(&format!("s{tag:x}x{i}"))?;
-        let mut c = Client::register(&dir.path().join(name.as_str()), &url, &name, "bench").await?;
+        let mut c = Client::register(
+            &dir.path().join(name.as_str()),
+            &url,
+            &name,
+            "bench",
+            BENCH_BIRTH_DATE,
+        )
+        .await?;
         c.create_group(&format!("g{i}"), &names).await?;
         senders.push(c);
     }
@@ -390,6 +409,7 @@ async fn idle(connections: usize, as_json: bool) -> anyhow::Result<ExitCode> {
                     .to_bytes()
                     .to_vec(),
                 mls_key,
+                birth_date: BENCH_BIRTH_DATE.into(),
             })
             .await?;
         let ch = api

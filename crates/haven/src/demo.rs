@@ -7,6 +7,10 @@ use haven_client::{Body, Client, Event, Target};
 use haven_proto::UserName;
 use haven_server::ServerConfig;
 
+/// The date of birth the demo's accounts register with: adults, whom the contact rules for
+/// minors do not restrict.
+const DEMO_BIRTH_DATE: &str = "1990-01-01";
+
 fn step(n: &mut u32, text: &str) {
     *n += 1;
     println!("\n{n}. {text}");
@@ -82,8 +86,14 @@ pub async fn run() -> anyhow::Result<ExitCode> {
     );
     let mut clients = Vec::new();
     for name in ["alice", "bob", "carol"] {
-        let c =
-            Client::register(&dir.path().join(name), &url, &UserName::new(name)?, "demo").await?;
+        let c = Client::register(
+            &dir.path().join(name),
+            &url,
+            &UserName::new(name)?,
+            "demo",
+            DEMO_BIRTH_DATE,
+        )
+        .await?;
         println!("   {name}: device {}", c.device_id());
         clients.push(c);
     }

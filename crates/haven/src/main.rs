@@ -7,6 +7,7 @@ mod match_cli;
 mod mod_cli;
 mod msg_cli;
 mod pdq_cli;
+mod safety_cli;
 
 use std::path::PathBuf;
 
@@ -62,6 +63,24 @@ enum Command {
     Conversations(msg_cli::JsonFlag),
     /// Interactive session: incoming messages appear live, typed lines are sent.
     Chat(msg_cli::ChatArgs),
+    /// Contacts: add (send a request), accept, decline, remove, list.
+    #[command(subcommand)]
+    Contacts(safety_cli::ContactsCmd),
+    /// Message requests from people outside your contacts: list, accept, decline.
+    Requests(safety_cli::RequestsArgs),
+    /// Block an account: it cannot message you or add you, and its messages are hidden.
+    Block(safety_cli::UserArg),
+    /// Unblock an account.
+    Unblock(safety_cli::UserArg),
+    /// Restrict an account: its messages arrive as message requests, text only.
+    Restrict(safety_cli::UserArg),
+    /// Lift a restriction.
+    Unrestrict(safety_cli::UserArg),
+    /// Your settings (who may message you).
+    #[command(subcommand)]
+    Settings(safety_cli::SettingsCmd),
+    /// Your account as the server applies the rules to it.
+    Me(msg_cli::JsonFlag),
     /// Report a message (verified end to end by the server) with earlier messages as context.
     Report(mod_cli::ReportArgs),
     /// Report an account (no message evidence).
@@ -107,6 +126,20 @@ fn main() -> std::process::ExitCode {
         Command::History(args) => msg_cli::run(msg_cli::history(home, args)),
         Command::Conversations(args) => msg_cli::run(msg_cli::conversations(home, args)),
         Command::Chat(args) => msg_cli::run(msg_cli::chat(home, args)),
+        Command::Contacts(cmd) => msg_cli::run(safety_cli::contacts(home, cmd)),
+        Command::Requests(args) => msg_cli::run(safety_cli::requests(home, args)),
+        Command::Block(a) => msg_cli::run(safety_cli::toggle(home, a, safety_cli::Toggle::Block)),
+        Command::Unblock(a) => {
+            msg_cli::run(safety_cli::toggle(home, a, safety_cli::Toggle::Unblock))
+        }
+        Command::Restrict(a) => {
+            msg_cli::run(safety_cli::toggle(home, a, safety_cli::Toggle::Restrict))
+        }
+        Command::Unrestrict(a) => {
+            msg_cli::run(safety_cli::toggle(home, a, safety_cli::Toggle::Unrestrict))
+        }
+        Command::Settings(cmd) => msg_cli::run(safety_cli::settings(home, cmd)),
+        Command::Me(args) => msg_cli::run(safety_cli::me(home, args)),
         Command::Report(args) => msg_cli::run(mod_cli::report(home, args)),
         Command::ReportUser(args) => msg_cli::run(mod_cli::report_user(home, args)),
         Command::Appeal(args) => msg_cli::run(mod_cli::appeal(home, args)),

@@ -1,5 +1,5 @@
 //! Reporting and moderation commands: `report`, `report-user`, `appeal` (any user) and
-//! `mod queue|show|evidence|action|escalate|appeals|decide` (moderators).
+//! `mod queue|show|evidence|action|escalate|appeals|decide|signals` (moderators).
 //!
 //! A report discloses the reported message and up to 10 earlier messages of its conversation
 //! exactly as this device stored them (`haven_client::client`'s moderation module); the server
@@ -281,6 +281,15 @@ pub enum ModCmd {
         #[arg(long)]
         json: bool,
     },
+    /// An account's metadata risk signals: the score, its level, each signal's part and the
+    /// contact time line of the last seven days (no message content).
+    Signals {
+        /// The account.
+        user: String,
+        /// JSON output (the risk report object).
+        #[arg(long)]
+        json: bool,
+    },
     /// Decide an appeal.
     Decide {
         /// The appealed action's id.
@@ -391,6 +400,15 @@ pub async fn moderate(home: PathBuf, cmd: ModCmd) -> anyhow::Result<ExitCode> {
                 }
             }
         }
+        ModCmd::Signals { user, json } => {
+            let user = UserName::new(&user)?;
+            let r = client.mod_signals(&user).await?;
+            if json {
+                println!("{}", serde_json::to_string(&r)?);
+            } else {
+                print_signals(&r);
+            }
+        }
         ModCmd::Decide {
             action_id,
             decision,
@@ -415,6 +433,47 @@ pub async fn moderate(home: PathBuf, cmd: ModCmd) -> anyhow::Result<ExitCode> {
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// `haven mod signals USER` for people.
+fn print_signals(r: &haven_proto::contacts::RiskReport) {
+    println!(
+        "{}: age {} ({}), risk score {:.1}, level {} (friction at {:.1}, case at {:.1})",
+        r.user,
+        r.age_band.as_str(),
+        r.age_source.as_str(),
+        r.score,
+        r.level,
+        r.friction_threshold,
+        r.case_threshold
+    );
+    if r.contributions.is_empty() {
+        println!("no signal contributes");
+    } else {
+        println!("signals:");
+        for c in &r.contributions {
+            println!(
+                "  {:<28} value {:>8.2}  points {:>6.1}  {}",
+                c.signal, c.value, c.points, c.description
+            );
+        }
+    }
+    if r.timeline.is_empty() {
+        println!("no contact events in the last seven days");
+    } else {
+        println!("time line (last seven days, oldest first):");
+        for e in &r.timeline {
+            println!(
+                "  {} {} {} ({}) {} -> {}",
+                time(e.at),
+                e.kind,
+                e.target,
+                e.target_band.as_str(),
+                e.decision,
+                e.outcome
+            );
+        }
+    }
 }
 
 /// `DIR` for `mod escalate`: new, or an empty directory.
@@ -500,7 +559,7 @@ fn write_new(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
 }
 
 /// A time in ms since the Unix epoch as `YYYY-MM-DD hh:mm:ss UTC`.
-fn time(ms: u64) -> String {
+pub fn time(ms: u64) -> String {
     if ms == u64::MAX {
         return "further notice".into();
     }

@@ -15,7 +15,9 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::Context;
-use haven_client::{Body, Client, ConversationState, Event, MessageScope, StoredMessage, Target};
+use haven_client::{
+    Body, Client, ConversationState, Event, MessageScope, SafetyView, StoredMessage, Target,
+};
 use haven_proto::{GroupId, UserName};
 use haven_server::{ServerConfig, ServerLimits};
 use serde_json::json;
@@ -165,11 +167,23 @@ pub struct RegisterArgs {
     /// A label for this device.
     #[arg(long, default_value = "cli")]
     pub device_name: String,
+    /// Your date of birth, YYYY-MM-DD. The server keeps only the age band it implies (it
+    /// decides who may contact you: minors are reachable only by their contacts); the date
+    /// itself is neither stored on the server nor in this profile.
+    #[arg(long, value_name = "YYYY-MM-DD")]
+    pub birth_date: String,
 }
 
 pub async fn register(home: PathBuf, args: RegisterArgs) -> anyhow::Result<ExitCode> {
     let user = UserName::new(&args.name)?;
-    let client = Client::register(&home, &args.server, &user, &args.device_name).await?;
+    let client = Client::register(
+        &home,
+        &args.server,
+        &user,
+        &args.device_name,
+        &args.birth_date,
+    )
+    .await?;
     println!(
         "registered {} (device {}) in {}",
         client.user(),
@@ -322,6 +336,29 @@ pub async fn get_file(home: PathBuf, args: GetFileArgs) -> anyhow::Result<ExitCo
         .map(|c| client.resolve(c))
         .transpose()?;
     let scope = MessageScope { conversation, from };
+    // An attachment is not fetched from a message request, nor from an account blocked.
+    let id = haven_client::MessageId::new(&args.message_id)
+        .map_err(|e| anyhow::anyhow!("bad message id: {e}"))?;
+    let msg = client.find_message(&id, &scope)?;
+    let view = client.safety_view().await?;
+    if view.is_blocked(&msg.from) {
+        anyhow::bail!(
+            "message {id} is from {}, whom you blocked; `haven unblock {}` first",
+            msg.from,
+            msg.from
+        );
+    }
+    if view.is_request_message(&msg.group, &msg.from) {
+        anyhow::bail!(
+            "message {id} is a message request: attachments are shown once you accept it (`haven requests accept {}`{})",
+            msg.from,
+            if view.is_restricted(&msg.from) {
+                format!(", `haven unrestrict {}`", msg.from)
+            } else {
+                String::new()
+            }
+        );
+    }
     let n = client
         .get_file(&args.message_id, &scope, &args.path)
         .await?;
@@ -428,7 +465,7 @@ pub struct ConversationArg {
 pub async fn accept(home: PathBuf, args: ConversationArg) -> anyhow::Result<ExitCode> {
     let mut client = Client::open(&home).await?;
     client.sync().await?;
-    let (g, changed) = client.accept(&args.conversation)?;
+    let (g, changed) = client.accept_conversation(&args.conversation).await?;
     let label = client.label(&g);
     if changed {
         println!("accepted {label} ({})", short(&g));
@@ -449,7 +486,7 @@ pub async fn leave(home: PathBuf, args: ConversationArg) -> anyhow::Result<ExitC
 
 /// `id:` and the first digits of a group id, for messages (`haven conversations` prints the
 /// form that is unique in the profile).
-fn short(g: &GroupId) -> String {
+pub fn short(g: &GroupId) -> String {
     format!(
         "{}{}",
         haven_client::address::ID_FORM,
@@ -553,6 +590,15 @@ fn print_notice(n: &haven_proto::moderation::Notice, as_json: bool) {
             NoticeKind::Action => "action",
             NoticeKind::ReportOutcome => "report_outcome",
             NoticeKind::AppealDecision => "appeal_decision",
+            NoticeKind::Safety => {
+                println!(
+                    "{}",
+                    json!({"notice": "safety", "about": n.about.as_ref().map(UserName::as_str),
+                           "text": n.text, "case": n.case,
+                           "actions": ["block", "restrict", "report"], "at": n.at})
+                );
+                return;
+            }
         };
         println!(
             "{}",
@@ -596,21 +642,62 @@ fn print_notice(n: &haven_proto::moderation::Notice, as_json: bool) {
             n.outcome.as_deref().unwrap_or("decided"),
             n.reason.as_deref().unwrap_or("")
         ),
+        NoticeKind::Safety => {
+            let text = n.text.as_deref().unwrap_or("");
+            match &n.about {
+                Some(u) => println!(
+                    "! safety notice about {u}: {text}  (haven block {u} | haven restrict {u} | haven report-user {u} --reason REASON)"
+                ),
+                None => println!("! safety notice: {text}"),
+            }
+        }
     }
 }
 
-fn print_event(client: &Client, e: &Event, as_json: bool) {
+/// A message shown as a message request (its conversation has a pending request, or its
+/// sender is restricted): marked, and text only — an attachment is neither shown nor fetched.
+fn request_json(mut v: serde_json::Value) -> serde_json::Value {
+    if let Some(o) = v.as_object_mut() {
+        o.insert("request".into(), json!(true));
+        if o.remove("attachment").is_some() {
+            o.insert("attachment_withheld".into(), json!(true));
+        }
+    }
+    v
+}
+
+fn request_line(conversation: &str, m: &StoredMessage, mark: Mark) -> String {
+    match &m.body {
+        Body::Attachment(_) => format!(
+            "[request] [{conversation}] {}: [a file, shown once you accept: haven requests accept {}]",
+            m.from, m.from
+        ),
+        _ => format!("[request] {}", message_line_marked(conversation, m, mark)),
+    }
+}
+
+fn print_event(client: &Client, view: &SafetyView, e: &Event, as_json: bool) {
     match e {
         Event::Notice(n) => print_notice(n, as_json),
         Event::Message {
             message,
             conversation,
         } => {
+            // Blocked: not shown (the server no longer delivers their 1:1 messages; in a group
+            // both are in, their messages are stored but hidden).
+            if view.is_blocked(&message.from) {
+                return;
+            }
             let mark = mark_of(client, &message.group);
-            if as_json {
-                println!("{}", message_json_marked(conversation, message, mark));
-            } else {
-                println!("{}", message_line_marked(conversation, message, mark));
+            let request = view.is_request_message(&message.group, &message.from);
+            match (as_json, request) {
+                (true, false) => println!("{}", message_json_marked(conversation, message, mark)),
+                (true, true) => println!(
+                    "{}",
+                    request_json(message_json_marked(conversation, message, mark))
+                ),
+                (false, false) => println!("{}", message_line_marked(conversation, message, mark)),
+                (false, true) => println!("{}", request_line(conversation, message, mark)),
             }
         }
         Event::Joined {
@@ -619,13 +706,41 @@ fn print_event(client: &Client, e: &Event, as_json: bool) {
             by,
             request,
         } => {
+            let pending = view.request_for(conversation_id);
             if as_json {
-                println!(
-                    "{}",
-                    json!({"event": "joined", "conversation": conversation,
-                           "conversation_id": conversation_id.to_hex(),
-                           "by": by.as_ref().map(|u| u.as_str()), "accepted": !request})
+                let mut v = json!({"event": "joined", "conversation": conversation,
+                       "conversation_id": conversation_id.to_hex(),
+                       "by": by.as_ref().map(|u| u.as_str()), "accepted": !request});
+                if let (Some(r), Some(o)) = (pending, v.as_object_mut()) {
+                    o.insert("request".into(), json!(true));
+                    o.insert("request_kind".into(), json!(r.kind.as_str()));
+                    o.insert(
+                        "members".into(),
+                        json!(r.members.iter().map(UserName::as_str).collect::<Vec<_>>()),
+                    );
+                }
+                println!("{v}");
+            } else if let Some(r) = pending {
+                let id = short(conversation_id);
+                let answer = format!(
+                    "`haven requests accept {}` or `haven requests decline {}`",
+                    r.from, r.from
                 );
+                match r.kind {
+                    haven_proto::contacts::RequestKind::Direct => println!(
+                        "* message request: {} wants to message you ({id}): {answer}",
+                        r.from
+                    ),
+                    haven_proto::contacts::RequestKind::Group => println!(
+                        "* group request: {} added you to {conversation} ({id}), members {}: {answer}",
+                        r.from,
+                        r.members
+                            .iter()
+                            .map(UserName::as_str)
+                            .collect::<Vec<_>>()
+                            .join(" ")
+                    ),
+                }
             } else if *request {
                 println!(
                     "* {conversation} opened a conversation with you ({}); replying accepts it",
@@ -728,17 +843,23 @@ fn print_event(client: &Client, e: &Event, as_json: bool) {
 
 /// Prints what happened: membership events as they came, then every incoming message not shown
 /// before — whichever command stored it — and records that they were shown.
-fn show(client: &mut Client, events: &[Event], as_json: bool) -> anyhow::Result<()> {
+fn show(
+    client: &mut Client,
+    view: &SafetyView,
+    events: &[Event],
+    as_json: bool,
+) -> anyhow::Result<()> {
     for e in events
         .iter()
         .filter(|e| !matches!(e, Event::Message { .. }))
     {
-        print_event(client, e, as_json);
+        print_event(client, view, e, as_json);
     }
     let (messages, cursor) = client.unseen()?;
     for (conversation, message) in messages {
         print_event(
             client,
+            view,
             &Event::Message {
                 message,
                 conversation,
@@ -753,7 +874,9 @@ fn show(client: &mut Client, events: &[Event], as_json: bool) -> anyhow::Result<
 pub async fn sync(home: PathBuf, args: SyncArgs) -> anyhow::Result<ExitCode> {
     let mut client = Client::open(&home).await?;
     let events = client.sync_wait(Duration::from_secs(args.wait)).await?;
-    show(&mut client, &events, args.json)?;
+    // Once per sync: what is a request, who is blocked or restricted.
+    let view = client.safety_view().await?;
+    show(&mut client, &view, &events, args.json)?;
     Ok(ExitCode::SUCCESS)
 }
 
@@ -840,11 +963,12 @@ pub async fn chat(home: PathBuf, args: ChatArgs) -> anyhow::Result<ExitCode> {
     // Start from what was already shown: the recent history below covers it.
     let (_, cursor) = client.unseen()?;
     client.mark_seen(cursor)?;
+    let mut view = client.safety_view().await?;
     for e in events
         .iter()
         .filter(|e| !matches!(e, Event::Message { .. }))
     {
-        print_event(&client, e, false);
+        print_event(&client, &view, e, false);
     }
     // The session stays in one conversation: once it is known (now, or at the first send to a
     // user we have no chat with yet), lines go to its id, whatever is renamed meanwhile.
@@ -855,7 +979,12 @@ pub async fn chat(home: PathBuf, args: ChatArgs) -> anyhow::Result<ExitCode> {
             label = client.label(&g);
             let mark = mark_of(&client, &g);
             for m in client.engine().history(&g, 20)? {
-                if !matches!(m.body, Body::GroupName(_)) {
+                if matches!(m.body, Body::GroupName(_)) || view.is_blocked(&m.from) {
+                    continue;
+                }
+                if view.is_request_message(&m.group, &m.from) {
+                    println!("{}", request_line(&label, &m, mark));
+                } else {
                     println!("{}", message_line_marked(&label, &m, mark));
                 }
             }
@@ -885,7 +1014,9 @@ pub async fn chat(home: PathBuf, args: ChatArgs) -> anyhow::Result<ExitCode> {
                     break;
                 }
                 let events = client.on_pushed(&mut stream, &batch).await?;
-                show(&mut client, &events, false)?;
+                // Requests and blocks may have changed meanwhile.
+                view = client.safety_view().await?;
+                show(&mut client, &view, &events, false)?;
             },
         }
     }
