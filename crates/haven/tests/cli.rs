@@ -7,6 +7,9 @@
     clippy::panic
 )]
 
+mod support;
+use support::ADULT_BIRTH_DATE;
+
 use std::path::Path;
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
@@ -54,6 +57,13 @@ fn haven(home: &Path, server: &str, args: &[&str]) -> Output {
         .unwrap()
 }
 
+/// `haven register NAME --birth-date ADULT EXTRA…`.
+fn register(home: &Path, server: &str, name: &str, extra: &[&str]) -> Output {
+    let mut args = vec!["register", name, "--birth-date", ADULT_BIRTH_DATE];
+    args.extend_from_slice(extra);
+    haven(home, server, &args)
+}
+
 fn ok(out: Output) -> String {
     assert!(
         out.status.success(),
@@ -90,9 +100,14 @@ fn quick_start_as_a_user_runs_it() {
         dir.path().join("bob"),
         dir.path().join("carol"),
     );
-    ok(haven(&a, &url, &["register", "alice"]));
-    ok(haven(&b, &url, &["register", "bob", "--server", &url]));
-    ok(haven(&c, &url, &["register", "carol"]));
+    ok(register(&a, &url, "alice", &[]));
+    ok(register(&b, &url, "bob", &["--server", &url]));
+    ok(register(&c, &url, "carol", &[]));
+    ok(haven(&a, &url, &["contacts", "add", "bob"]));
+    ok(haven(&b, &url, &["contacts", "accept", "alice"]));
+    // carol is added to bob's group below: a connection's add is no group request.
+    ok(haven(&b, &url, &["contacts", "add", "carol"]));
+    ok(haven(&c, &url, &["contacts", "accept", "bob"]));
 
     let id = ok(haven(&a, &url, &["send", "bob", "hello bob"]));
     let msgs = json_lines(&ok(haven(&b, &url, &["sync", "--json"])));
@@ -175,25 +190,41 @@ fn quick_start_as_a_user_runs_it() {
         "no Haven profile",
     );
     fails(
-        haven(
+        register(
             &a,
             "http://127.0.0.1:9",
-            &["register", "zed", "--server", "http://127.0.0.1:9"],
+            "zed",
+            &["--server", "http://127.0.0.1:9"],
         ),
         "a Haven profile already exists",
     );
     fails(
-        haven(
+        register(
             &dir.path().join("zed"),
             &url,
-            &["register", "zed", "--server", "http://127.0.0.1:9"],
+            "zed",
+            &["--server", "http://127.0.0.1:9"],
         ),
         "unreachable",
     );
     fails(
-        haven(&dir.path().join("alice2"), &url, &["register", "alice"]),
+        register(&dir.path().join("alice2"), &url, "alice", &[]),
         "already exists",
     );
+    // A date of birth is required, and must be one; nothing is created without it.
+    fails(
+        haven(&dir.path().join("nobirth"), &url, &["register", "nobirth"]),
+        "--birth-date",
+    );
+    fails(
+        haven(
+            &dir.path().join("badbirth"),
+            &url,
+            &["register", "badbirth", "--birth-date", "1990-02-30"],
+        ),
+        "YYYY-MM-DD",
+    );
+    assert!(!dir.path().join("badbirth").join("haven.db").exists());
     let convs = ok(haven(&a, &url, &["conversations"]));
     assert_eq!(convs.lines().count(), 2, "{convs}");
 }
@@ -207,8 +238,8 @@ fn device_link_via_the_cli() {
         dir.path().join("a2"),
         dir.path().join("b"),
     );
-    ok(haven(&a1, &url, &["register", "alice"]));
-    ok(haven(&b, &url, &["register", "bob"]));
+    ok(register(&a1, &url, "alice", &[]));
+    ok(register(&b, &url, "bob", &[]));
     ok(haven(&b, &url, &["send", "alice", "first"]));
     ok(haven(&a1, &url, &["sync"]));
     let code = ok(haven(&a1, &url, &["device", "link"]));
@@ -249,8 +280,8 @@ fn chat_sends_typed_lines_and_shows_incoming_live() {
     let dir = tempfile::tempdir().unwrap();
     let (_server, url) = start(&dir.path().join("data"));
     let (a, b) = (dir.path().join("alice"), dir.path().join("bob"));
-    ok(haven(&a, &url, &["register", "alice"]));
-    ok(haven(&b, &url, &["register", "bob"]));
+    ok(register(&a, &url, "alice", &[]));
+    ok(register(&b, &url, "bob", &[]));
     ok(haven(&a, &url, &["send", "bob", "hello"]));
 
     // Bob opens a chat with Alice; his typed line is sent, and Alice's reply shows up live.
@@ -309,8 +340,8 @@ fn messages_stored_by_any_command_are_shown_once_by_sync() {
     let dir = tempfile::tempdir().unwrap();
     let (_server, url) = start(&dir.path().join("data"));
     let (a, b) = (dir.path().join("alice"), dir.path().join("bob"));
-    ok(haven(&a, &url, &["register", "alice"]));
-    ok(haven(&b, &url, &["register", "bob"]));
+    ok(register(&a, &url, "alice", &[]));
+    ok(register(&b, &url, "bob", &[]));
     ok(haven(&a, &url, &["send", "bob", "while you were away"]));
     // Bob's `send` syncs first (storing Alice's message) without printing it…
     ok(haven(&b, &url, &["send", "alice", "replying blind"]));
@@ -329,8 +360,8 @@ fn ids_ambiguity_consent_and_scoped_get_file_via_the_cli() {
     let dir = tempfile::tempdir().unwrap();
     let (_server, url) = start(&dir.path().join("data"));
     let (a, b) = (dir.path().join("alice"), dir.path().join("bob"));
-    ok(haven(&a, &url, &["register", "alice"]));
-    ok(haven(&b, &url, &["register", "bob"]));
+    ok(register(&a, &url, "alice", &[]));
+    ok(register(&b, &url, "bob", &[]));
 
     // `conversations` shows each conversation's short id and members; `id:` addresses it.
     ok(haven(
@@ -422,10 +453,11 @@ fn device_remove_logout_and_frank_key_admin() {
     let data = dir.path().join("data");
     let (server, url) = start(&data);
     let (laptop, phone) = (dir.path().join("laptop"), dir.path().join("phone"));
-    ok(haven(
+    ok(register(
         &laptop,
         &url,
-        &["register", "alice", "--device-name", "laptop"],
+        "alice",
+        &["--device-name", "laptop"],
     ));
     let code = ok(haven(&laptop, &url, &["device", "link"]));
     ok(haven(

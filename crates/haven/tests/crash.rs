@@ -7,6 +7,9 @@
     clippy::panic
 )]
 
+mod support;
+use support::ADULT_BIRTH_DATE;
+
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -59,12 +62,19 @@ async fn sigkill_with_queued_messages_loses_nothing_and_shows_nothing_twice() {
         &url,
         &UserName::new("alice").unwrap(),
         "t",
+        ADULT_BIRTH_DATE,
     )
     .await
     .unwrap();
-    let mut bob = Client::register(&dir.path().join("bob"), &url, &bob_name, "t")
-        .await
-        .unwrap();
+    let mut bob = Client::register(
+        &dir.path().join("bob"),
+        &url,
+        &bob_name,
+        "t",
+        ADULT_BIRTH_DATE,
+    )
+    .await
+    .unwrap();
     alice
         .send_text(&Target::User(bob_name.clone()), "m-0")
         .await

@@ -7,6 +7,9 @@
     clippy::panic
 )]
 
+mod support;
+use support::ADULT_BIRTH_DATE;
+
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -51,9 +54,15 @@ impl World {
     }
 
     async fn register(&self, name: &str) -> Client {
-        Client::register(&self.home(name), &self.url, &u(name), "test")
-            .await
-            .unwrap()
+        Client::register(
+            &self.home(name),
+            &self.url,
+            &u(name),
+            "test",
+            ADULT_BIRTH_DATE,
+        )
+        .await
+        .unwrap()
     }
 
     fn server_dir(&self) -> PathBuf {
@@ -606,16 +615,26 @@ async fn bad_requests_change_nothing() {
         .is_err());
     assert!(alice.add_member("nope", &u("alice")).await.is_err());
     // Duplicate registration of a name.
-    assert!(
-        Client::register(&w.home("alice-again"), &w.url, &u("alice"), "x")
-            .await
-            .is_err()
-    );
+    assert!(Client::register(
+        &w.home("alice-again"),
+        &w.url,
+        &u("alice"),
+        "x",
+        ADULT_BIRTH_DATE
+    )
+    .await
+    .is_err());
     // Server unreachable.
-    let e = Client::register(&w.home("offline"), "http://127.0.0.1:9", &u("zed"), "x")
-        .await
-        .err()
-        .unwrap();
+    let e = Client::register(
+        &w.home("offline"),
+        "http://127.0.0.1:9",
+        &u("zed"),
+        "x",
+        ADULT_BIRTH_DATE,
+    )
+    .await
+    .err()
+    .unwrap();
     assert!(e.to_string().contains("unreachable"), "{e}");
     // A real member sending malformed MLS bytes gets a 400 and the server keeps serving.
     let mut bob = w.register("bob").await;
@@ -834,7 +853,7 @@ async fn a_forged_direct_chat_never_becomes_the_chat_with_the_real_user() {
         .create_conversation(ConversationKind::direct(u("dave")))
         .unwrap();
     let info = fake.group_info(&g).unwrap();
-    if mallory.api().create_group(&g, info).await.is_ok() {
+    if mallory.api().create_group(&g, info, None).await.is_ok() {
         let claimed = mallory
             .api()
             .claim_key_packages(&u("dave"), &g)

@@ -8,6 +8,9 @@
     clippy::panic
 )]
 
+mod support;
+use support::ADULT_BIRTH_DATE;
+
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
@@ -98,7 +101,7 @@ impl World {
     }
 
     fn register(&self, who: &str) {
-        self.ok(who, &["register", who]);
+        self.ok(who, &["register", who, "--birth-date", ADULT_BIRTH_DATE]);
     }
 
     /// `haven admin --data DIR role grant USER ROLE`, on the running server's store.

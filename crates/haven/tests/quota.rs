@@ -8,6 +8,9 @@
     clippy::panic
 )]
 
+mod support;
+use support::ADULT_BIRTH_DATE;
+
 use std::collections::BTreeSet;
 use std::path::PathBuf;
 
@@ -42,9 +45,15 @@ impl World {
     }
 
     async fn register(&self, name: &str) -> Client {
-        Client::register(&self.home(name), &self.url, &u(name), "test")
-            .await
-            .unwrap()
+        Client::register(
+            &self.home(name),
+            &self.url,
+            &u(name),
+            "test",
+            ADULT_BIRTH_DATE,
+        )
+        .await
+        .unwrap()
     }
 }
 

@@ -7,6 +7,9 @@
     clippy::panic
 )]
 
+mod support;
+use support::ADULT_BIRTH_DATE;
+
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
@@ -35,7 +38,7 @@ fn home(dir: &Path, name: &str) -> PathBuf {
 
 /// Registers `name` with its first device `device`, its profile in `dir/name`.
 async fn register(dir: &Path, url: &str, name: &str, device: &str) -> Client {
-    Client::register(&home(dir, name), url, &u(name), device)
+    Client::register(&home(dir, name), url, &u(name), device, ADULT_BIRTH_DATE)
         .await
         .unwrap()
 }
@@ -310,7 +313,7 @@ async fn logout_revokes_sessions_at_once() {
     let server = start(&dir.path().join("data")).await;
     let url = server.url(false);
     let h = home(dir.path(), "alice");
-    let mut alice = Client::register(&h, &url, &u("alice"), "laptop")
+    let mut alice = Client::register(&h, &url, &u("alice"), "laptop", ADULT_BIRTH_DATE)
         .await
         .unwrap();
     let code = alice.link_code().await.unwrap().code;
