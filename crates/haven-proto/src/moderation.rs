@@ -198,8 +198,8 @@ impl CaseSource {
             CaseSource::AccountReport,
             CaseSource::RiskSignals,
         ]
-            .into_iter()
-            .find(|x| x.as_str() == s)
+        .into_iter()
+        .find(|x| x.as_str() == s)
     }
 }
 

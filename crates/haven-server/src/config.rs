@@ -178,6 +178,9 @@ pub struct ServerConfig {
     pub trusted_proxies: Vec<ipnet::IpNet>,
     /// The evidence key file ([`crate::moderation::vault`]); `None`: `DATA/evidence-key`.
     pub evidence_key: Option<PathBuf>,
+    /// The contact policy's limits and the risk score's weights and thresholds
+    /// ([`crate::contacts`]; `haven server --safety-config FILE` reads them from JSON).
+    pub safety: haven_safety::policy::PolicyConfig,
 }
 
 impl ServerConfig {
@@ -191,6 +194,7 @@ impl ServerConfig {
             limits: ServerLimits::default(),
             trusted_proxies: Vec::new(),
             evidence_key: None,
+            safety: haven_safety::policy::PolicyConfig::default(),
         }
     }
 }

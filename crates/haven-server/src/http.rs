@@ -33,13 +33,17 @@ pub fn error_response(e: ServiceError) -> Response {
     let (status, code) = match &e {
         ServiceError::BadRequest(_) => (StatusCode::BAD_REQUEST, ErrorCode::BadRequest),
         ServiceError::Unauthorized(_) => (StatusCode::UNAUTHORIZED, ErrorCode::Unauthorized),
-        ServiceError::Forbidden(_) => (StatusCode::FORBIDDEN, ErrorCode::Forbidden),
+        ServiceError::Forbidden(_) | ServiceError::Refused(_) => {
+            (StatusCode::FORBIDDEN, ErrorCode::Forbidden)
+        }
         ServiceError::NotFound(_) => (StatusCode::NOT_FOUND, ErrorCode::NotFound),
         ServiceError::AlreadyExists(_) => (StatusCode::CONFLICT, ErrorCode::AlreadyExists),
         ServiceError::EpochConflict(_) => (StatusCode::CONFLICT, ErrorCode::EpochConflict),
         ServiceError::Limit(_) => (StatusCode::UNPROCESSABLE_ENTITY, ErrorCode::LimitExceeded),
         ServiceError::TooLarge(_) => (StatusCode::PAYLOAD_TOO_LARGE, ErrorCode::PayloadTooLarge),
-        ServiceError::RateLimited | ServiceError::TooManyRequests(_) => {
+        ServiceError::RateLimited
+        | ServiceError::TooManyRequests(_)
+        | ServiceError::ContactLimit { .. } => {
             (StatusCode::TOO_MANY_REQUESTS, ErrorCode::RateLimited)
         }
         ServiceError::QueueShare { .. } => (
@@ -61,11 +65,16 @@ pub fn error_response(e: ServiceError) -> Response {
         ServiceError::QueueShare { recipient, .. } => Some(recipient.clone()),
         _ => None,
     };
+    let retry_at = match &e {
+        ServiceError::ContactLimit { retry_at, .. } => u64::try_from(*retry_at).ok(),
+        _ => None,
+    };
     let body = ApiError {
         code,
         message: e.to_string(),
         current_epoch,
         recipient,
+        retry_at,
     };
     (status, axum::Json(body)).into_response()
 }
@@ -466,6 +475,7 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/blobs/{id}", get(get_blob))
         // The upload streams; its size cap is enforced while streaming (`Service::put_blob`).
         .route("/v1/blobs", put(put_blob))
+        .merge(crate::contacts::http::routes())
         .merge(crate::moderation::http::routes(
             state.limits().max_report_body,
         ))

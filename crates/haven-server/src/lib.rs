@@ -20,6 +20,7 @@
 pub mod blobs;
 pub mod client_addr;
 pub mod config;
+pub mod contacts;
 pub mod datadir;
 pub mod frank_keys;
 pub mod groups;
@@ -114,9 +115,24 @@ pub async fn start(config: ServerConfig) -> Result<RunningServer, StartError> {
     let evidence_key = moderation::vault::load_or_create(&evidence_path, &*store)
         .await
         .map_err(|e| StartError::Keys(e.to_string()))?;
+    config
+        .safety
+        .validate()
+        .map_err(|e| StartError::Data(format!("safety configuration: {e}")))?;
+    let policy_json = serde_json::to_string(&config.safety)
+        .map_err(|e| StartError::Data(format!("safety configuration: {e}")))?;
+    store
+        .write_policy(
+            haven_safety::policy::POLICY_VERSION,
+            &policy_json,
+            service::now_ms(),
+        )
+        .await
+        .map_err(|e| StartError::Database(e.to_string()))?;
     let service = Arc::new(
         service::Service::new(store, Arc::new(blobs), config.limits.clone(), frank_keys)
-            .with_evidence_key(evidence_key),
+            .with_evidence_key(evidence_key)
+            .with_safety(config.safety.clone()),
     );
     let trusted = client_addr::TrustedProxies::new(config.trusted_proxies.clone());
     let app = http::router(service.clone()).layer(axum::Extension(trusted.clone()));

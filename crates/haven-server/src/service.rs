@@ -112,6 +112,18 @@ pub enum ServiceError {
     /// appeal).
     #[error("{0}")]
     Suspended(String),
+    /// A contact rule refused the approach (the message is neutral: it never reveals the
+    /// other account's age, settings or whether it blocked the caller).
+    #[error("{0}")]
+    Refused(String),
+    /// The caller's new-contact limit for the day is reached; try again at `retry_at`.
+    #[error("{message}")]
+    ContactLimit {
+        /// What happened, with when to try again.
+        message: String,
+        /// When one more new contact fits, ms.
+        retry_at: Millis,
+    },
     /// Internal failure (storage); nothing was changed.
     #[error("internal error")]
     Internal(String),
@@ -262,6 +274,8 @@ pub struct Service {
     /// Seals reported content at rest ([`crate::moderation::vault`]); reports are refused
     /// without one.
     pub(crate) evidence_key: Option<crate::moderation::EvidenceKey>,
+    /// The contact policy and risk configuration ([`crate::contacts`]).
+    pub(crate) safety: haven_safety::policy::PolicyConfig,
     /// Held shared by an upload from writing its record to making its file visible, and
     /// exclusively by the purge from finding unnamed blobs to deleting their files, so the purge
     /// never deletes a file an upload has just recorded.
@@ -289,8 +303,15 @@ impl Service {
             limits,
             hub: Hub::default(),
             evidence_key: None,
+            safety: haven_safety::policy::PolicyConfig::default(),
             blob_files: tokio::sync::RwLock::new(()),
         }
+    }
+
+    /// Sets the contact policy and risk configuration (default: `PolicyConfig::default()`).
+    pub fn with_safety(mut self, safety: haven_safety::policy::PolicyConfig) -> Self {
+        self.safety = safety;
+        self
     }
 
     /// Sets the evidence key (loaded by [`crate::moderation::vault::load_or_create`]).
@@ -351,7 +372,7 @@ impl Service {
     }
 
     /// Charges one authenticated write to the caller's account.
-    async fn write_limit(&self, who: &Authed) -> ServiceResult<()> {
+    pub(crate) async fn write_limit(&self, who: &Authed) -> ServiceResult<()> {
         let rule = RateRule::new(self.limits.write_burst, self.limits.write_refill_per_sec);
         if self.take(Bucket::Write(&who.user), rule).await? {
             Ok(())
@@ -411,14 +432,24 @@ impl Service {
             &req.mls_key,
             &req.mls_key_signature,
         )?;
+        let now = now_ms();
+        // The band and the day it next changes; the date of birth itself is not kept.
+        let birth = haven_safety::age::parse_date(&req.birth_date)
+            .map_err(|e| ServiceError::BadRequest(format!("birth date: {e}")))?;
+        let age = haven_safety::AgeRecord::from_birth_date(birth, haven_safety::age::utc_day(now))
+            .map_err(|e| ServiceError::BadRequest(format!("birth date: {e}")))?;
+        haven_safety::policy::check_registration(&age, &self.safety)
+            .map_err(|e| ServiceError::Refused(e.to_string()))?;
         let device = NewDevice {
             device_id: DeviceId::from_bytes(random()),
             name: req.device_name,
             auth_key: req.auth_key,
             mls_key: req.mls_key,
-            created_at: now_ms(),
+            created_at: now,
         };
-        self.store.create_user(&req.user, &device).await?;
+        self.store
+            .create_account(&req.user, &device, &crate::contacts::service::stored(&age))
+            .await?;
         tracing::info!(user = %req.user, device = %device.device_id, "registered");
         Ok(api::DeviceRegistered {
             user: req.user,
@@ -853,6 +884,7 @@ impl Service {
         if !group.members.contains(&who.device) {
             return Err(ServiceError::Forbidden("not a member of this group"));
         }
+        self.claim_gate(who, user, &req.group_id).await?;
         let of = RateRule::new(
             self.limits.claim_target_burst,
             self.limits.claim_target_refill_per_sec,
@@ -933,9 +965,17 @@ impl Service {
         let created =
             blocking(move || GroupView::create(&group_id, &info).map(|(_, c)| c)).await??;
         self.check_is_caller(who, &created.creator).await?;
+        if let Some(peer) = &req.direct_with {
+            if self.store.profile(peer).await?.is_none() {
+                return Err(ServiceError::NotFound("user"));
+            }
+        }
         self.store
             .create_group(&req.group_id, &who.device, now_ms(), &created.state)
             .await?;
+        if let Some(peer) = &req.direct_with {
+            self.mark_direct(who, &req.group_id, peer).await?;
+        }
         Ok(api::GroupState {
             group_id: req.group_id,
             epoch: 0,
@@ -1089,6 +1129,9 @@ impl Service {
             .collect();
         self.check_leaves(&introduced).await?;
         let now = now_ms();
+        let added_users: Vec<UserName> =
+            verified.added.iter().map(|a| a.leaf.user.clone()).collect();
+        let (approach, gates) = self.commit_gate(who, group, &added_users, now).await?;
         let added: Vec<DeviceId> = verified
             .added
             .iter()
@@ -1122,6 +1165,13 @@ impl Service {
             .store
             .apply_commit(&apply, &self.store_limits())
             .await?;
+        if let Err(e) = self
+            .record_approaches(approach, &who.user, Some(group), &gates, now)
+            .await
+        {
+            // The commit stands; what is lost is one time-line entry (logged without names).
+            tracing::warn!(error = %e, "could not record a commit's contact events");
+        }
         for d in old.members.iter().chain(added.iter()) {
             if d != &who.device {
                 self.hub.wake(d);
@@ -1207,22 +1257,28 @@ impl Service {
             group_id: group.as_bytes(),
             received_at_ms: now as u64,
         });
+        let gate = self.send_gate(who, group, now).await?;
         let mut msg = self.message(EntryKind::Application, group, &who.device, req.message, now);
         let server_tag = tag.encode();
         msg.frank = Some(StoredFrank {
             commitment: commitment.as_bytes().to_vec(),
             server_tag: server_tag.clone(),
         });
-        let recipients = self
+        let queued = self
             .store
             .enqueue_application(group, &who.device, epoch, &msg, &self.store_limits())
-            .await
-            .map_err(|e| match e {
-                StoreError::FutureEpoch { current } => ServiceError::BadRequest(format!(
-                    "message is for future epoch {epoch}; the group is at {current}"
-                )),
-                e => e.into(),
-            })?;
+            .await;
+        if queued.is_err() {
+            if let Some((peer, true)) = &gate {
+                self.send_failed(who, group, peer).await;
+            }
+        }
+        let recipients = queued.map_err(|e| match e {
+            StoreError::FutureEpoch { current } => ServiceError::BadRequest(format!(
+                "message is for future epoch {epoch}; the group is at {current}"
+            )),
+            e => e.into(),
+        })?;
         for d in &recipients {
             self.hub.wake(d);
         }

@@ -503,6 +503,7 @@ async fn authorization_matrix() {
             Some(json!({"outcome": "upheld", "reason": "spam it was"})),
         ),
         ("GET", format!("{u}/v1/admin/audit"), None),
+        ("GET", format!("{u}/v1/mod/signals/alice"), None),
     ];
     let roles: [(&str, Option<&Dev>); 6] = [
         ("no session", None),
@@ -530,7 +531,7 @@ async fn authorization_matrix() {
             cells += 1;
         }
     }
-    assert_eq!(cells, 48);
+    assert_eq!(cells, 54);
     // The moderator who took an action cannot decide its appeal (already decided here, so
     // check on a fresh one), and a moderator who is part of a case cannot open it.
     let m3 = send(s, &w.alice, &w.g, 1, text("more spam")).await;

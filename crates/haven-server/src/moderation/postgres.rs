@@ -21,7 +21,7 @@ use crate::store::{
 /// The advisory lock key of the audit chain ("havenaud").
 const AUDIT_LOCK: i64 = 0x6861_7665_6e61_7564;
 
-async fn append(conn: &mut PgConnection, line: &AuditLine) -> StoreResult<i64> {
+pub(crate) async fn append(conn: &mut PgConnection, line: &AuditLine) -> StoreResult<i64> {
     sqlx::query("SELECT pg_advisory_xact_lock($1)")
         .bind(AUDIT_LOCK)
         .execute(&mut *conn)
@@ -72,7 +72,7 @@ async fn recompute(conn: &mut PgConnection, user: &str) -> StoreResult<()> {
 }
 
 /// Queues `msg` to every live device of `user`, locking their rows first (in id order).
-async fn notify(
+pub(crate) async fn notify(
     conn: &mut PgConnection,
     user: &UserName,
     msg: &NewMessage,

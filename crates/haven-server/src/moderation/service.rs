@@ -152,6 +152,8 @@ impl Service {
                 reason: None,
                 until: None,
                 outcome: Some(outcome.to_owned()),
+                about: None,
+                text: None,
                 at: ms(now),
             },
             now,
@@ -391,8 +393,11 @@ impl Service {
             ),
             at: now,
         };
-        let (case_id, _new) = self.store.file_case(&case, &audit).await?;
+        let (case_id, new) = self.store.file_case(&case, &audit).await?;
         tracing::info!(case = %case_id, reason = req.reason.as_str(), "report filed");
+        if new {
+            self.note_report(&who.user, &case.reported_user).await;
+        }
         Ok(ReportFiled {
             case: case_id,
             verified_messages: u32::try_from(verified.len()).unwrap_or(u32::MAX),
@@ -443,6 +448,7 @@ impl Service {
             at: now,
         };
         let (case_id, _) = self.store.file_case(&case, &audit).await?;
+        self.note_report(&who.user, &req.user).await;
         Ok(ReportFiled {
             case: case_id,
             verified_messages: 0,
@@ -717,6 +723,8 @@ impl Service {
                         reason: Some(req.reason.clone()),
                         until: until.filter(|t| *t != Millis::MAX).map(ms),
                         outcome: None,
+                        about: None,
+                        text: None,
                         at: ms(now),
                     },
                     now,
@@ -883,6 +891,8 @@ impl Service {
                 reason: Some(req.reason.clone()),
                 until: None,
                 outcome: Some(outcome.into()),
+                about: None,
+                text: None,
                 at: ms(now),
             },
             now,

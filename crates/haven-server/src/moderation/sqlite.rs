@@ -82,7 +82,7 @@ fn action_by_id(c: &Connection, id: &str) -> StoreResult<Option<ActionRow>> {
 }
 
 /// Appends `line` to the audit chain; its seq.
-fn append(c: &Connection, line: &AuditLine) -> StoreResult<i64> {
+pub(crate) fn append(c: &Connection, line: &AuditLine) -> StoreResult<i64> {
     let last: Option<(i64, Vec<u8>)> = c
         .prepare_cached("SELECT seq, hash FROM mod_audit ORDER BY seq DESC LIMIT 1")?
         .query_row([], |r| Ok((r.get(0)?, r.get(1)?)))
@@ -129,7 +129,12 @@ fn recompute(c: &Connection, user: &str) -> StoreResult<()> {
     Ok(())
 }
 
-fn notify(c: &Connection, user: &UserName, msg: &NewMessage, limits: &Limits) -> StoreResult<()> {
+pub(crate) fn notify(
+    c: &Connection,
+    user: &UserName,
+    msg: &NewMessage,
+    limits: &Limits,
+) -> StoreResult<()> {
     let devices = user_device_ids(c, user)?;
     enqueue(c, &devices, msg, Checks::None, limits)?;
     Ok(())

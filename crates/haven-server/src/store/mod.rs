@@ -333,7 +333,12 @@ pub struct Limits {
 /// The storage interface. All methods are atomic (see the module docs).
 #[async_trait]
 pub trait Store:
-    crate::blobs::BlobRecords + crate::moderation::ModerationStore + Send + Sync + 'static
+    crate::blobs::BlobRecords
+    + crate::moderation::ModerationStore
+    + crate::contacts::ContactStore
+    + Send
+    + Sync
+    + 'static
 {
     // --- accounts and devices ---
 

@@ -184,7 +184,7 @@ pub(crate) async fn user_exists(conn: &mut PgConnection, user: &UserName) -> TxR
     Ok(found.is_some())
 }
 
-async fn insert_device(
+pub(crate) async fn insert_device(
     conn: &mut PgConnection,
     user: &UserName,
     device: &NewDevice,

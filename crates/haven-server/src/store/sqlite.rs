@@ -285,7 +285,7 @@ fn configure(conn: &Connection) -> StoreResult<()> {
 }
 
 /// The migrations, in order, for a fresh in-memory database.
-const MIGRATIONS: [&str; 7] = [
+const MIGRATIONS: [&str; 8] = [
     include_str!("../../migrations/sqlite/0001_init.sql"),
     include_str!("../../migrations/sqlite/0002_group_commits.sql"),
     include_str!("../../migrations/sqlite/0003_verified_groups.sql"),
@@ -293,6 +293,7 @@ const MIGRATIONS: [&str; 7] = [
     include_str!("../../migrations/sqlite/0005_blob_records.sql"),
     include_str!("../../migrations/sqlite/0006_quotas.sql"),
     include_str!("../../migrations/sqlite/0007_moderation.sql"),
+    include_str!("../../migrations/sqlite/0008_contacts.sql"),
 ];
 
 impl SqliteStore {
@@ -480,7 +481,11 @@ pub(crate) fn user_exists(conn: &Connection, user: &UserName) -> StoreResult<boo
         .is_some())
 }
 
-fn insert_device(conn: &Connection, user: &UserName, device: &NewDevice) -> StoreResult<()> {
+pub(crate) fn insert_device(
+    conn: &Connection,
+    user: &UserName,
+    device: &NewDevice,
+) -> StoreResult<()> {
     let done = exec(
         conn,
         "INSERT INTO devices (id, user_name, name, auth_key, mls_key, created_at)

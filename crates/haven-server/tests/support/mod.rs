@@ -62,6 +62,7 @@ pub async fn call(
     let mut rb = match method {
         "GET" => c.get(url),
         "PUT" => c.put(url),
+        "DELETE" => c.delete(url),
         _ => c.post(url),
     };
     if let Some(t) = token {
@@ -99,6 +100,11 @@ pub struct Dev {
 
 /// The registration body for `user` with these keys (the MLS key signed by the auth key).
 pub fn register_body(user: &str, auth: &SigningKey, mls_public: &[u8]) -> Value {
+    register_body_born(user, auth, mls_public, ADULT_BIRTH_DATE)
+}
+
+/// The registration body with a date of birth.
+pub fn register_body_born(user: &str, auth: &SigningKey, mls_public: &[u8], born: &str) -> Value {
     let sig = auth.sign(&api::mls_key_message(mls_public));
     json!({
         "user": user,
@@ -106,17 +112,26 @@ pub fn register_body(user: &str, auth: &SigningKey, mls_public: &[u8]) -> Value 
         "auth_key": B64.encode(auth.verifying_key().to_bytes()),
         "mls_key": B64.encode(mls_public),
         "mls_key_signature": B64.encode(sig.to_bytes()),
+        "birth_date": born,
     })
 }
 
+/// The date of birth test accounts register with unless a test needs a minor.
+pub const ADULT_BIRTH_DATE: &str = "1990-01-01";
+
 pub async fn register(s: &TestServer, user: &str) -> Dev {
+    register_born(s, user, ADULT_BIRTH_DATE).await
+}
+
+/// Registers `user` born on `born` (`YYYY-MM-DD`).
+pub async fn register_born(s: &TestServer, user: &str, born: &str) -> Dev {
     let auth = SigningKey::from_bytes(&rand_bytes());
     let signer = SignatureKeyPair::new(SignatureScheme::ED25519).unwrap();
     let (st, v) = call(
         "POST",
         &format!("{}/v1/register", s.url),
         None,
-        Some(register_body(user, &auth, signer.public())),
+        Some(register_body_born(user, &auth, signer.public(), born)),
     )
     .await;
     assert_eq!(st, 200, "{v}");
@@ -378,6 +393,21 @@ impl TestServer {
             &format!("{}/v1/groups", self.url),
             Some(&owner.token),
             Some(json!({"group_id": g, "group_info": B64.encode(info)})),
+        )
+        .await;
+        assert_eq!(st, 200, "{v}");
+        (g, group)
+    }
+
+    /// Creates a 1:1 conversation of `owner` with `peer` (`direct_with`).
+    pub async fn new_direct(&self, owner: &Dev, peer: &str) -> (GroupId, MlsGroup) {
+        let g = GroupId::from_bytes(&rand_bytes::<16>()).unwrap();
+        let (group, info) = owner.mls.create_group(&g);
+        let (st, v) = call(
+            "POST",
+            &format!("{}/v1/groups", self.url),
+            Some(&owner.token),
+            Some(json!({"group_id": g, "group_info": B64.encode(info), "direct_with": peer})),
         )
         .await;
         assert_eq!(st, 200, "{v}");
