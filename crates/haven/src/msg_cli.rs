@@ -103,6 +103,10 @@ pub struct ServerArgs {
     /// Days an attachment is kept after its upload.
     #[arg(long, default_value_t = 30)]
     pub blob_ttl_days: u64,
+    /// The contact policy's limits and the risk score's weights and thresholds, as JSON
+    /// (missing fields take their defaults; `haven admin policy` prints what is in force).
+    #[arg(long, value_name = "FILE")]
+    pub safety_config: Option<PathBuf>,
 }
 
 /// Parses `--trusted-proxy` values: CIDRs, or single addresses (as /32 or /128).
@@ -138,6 +142,15 @@ pub async fn server(args: ServerArgs) -> anyhow::Result<ExitCode> {
         report_contact: args.report_contact.clone(),
         ..ServerLimits::default()
     };
+    let safety = match &args.safety_config {
+        Some(path) => {
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("--safety-config {}", path.display()))?;
+            haven_safety::policy::PolicyConfig::from_json(&text)
+                .map_err(|e| anyhow::anyhow!("--safety-config {}: {e}", path.display()))?
+        }
+        None => haven_safety::policy::PolicyConfig::default(),
+    };
     let config = ServerConfig {
         listen: args.listen,
         data_dir: args.data,
@@ -146,6 +159,7 @@ pub async fn server(args: ServerArgs) -> anyhow::Result<ExitCode> {
         limits,
         trusted_proxies: trusted_proxies(&args.trusted_proxies)?,
         evidence_key: args.evidence_key,
+        safety,
     };
     let tls = config.tls.is_some();
     let running = haven_server::start(config).await?;
