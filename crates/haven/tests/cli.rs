@@ -64,6 +64,13 @@ fn register(home: &Path, server: &str, name: &str, extra: &[&str]) -> Output {
     haven(home, server, &args)
 }
 
+/// `a` (profile `a_home`) asks `b` to connect and `b` accepts: between connections, 1:1 chats
+/// need no request.
+fn connect(a_home: &Path, a: &str, b_home: &Path, b: &str, server: &str) {
+    ok(haven(a_home, server, &["contacts", "add", b]));
+    ok(haven(b_home, server, &["contacts", "accept", a]));
+}
+
 fn ok(out: Output) -> String {
     assert!(
         out.status.success(),
@@ -240,6 +247,7 @@ fn device_link_via_the_cli() {
     );
     ok(register(&a1, &url, "alice", &[]));
     ok(register(&b, &url, "bob", &[]));
+    connect(&a1, "alice", &b, "bob", &url);
     ok(haven(&b, &url, &["send", "alice", "first"]));
     ok(haven(&a1, &url, &["sync"]));
     let code = ok(haven(&a1, &url, &["device", "link"]));
@@ -282,6 +290,7 @@ fn chat_sends_typed_lines_and_shows_incoming_live() {
     let (a, b) = (dir.path().join("alice"), dir.path().join("bob"));
     ok(register(&a, &url, "alice", &[]));
     ok(register(&b, &url, "bob", &[]));
+    connect(&a, "alice", &b, "bob", &url);
     ok(haven(&a, &url, &["send", "bob", "hello"]));
 
     // Bob opens a chat with Alice; his typed line is sent, and Alice's reply shows up live.

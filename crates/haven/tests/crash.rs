@@ -75,6 +75,7 @@ async fn sigkill_with_queued_messages_loses_nothing_and_shows_nothing_twice() {
     )
     .await
     .unwrap();
+    support::connect(&mut alice, &mut bob).await;
     alice
         .send_text(&Target::User(bob_name.clone()), "m-0")
         .await

@@ -473,6 +473,7 @@ async fn altered_commitment_is_dropped_and_redelivery_shows_nothing_twice() {
     let w = World::new().await;
     let mut alice = w.register("alice").await;
     let mut bob = w.register("bob").await;
+    support::connect(&mut alice, &mut bob).await;
     alice
         .send_text(&Target::User(u("bob")), "genuine")
         .await
@@ -577,6 +578,7 @@ async fn push_over_websocket_delivers_live() {
     let w = World::new().await;
     let mut alice = w.register("alice").await;
     let mut bob = w.register("bob").await;
+    support::connect(&mut alice, &mut bob).await;
     alice
         .send_text(&Target::User(u("bob")), "first")
         .await
@@ -638,6 +640,7 @@ async fn bad_requests_change_nothing() {
     assert!(e.to_string().contains("unreachable"), "{e}");
     // A real member sending malformed MLS bytes gets a 400 and the server keeps serving.
     let mut bob = w.register("bob").await;
+    support::connect(&mut alice, &mut bob).await;
     alice
         .send_text(&Target::User(u("bob")), "ok")
         .await

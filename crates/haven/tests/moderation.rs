@@ -195,6 +195,8 @@ fn world() -> World {
         w.register(u);
     }
     w.grant("mod1", "moderator");
+    w.ok("alice", &["contacts", "add", "bob"]);
+    w.ok("bob", &["contacts", "accept", "alice"]);
     w
 }
 

@@ -36,3 +36,11 @@ pub fn born_years_ago(years: i64) -> String {
     let d = if m == 2 && d == 29 { 28 } else { d };
     format!("{:04}-{:02}-{:02}", y - years, m, d)
 }
+
+/// `a` asks `b` to connect and `b` accepts (client library): between connections, 1:1 chats and
+/// group adds need no request.
+pub async fn connect(a: &mut haven_client::Client, b: &mut haven_client::Client) {
+    let (au, bu) = (a.user().clone(), b.user().clone());
+    a.contact_request(&bu).await.unwrap();
+    b.contact_answer(&au, true).await.unwrap();
+}
