@@ -447,6 +447,37 @@ fn adults_cannot_reach_minors_outside_their_contacts() {
         "{convs}"
     );
 
+    // A moderator sees adam's approaches: metadata only, with the score's parts.
+    w.adult("mod1");
+    let out = Command::new(env!("CARGO_BIN_EXE_haven"))
+        .arg("admin")
+        .arg("--data")
+        .arg(w.dir.path().join("data"))
+        .args(["role", "grant", "mod1", "moderator"])
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let r = w.json("mod1", &["mod", "signals", "adam", "--json"]);
+    assert_eq!(r["user"], "adam", "{r}");
+    assert!(r["score"].as_f64().is_some(), "{r}");
+    let timeline = r["timeline"].as_array().unwrap();
+    assert!(
+        timeline.iter().any(|e| e["target"] == "mia"
+            && e["decision"].as_str().unwrap().starts_with("refused")),
+        "{r}"
+    );
+    let text = w.ok("mod1", &["mod", "signals", "adam"]);
+    assert!(
+        text.contains("risk score") && text.contains("mia"),
+        "{text}"
+    );
+    w.fails("adam", &["mod", "signals", "mia"]);
+
     w.assert_server_output_clean();
 }
 
@@ -527,6 +558,34 @@ fn message_requests_between_minors() {
     let err = w.fails("zoe", &["send", "mia", "hello again"]);
     assert_no_age_words(&err);
     assert!(messages(&w.sync("mia")).is_empty());
+
+    // In text: the request, the safety notice with what to do, and `haven accept` answering
+    // the request on the server too (one decision, whichever command makes it).
+    w.register("kim", &born_years_ago(17));
+    w.ok("kim", &["send", "mia", "hi from kim"]);
+    let text = w.ok("mia", &["sync"]);
+    assert!(text.contains("[request] [kim] kim: hi from kim"), "{text}");
+    assert!(
+        text.contains("message request: kim wants to message you"),
+        "{text}"
+    );
+    assert!(
+        text.contains("safety notice about kim")
+            && text.contains("haven block kim")
+            && text.contains("haven restrict kim")
+            && text.contains("haven report-user kim"),
+        "{text}"
+    );
+    w.fails("kim", &["send", "mia", "hello?"]);
+    w.ok("mia", &["accept", "kim"]);
+    assert!(w.json("mia", &["requests", "--json"])["requests"]
+        .as_array()
+        .unwrap()
+        .is_empty());
+    w.ok("kim", &["send", "mia", "accepted now"]);
+    let text = w.ok("mia", &["sync"]);
+    assert!(text.contains("[kim] kim: accepted now"), "{text}");
+    assert!(!text.contains("[request]"), "{text}");
 
     w.assert_server_output_clean();
 }
