@@ -907,18 +907,22 @@ pub struct HistoryArgs {
 }
 
 pub async fn history(home: PathBuf, args: HistoryArgs) -> anyhow::Result<ExitCode> {
-    let client = Client::open(&home).await?;
+    let mut client = Client::open(&home).await?;
     let g = client.resolve(&args.conversation)?;
     let label = client.label(&g);
     let mark = mark_of(&client, &g);
+    // As sync shows them: blocked senders hidden, requests marked and text only.
+    let view = client.safety_view().await?;
     for m in client.engine().history(&g, args.limit)? {
-        if matches!(m.body, Body::GroupName(_)) {
+        if matches!(m.body, Body::GroupName(_)) || view.is_blocked(&m.from) {
             continue;
         }
-        if args.json {
-            println!("{}", message_json_marked(&label, &m, mark));
-        } else {
-            println!("{}", message_line_marked(&label, &m, mark));
+        let request = view.is_request_message(&m.group, &m.from);
+        match (args.json, request) {
+            (true, false) => println!("{}", message_json_marked(&label, &m, mark)),
+            (true, true) => println!("{}", request_json(message_json_marked(&label, &m, mark))),
+            (false, false) => println!("{}", message_line_marked(&label, &m, mark)),
+            (false, true) => println!("{}", request_line(&label, &m, mark)),
         }
     }
     Ok(ExitCode::SUCCESS)

@@ -623,7 +623,10 @@ fn blocks_restricts_and_message_settings() {
     );
     assert!(got.iter().all(|(f, _, _)| f != "ben"), "{got:?}");
     let text = w.ok("ann", &["history", "#trio"]);
-    assert!(text.contains("cal in trio"), "{text}");
+    assert!(
+        text.contains("cal in trio") && !text.contains("ben in trio"),
+        "{text}"
+    );
 
     // Unblocked: he shows again.
     w.ok("ann", &["unblock", "ben"]);
