@@ -1,7 +1,7 @@
 //! The server's JSON request bodies on arbitrary bytes: decoding never panics.
 #![no_main]
 
-use haven_proto::api;
+use haven_proto::{api, contacts};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
@@ -15,4 +15,8 @@ fuzz_target!(|data: &[u8]| {
     let _ = serde_json::from_slice::<api::AckRequest>(data);
     let _ = serde_json::from_slice::<api::WsClientFrame>(data);
     let _ = serde_json::from_slice::<api::QueueEntry>(data);
+    let _ = serde_json::from_slice::<api::CreateGroup>(data);
+    let _ = serde_json::from_slice::<contacts::ContactRequestBody>(data);
+    let _ = serde_json::from_slice::<contacts::MessageSettingBody>(data);
+    let _ = serde_json::from_slice::<haven_proto::moderation::Notice>(data);
 });

@@ -966,6 +966,11 @@ impl Service {
             blocking(move || GroupView::create(&group_id, &info).map(|(_, c)| c)).await??;
         self.check_is_caller(who, &created.creator).await?;
         if let Some(peer) = &req.direct_with {
+            if peer == &who.user {
+                return Err(ServiceError::BadRequest(
+                    "a 1:1 conversation needs another account".into(),
+                ));
+            }
             if self.store.profile(peer).await?.is_none() {
                 return Err(ServiceError::NotFound("user"));
             }
@@ -1340,6 +1345,9 @@ impl Service {
         let now = now_ms();
         let dropped = self.store.purge_expired(now).await?;
         self.purge_moderation().await?;
+        self.store
+            .purge_contacts(now.saturating_sub(crate::contacts::RETENTION_MS))
+            .await?;
         let _files = self.blob_files.write().await;
         let gone = self.store.purge_blobs(now).await?;
         for id in &gone {

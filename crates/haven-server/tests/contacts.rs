@@ -751,3 +751,45 @@ async fn contact_endpoints_need_a_session_and_refuse_bad_input() {
         .any(|r| r["id"] == "minor-contact-connections-only"));
     assert_eq!(v["config"]["risk"]["case_threshold"], 60.0);
 }
+
+#[tokio::test]
+async fn an_elevated_account_writing_to_a_minor_brings_a_safety_notice() {
+    let s = server_with(limits()).await;
+    let mo = register(&s, "mo").await;
+    grant(&s, "mo", Role::Moderator).await;
+    let mia = register_born(&s, "mia", &born(13, 40)).await;
+    let sam = register_born(&s, "sam", &born(17, 40)).await;
+    s.upload_key_packages(&mia, 2).await;
+    connect(&s, &mia, &sam).await;
+    let (g, mut d) = s.new_direct(&sam, "mia").await;
+    let (st, _, _) = s.add(&sam, &mut d, &g, &mia).await;
+    assert_eq!(st, 200);
+    assert_eq!(send(&s, &sam, &g, 1).await.0, 200);
+    assert!(
+        notices(&s.queue(&mia).await).is_empty(),
+        "normal signals: no notice"
+    );
+    // Sam asks younger teens he does not know, quickly, until his signals are elevated.
+    let mut i = 0;
+    loop {
+        let kid = format!("kid{i}");
+        register_born(&s, &kid, &born(13, 60 + i)).await;
+        let (st, v) = ask(&s, &sam, &kid).await;
+        assert!(st == 200 || st == 429, "{v}");
+        let level = signals(&s, &mo, "sam").await["level"].clone();
+        if level == "elevated" {
+            break;
+        }
+        assert_eq!(level, "normal");
+        i += 1;
+        assert!(i < 10, "never elevated");
+    }
+    assert_eq!(send(&s, &sam, &g, 1).await.0, 200);
+    let n = notices(&s.queue(&mia).await);
+    assert_eq!(n.len(), 1, "{n:?}");
+    assert_eq!(n[0].kind, NoticeKind::Safety);
+    assert_eq!(n[0].about.as_ref().unwrap().as_str(), "sam");
+    // One a day per pair, not one per message.
+    assert_eq!(send(&s, &sam, &g, 1).await.0, 200);
+    assert_eq!(notices(&s.queue(&mia).await).len(), 1);
+}

@@ -425,6 +425,19 @@ async fn time_line_risk_notices_and_policy<S: Store>(s: Arc<S>) {
         .unwrap());
     assert_eq!(s.fetch_queue(&dev(2), 0, 10, NOW).await.unwrap().len(), 2);
 
+    // The purge takes what is older than its cut-off only.
+    assert_eq!(s.purge_contacts(NOW + 5).await.unwrap(), 1);
+    assert_eq!(s.contact_events(&alice, 0).await.unwrap().len(), 1);
+    assert!(!s
+        .safety_notice(&bob, &alice, &n, 1000, &LIMITS)
+        .await
+        .unwrap());
+    assert_eq!(s.purge_contacts(NOW + 1001).await.unwrap(), 2);
+    assert!(s
+        .safety_notice(&bob, &alice, &n, 1000, &LIMITS)
+        .await
+        .unwrap());
+
     assert!(s.policy().await.unwrap().is_none());
     s.write_policy(1, "{\"a\":1}", NOW).await.unwrap();
     s.write_policy(2, "{\"a\":2}", NOW).await.unwrap();

@@ -65,3 +65,8 @@ pub mod sqlite;
 pub mod store;
 
 pub use store::ContactStore;
+
+/// How long the time line keeps an approach, and a decided message request its row: longer
+/// than every signal's window (7 days) and the received-blocks window (30 days), so a purge
+/// never changes a score.
+pub const RETENTION_MS: crate::store::Millis = 45 * 24 * 3600 * 1000;

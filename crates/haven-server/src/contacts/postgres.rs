@@ -831,6 +831,24 @@ impl ContactStore for PgStore {
         Ok(true)
     }
 
+    async fn purge_contacts(&self, before: Millis) -> StoreResult<u64> {
+        let mut tx = self.pool.begin().await?;
+        let mut n = 0;
+        for sql in [
+            "DELETE FROM contact_events WHERE at < $1",
+            "DELETE FROM message_requests WHERE state <> 'pending' AND decided_at < $1",
+            "DELETE FROM safety_notices WHERE at < $1",
+        ] {
+            n += sqlx::query(sql)
+                .bind(before)
+                .execute(&mut *tx)
+                .await?
+                .rows_affected();
+        }
+        tx.commit().await?;
+        Ok(n)
+    }
+
     async fn write_policy(&self, version: u32, config: &str, now: Millis) -> StoreResult<()> {
         sqlx::query(
             "INSERT INTO policy_in_force (id, version, config, written_at) VALUES (1, $1, $2, $3)

@@ -931,7 +931,7 @@ fn refusal_error(r: &Refusal, target: &UserName, now: Millis) -> ServiceError {
 }
 
 /// The band of a stored age as of `now`.
-pub(crate) fn band_today(a: &StoredAge, now: Millis) -> AgeBand {
+pub fn band_today(a: &StoredAge, now: Millis) -> AgeBand {
     let record = AgeRecord {
         band: a.band,
         changes_on: a
@@ -944,7 +944,7 @@ pub(crate) fn band_today(a: &StoredAge, now: Millis) -> AgeBand {
 }
 
 /// The stored form of an age record.
-pub(crate) fn stored(r: &AgeRecord) -> StoredAge {
+pub fn stored(r: &AgeRecord) -> StoredAge {
     StoredAge {
         band: r.band,
         changes_on: r.changes_on.map(age::format_date),

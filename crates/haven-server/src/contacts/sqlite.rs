@@ -881,6 +881,20 @@ impl ContactStore for SqliteStore {
         .await
     }
 
+    async fn purge_contacts(&self, before: Millis) -> StoreResult<u64> {
+        self.write(move |c| {
+            let a = exec(c, "DELETE FROM contact_events WHERE at < ?1", [before])?;
+            let b = exec(
+                c,
+                "DELETE FROM message_requests WHERE state <> 'pending' AND decided_at < ?1",
+                [before],
+            )?;
+            let n = exec(c, "DELETE FROM safety_notices WHERE at < ?1", [before])?;
+            Ok(u64::try_from(a + b + n).unwrap_or(u64::MAX))
+        })
+        .await
+    }
+
     async fn write_policy(&self, version: u32, config: &str, now: Millis) -> StoreResult<()> {
         let config = config.to_owned();
         self.write(move |c| {

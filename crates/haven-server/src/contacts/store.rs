@@ -307,6 +307,9 @@ pub trait ContactStore: Send + Sync {
         window: Millis,
         limits: &Limits,
     ) -> StoreResult<bool>;
+    /// Deletes time-line events, decided message requests and safety-notice marks older than
+    /// `before`. Returns the rows deleted.
+    async fn purge_contacts(&self, before: Millis) -> StoreResult<u64>;
     /// Records the policy the server runs with.
     async fn write_policy(&self, version: u32, config: &str, now: Millis) -> StoreResult<()>;
     /// The policy in force (version, config JSON), if one was written.
