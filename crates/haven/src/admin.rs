@@ -12,6 +12,11 @@
 //! takes a role, and `haven admin … audit [--json] [--verify]` prints the moderation audit log
 //! (and checks its hash chain). They work on the server's store directly, while it runs; each
 //! role change is itself an audit entry (actor `admin-cli`).
+//!
+//! `haven admin … age USER --band B [--changes-on YYYY-MM-DD] [--verified]` corrects an
+//! account's age band (an audit entry), and `haven admin … policy [--json]` prints the contact
+//! rules and the limits, weights and thresholds the server runs with (as it recorded them at
+//! start-up).
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -47,6 +52,33 @@ pub enum AdminCmd {
     /// The CyberTipline Reporting API: submit an escalation a moderator wrote.
     #[command(subcommand)]
     Cybertip(CybertipCmd),
+    /// Correct an account's age band (audited).
+    Age(AgeArgs),
+    /// The contact rules, limits, risk weights and thresholds in force.
+    Policy(PolicyArgs),
+}
+
+#[derive(clap::Args)]
+pub struct AgeArgs {
+    /// The account.
+    pub user: String,
+    /// `under-13`, `13-15`, `16-17` or `adult`.
+    #[arg(long)]
+    pub band: String,
+    /// The day the band next changes (`YYYY-MM-DD`); without it a minor band stays until
+    /// corrected again.
+    #[arg(long)]
+    pub changes_on: Option<String>,
+    /// The operator checked the age (otherwise it stays self-declared).
+    #[arg(long)]
+    pub verified: bool,
+}
+
+#[derive(clap::Args)]
+pub struct PolicyArgs {
+    /// One JSON object.
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(clap::Subcommand)]
@@ -326,8 +358,110 @@ async fn cybertip_submit(
     }
 }
 
+async fn age(args: &AdminArgs, a: &AgeArgs) -> anyhow::Result<ExitCode> {
+    use haven_safety::{age, AgeBand, AgeRecord};
+    let user =
+        haven_proto::UserName::new(&a.user).map_err(|e| anyhow::anyhow!("{:?}: {e}", a.user))?;
+    let band = AgeBand::parse(&a.band).ok_or_else(|| {
+        anyhow::anyhow!("unknown band {:?}: under-13, 13-15, 16-17 or adult", a.band)
+    })?;
+    let changes_on = match &a.changes_on {
+        Some(d) if band == AgeBand::Adult => {
+            anyhow::bail!("an adult band does not change (drop --changes-on {d})")
+        }
+        Some(d) => {
+            let day = age::parse_date(d).map_err(|e| anyhow::anyhow!("--changes-on: {e}"))?;
+            if day <= age::utc_day(now_ms()) {
+                anyhow::bail!("--changes-on must be after today");
+            }
+            Some(day)
+        }
+        None => None,
+    };
+    let record = AgeRecord::corrected(band, changes_on, a.verified);
+    let stored = haven_server::contacts::service::stored(&record);
+    let store = open(args).await?;
+    let line = AuditLine {
+        actor: "admin-cli".into(),
+        action: "age.set".into(),
+        case: None,
+        detail: format!(
+            "{user}: {} ({}){}",
+            band.as_str(),
+            record.source.as_str(),
+            stored
+                .changes_on
+                .as_ref()
+                .map(|d| format!(", changes on {d}"))
+                .unwrap_or_default()
+        ),
+        at: now_ms(),
+    };
+    store
+        .set_age(&user, &stored, &line)
+        .await
+        .map_err(|e| match e {
+            haven_server::store::StoreError::NotFound(_) => {
+                anyhow::anyhow!("no account named {user}")
+            }
+            e => e.into(),
+        })?;
+    println!("{}", line.detail);
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn policy(args: &AdminArgs, p: &PolicyArgs) -> anyhow::Result<ExitCode> {
+    use haven_safety::policy::{PolicyConfig, POLICY_VERSION};
+    let store = open(args).await?;
+    let (version, config) = match store.policy().await? {
+        Some((v, c)) => (
+            v,
+            PolicyConfig::from_json(&c).map_err(|e| anyhow::anyhow!("the recorded policy: {e}"))?,
+        ),
+        None => anyhow::bail!("the server has not recorded a policy yet (start it once)"),
+    };
+    if version != POLICY_VERSION {
+        eprintln!(
+            "the server recorded policy version {version}; this haven knows version {POLICY_VERSION} (rule texts below are this version's)"
+        );
+    }
+    let view = haven_server::contacts::service::policy_view(&config)
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    if p.json {
+        println!("{}", serde_json::to_string(&view)?);
+        return Ok(ExitCode::SUCCESS);
+    }
+    println!("contact policy version {version}");
+    for r in &view.rules {
+        println!("  [{}] {}", r.id, r.text);
+    }
+    let l = &config.limits;
+    println!(
+        "new contacts per day: {} ({} toward minors); accounts younger than {} days get {}%; elevated accounts {} toward minors",
+        l.per_day, l.per_day_to_minors, l.new_account_days, l.new_account_percent, l.elevated_per_day_to_minors
+    );
+    println!(
+        "risk score: friction at {}, case at {} (a decided share needs {} answers)",
+        config.risk.friction_threshold,
+        config.risk.case_threshold,
+        config.risk.min_decided_for_share
+    );
+    for (name, desc) in haven_safety::risk::SIGNALS {
+        match config.risk.weights.get(*name) {
+            Some(w) => println!(
+                "  {name}: {} x clamp(value - {}, 0, {})  — {desc}",
+                w.weight, w.free, w.cap
+            ),
+            None => println!("  {name}: off — {desc}"),
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
 pub fn main(args: AdminArgs) -> anyhow::Result<ExitCode> {
     match &args.command {
+        AdminCmd::Age(a) => return crate::msg_cli::run(age(&args, a)),
+        AdminCmd::Policy(p) => return crate::msg_cli::run(policy(&args, p)),
         AdminCmd::Role(cmd) => return crate::msg_cli::run(roles(&args, cmd)),
         AdminCmd::Audit(a) => return crate::msg_cli::run(audit(&args, a)),
         AdminCmd::Cybertip(CybertipCmd::Submit {

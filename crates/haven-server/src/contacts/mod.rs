@@ -20,6 +20,7 @@
 //!    - a first message: adding the other account to a 1:1 conversation, a group created with
 //!      `direct_with` (only the two accounts' devices may ever join it);
 //!    - a group add: a commit that adds an account not yet in the group.
+//!
 //!    The decision is taken at the key-package claim (early, so the client learns before it
 //!    builds a commit) and again, authoritatively, when the commit is verified: a commit that
 //!    adds an account the rules refuse is refused whole, with the same neutral text

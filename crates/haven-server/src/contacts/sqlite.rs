@@ -852,12 +852,8 @@ impl ContactStore for SqliteStore {
         window: Millis,
         limits: &Limits,
     ) -> StoreResult<bool> {
-        let (recipient, about, notice, limits) = (
-            recipient.clone(),
-            about.clone(),
-            notice.clone(),
-            limits.clone(),
-        );
+        let (recipient, about, notice, limits) =
+            (recipient.clone(), about.clone(), notice.clone(), *limits);
         self.write(move |c| {
             let now = notice.received_at;
             let n = exec(
