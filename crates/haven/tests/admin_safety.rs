@@ -1,0 +1,183 @@
+//! The operator's safety commands end to end: `haven admin … age` corrects an account's band
+//! (audited) and the account's next request sees it; `haven admin … policy` prints what the
+//! running server recorded. A `haven server` process on a loopback port.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::indexing_slicing,
+    clippy::panic
+)]
+
+mod support;
+use support::{born_years_ago, ADULT_BIRTH_DATE};
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+struct Server(Child);
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn start(dir: &Path) -> (Server, String) {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let child = Command::new(env!("CARGO_BIN_EXE_haven"))
+        .args(["server", "--listen", &format!("127.0.0.1:{port}"), "--data"])
+        .arg(dir.join("data"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(Instant::now() < deadline, "server did not start");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    (Server(child), format!("http://127.0.0.1:{port}"))
+}
+
+fn haven(dir: &Path, url: &str, who: Option<&str>, args: &[&str]) -> Output {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_haven"));
+    if let Some(w) = who {
+        c.arg("--home").arg(dir.join("homes").join(w));
+    }
+    c.args(args)
+        .env("HAVEN_SERVER", url)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap()
+}
+
+fn ok(out: Output) -> String {
+    assert!(
+        out.status.success(),
+        "failed: {}\n{}",
+        String::from_utf8_lossy(&out.stderr),
+        String::from_utf8_lossy(&out.stdout)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+fn fails(out: Output, needle: &str) {
+    assert!(!out.status.success(), "unexpected success");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains(needle), "stderr {err:?} lacks {needle:?}");
+}
+
+fn admin(dir: &Path, args: &[&str]) -> Output {
+    let data: PathBuf = dir.join("data");
+    let mut all = vec!["admin", "--data", data.to_str().unwrap()];
+    all.extend_from_slice(args);
+    haven(dir, "", None, &all)
+}
+
+#[test]
+fn the_operator_corrects_a_band_and_reads_the_policy() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let (_server, url) = start(d);
+    let teen = born_years_ago(14);
+    ok(haven(
+        d,
+        &url,
+        Some("mia"),
+        &["register", "mia", "--birth-date", &teen],
+    ));
+    ok(haven(
+        d,
+        &url,
+        Some("dad"),
+        &["register", "dad", "--birth-date", ADULT_BIRTH_DATE],
+    ));
+    let me: Value =
+        serde_json::from_str(&ok(haven(d, &url, Some("mia"), &["me", "--json"]))).unwrap();
+    assert_eq!(me["age_band"], "13-15");
+    assert_eq!(me["age_source"], "self-declared");
+    // Refused corrections change nothing.
+    fails(admin(d, &["age", "mia", "--band", "child"]), "unknown band");
+    fails(
+        admin(
+            d,
+            &[
+                "age",
+                "mia",
+                "--band",
+                "adult",
+                "--changes-on",
+                "2099-01-01",
+            ],
+        ),
+        "does not change",
+    );
+    fails(
+        admin(
+            d,
+            &[
+                "age",
+                "mia",
+                "--band",
+                "16-17",
+                "--changes-on",
+                "2000-01-01",
+            ],
+        ),
+        "after today",
+    );
+    fails(
+        admin(d, &["age", "nobody", "--band", "adult"]),
+        "no account named nobody",
+    );
+    // The operator checked: mia is an adult (say, her date was mistyped).
+    let out = ok(admin(d, &["age", "mia", "--band", "adult", "--verified"]));
+    assert!(out.contains("mia: adult (verified)"), "{out}");
+    let me: Value =
+        serde_json::from_str(&ok(haven(d, &url, Some("mia"), &["me", "--json"]))).unwrap();
+    assert_eq!(me["age_band"], "adult");
+    assert_eq!(me["age_source"], "verified");
+    // The correction is on the audit log, once.
+    let audit = ok(admin(d, &["audit", "--json"]));
+    let lines: Vec<Value> = audit
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .filter(|e: &Value| e["action"] == "age.set")
+        .collect();
+    assert_eq!(lines.len(), 1, "{audit}");
+    assert_eq!(lines[0]["actor"], "admin-cli");
+    assert!(lines[0]["detail"].as_str().unwrap().contains("mia"));
+
+    let policy: Value = serde_json::from_str(&ok(admin(d, &["policy", "--json"]))).unwrap();
+    assert_eq!(policy["version"], 1);
+    let ids: Vec<&str> = policy["rules"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["id"].as_str().unwrap())
+        .collect();
+    for id in [
+        "min-age",
+        "minor-contact-connections-only",
+        "block",
+        "risk-case-pause",
+    ] {
+        assert!(ids.contains(&id), "{ids:?}");
+    }
+    assert_eq!(policy["config"]["limits"]["per_day"], 50);
+    let text = ok(admin(d, &["policy"]));
+    assert!(
+        text.contains("new contacts per day: 50 (20 toward minors)"),
+        "{text}"
+    );
+    assert!(text.contains("friction at 30, case at 60"), "{text}");
+    assert!(text.contains("minor_contacts_1h"), "{text}");
+}
