@@ -570,7 +570,11 @@ impl ContactStore for PgStore {
         for (r, kind) in recipients {
             sqlx::query(
                 "INSERT INTO message_requests (recipient, group_id, requester, kind, state, created_at)
-                 VALUES ($1, $2, $3, $4, 'pending', $5) ON CONFLICT DO NOTHING",
+                 VALUES ($1, $2, $3, $4, 'pending', $5)
+                     ON CONFLICT (recipient, group_id) DO UPDATE SET state = 'pending',
+                         requester = excluded.requester, kind = excluded.kind,
+                         messages_sent = 0, created_at = excluded.created_at, decided_at = NULL
+                     WHERE message_requests.state <> 'pending'",
             )
             .bind(r.as_str())
             .bind(g.as_bytes())

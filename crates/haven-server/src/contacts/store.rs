@@ -229,7 +229,8 @@ pub trait ContactStore: Send + Sync {
     /// The accounts with a device in the group, by name.
     async fn group_users(&self, group: &GroupId) -> StoreResult<Vec<UserName>>;
     /// Opens pending message requests (recipient, kind) in `group` from `requester`; a
-    /// recipient with a request in the group already keeps it.
+    /// recipient with a pending request in the group keeps it, and one who answered an earlier
+    /// request (and has been added again since, having left) is asked again.
     async fn open_message_requests(
         &self,
         group: &GroupId,
