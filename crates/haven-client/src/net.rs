@@ -750,3 +750,85 @@ impl PushStream {
             .map_err(|e| NetError::Protocol(e.to_string()))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    /// A server that answers every request with `status` and `body` (one request per
+    /// connection).
+    async fn canned(status: &'static str, body: &'static str) -> String {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move {
+            while let Ok((mut sock, _)) = listener.accept().await {
+                tokio::spawn(async move {
+                    let mut buf = vec![0u8; 8192];
+                    let _ = sock.read(&mut buf).await;
+                    let reply = format!(
+                        "HTTP/1.1 {status}\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                        body.len()
+                    );
+                    let _ = sock.write_all(reply.as_bytes()).await;
+                });
+            }
+        });
+        format!("http://{addr}")
+    }
+
+    #[tokio::test]
+    async fn a_server_without_contacts_has_none() {
+        for (status, body) in [
+            ("404 Not Found", ""),
+            (
+                "404 Not Found",
+                r#"{"code":"not_found","message":"no such route"}"#,
+            ),
+        ] {
+            let api = Api::new(&canned(status, body).await).unwrap();
+            assert_eq!(api.message_requests().await.unwrap(), None);
+            assert_eq!(api.contacts().await.unwrap(), None);
+            // Where the endpoint is the point of the command, 404 is an error.
+            assert!(api.me().await.is_err());
+        }
+    }
+
+    #[tokio::test]
+    async fn other_failures_are_errors_and_refusals_keep_their_text() {
+        let api = Api::new(
+            &canned(
+                "403 Forbidden",
+                r#"{"code":"forbidden","message":"mia only accepts messages from their contacts"}"#,
+            )
+            .await,
+        )
+        .unwrap();
+        let e = api.message_requests().await.unwrap_err();
+        assert_eq!(e.code(), Some(ErrorCode::Forbidden));
+        let e = api
+            .contact_request(&UserName::new("mia").unwrap())
+            .await
+            .unwrap_err();
+        assert!(
+            e.to_string()
+                .ends_with("mia only accepts messages from their contacts"),
+            "{e}"
+        );
+        let api = Api::new(
+            &canned(
+                "429 Too Many Requests",
+                r#"{"code":"rate_limited","message":"try again after 2026-12-03 10:00 UTC","retry_at":1796292000000}"#,
+            )
+            .await,
+        )
+        .unwrap();
+        match api.contact_request(&UserName::new("bob").unwrap()).await {
+            Err(NetError::Api { status: 429, error }) => {
+                assert_eq!(error.retry_at, Some(1_796_292_000_000));
+                assert!(error.message.contains("try again after"));
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+}

@@ -1,6 +1,12 @@
 //! The messaging commands: `server`, `register`, `link`, `device`, `send`, `send-file`,
 //! `get-file`, `group`, `accept`, `leave`, `sync`, `history`, `conversations`, `chat`.
 //!
+//! `sync`, `history` and `chat` show messages as the contact rules have them (`safety_cli` has
+//! the commands): a message request's messages, and a restricted sender's, are marked
+//! (`"request": true`, `[request]`) and shown as text only, their attachments neither listed
+//! nor fetched (`get-file` refuses them); a blocked sender's are not shown. Safety notices print
+//! with the actions they offer.
+//!
 //! Errors print one clear line on stderr and exit non-zero; a refused command changes nothing
 //! locally or on the server (arguments and names are checked before anything is created).
 //!

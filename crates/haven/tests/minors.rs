@@ -481,6 +481,43 @@ fn adults_cannot_reach_minors_outside_their_contacts() {
     w.assert_server_output_clean();
 }
 
+/// A minor who declined a group request and is added to the same group again is asked again:
+/// the new add is a new group request, which she can accept.
+#[test]
+fn a_declined_group_request_is_asked_again() {
+    let w = World::new();
+    w.register("mia", &born_years_ago(14));
+    w.adult("adam");
+    w.adult("ed");
+    w.connect("mia", "adam");
+    w.connect("adam", "ed");
+    w.ok("adam", &["group", "create", "chess", "--members", "ed,mia"]);
+    w.sync("mia");
+    assert_eq!(
+        w.json("mia", &["requests", "--json"])["requests"][0]["kind"],
+        "group"
+    );
+    w.ok("mia", &["requests", "decline", "adam"]);
+    w.sync("adam");
+
+    w.ok("adam", &["group", "add", "chess", "mia"]);
+    w.sync("mia");
+    let reqs = w.json("mia", &["requests", "--json"]);
+    assert_eq!(reqs["requests"][0]["kind"], "group", "asked again: {reqs}");
+    let out = w.ok("mia", &["requests", "accept", "adam"]);
+    assert!(out.contains("accepted #chess"), "{out}");
+    w.ok("adam", &["send", "#chess", "glad you joined"]);
+    let got = messages(&w.sync("mia"));
+    assert!(
+        got.iter()
+            .any(|(f, t, r)| f == "adam" && t == "glad you joined" && !r),
+        "{got:?}"
+    );
+    w.ok("mia", &["send", "#chess", "hi chess"]);
+
+    w.assert_server_output_clean();
+}
+
 #[test]
 fn message_requests_between_minors() {
     let w = World::new();

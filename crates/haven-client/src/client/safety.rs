@@ -293,6 +293,46 @@ mod tests {
     use super::*;
 
     #[test]
+    fn the_view_marks_requests_and_restricted_senders_and_knows_blocks() {
+        let u = |s: &str| UserName::new(s).unwrap();
+        let g = |b: u8| GroupId::from_bytes(&[b; 16]).unwrap();
+        let view = SafetyView::new(
+            vec![MessageRequest {
+                from: u("tess"),
+                group_id: g(1),
+                kind: RequestKind::Direct,
+                created_at: 1,
+                members: vec![u("tess")],
+            }],
+            ContactList {
+                blocked: vec![u("ben")],
+                restricted: vec![u("cal")],
+                ..ContactList::default()
+            },
+        );
+        assert!(view.is_request_message(&g(1), &u("tess")));
+        assert!(
+            view.is_request_message(&g(1), &u("adam")),
+            "the conversation is a request"
+        );
+        assert!(
+            view.is_request_message(&g(2), &u("cal")),
+            "restricted anywhere"
+        );
+        assert!(!view.is_request_message(&g(2), &u("tess")));
+        assert!(view.is_blocked(&u("ben")) && !view.is_blocked(&u("cal")));
+        assert_eq!(
+            view.request_for(&g(1)).map(|r| r.from.as_str()),
+            Some("tess")
+        );
+        assert!(view.request_for(&g(2)).is_none());
+        assert_eq!(
+            SafetyView::default(),
+            SafetyView::new(vec![], ContactList::default())
+        );
+    }
+
+    #[test]
     fn birth_dates() {
         for ok in ["1990-01-01", "2012-05-01", "2000-02-29", "2024-12-31"] {
             assert!(check_birth_date(ok).is_ok(), "{ok}");
