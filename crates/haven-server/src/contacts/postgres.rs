@@ -3,15 +3,14 @@
 //! transaction whose effect does not depend on a read it could lose (see `request_contact`).
 
 use async_trait::async_trait;
-use haven_proto::contacts::{
-    AgeBand, AgeSource, ContactList, MessageSetting, PendingContact, RequestKind,
-};
+use haven_proto::contacts::{AgeSource, ContactList, MessageSetting, PendingContact, RequestKind};
 use haven_proto::{GroupId, UserName};
 use sqlx::postgres::PgConnection;
 
 use super::store::{
-    ContactEventRow, ContactRequested, ContactStore, MessageRequestRow, NewContactEvent, Profile,
-    RelationRow, RiskStateRow, StoredAge,
+    band, group, pair, request_row, ContactEventRow, ContactRequested, ContactStore,
+    MessageRequestRow, NewContactEvent, Profile, RawRequest, RelationRow, RiskStateRow, StoredAge,
+    ALL_APPROACHES, REQUEST_COLS,
 };
 use crate::moderation::postgres::{append, notify};
 use crate::moderation::store::AuditLine;
@@ -19,22 +18,6 @@ use crate::store::postgres::{insert_device, user_exists, PgStore};
 use crate::store::{
     corrupt, parse_user, Limits, Millis, NewDevice, NewMessage, StoreError, StoreResult,
 };
-
-fn pair<'a>(a: &'a UserName, b: &'a UserName) -> (&'a str, &'a str) {
-    if a.as_str() <= b.as_str() {
-        (a.as_str(), b.as_str())
-    } else {
-        (b.as_str(), a.as_str())
-    }
-}
-
-fn band(s: &str) -> StoreResult<AgeBand> {
-    AgeBand::parse(s).ok_or_else(|| corrupt("age band"))
-}
-
-fn group(b: &[u8]) -> StoreResult<GroupId> {
-    GroupId::from_bytes(b).map_err(|_| corrupt("group id"))
-}
 
 fn users(v: Vec<String>) -> StoreResult<Vec<UserName>> {
     v.iter().map(|s| parse_user(s)).collect()
@@ -61,25 +44,6 @@ async fn group_users(conn: &mut PgConnection, g: &[u8]) -> StoreResult<Vec<UserN
     .await?;
     users(v)
 }
-
-type RawRequest = (String, Vec<u8>, String, String, String, i64, i64);
-
-fn request_row(raw: RawRequest) -> StoreResult<MessageRequestRow> {
-    let (recipient, g, requester, kind, state, sent, at) = raw;
-    Ok(MessageRequestRow {
-        recipient: parse_user(&recipient)?,
-        group_id: group(&g)?,
-        requester: parse_user(&requester)?,
-        kind: RequestKind::parse(&kind).ok_or_else(|| corrupt("request kind"))?,
-        state,
-        messages_sent: u32::try_from(sent).unwrap_or(u32::MAX),
-        created_at: at,
-    })
-}
-
-const REQUEST_COLS: &str = "recipient, group_id, requester, kind, state, messages_sent, created_at";
-
-const ALL_APPROACHES: [&str; 3] = ["contact_request", "first_message", "group_add"];
 
 /// Sets the outcome of `actor`'s approaches to `target` that are still `pending` (and, for a
 /// block or report, accepted ones too) since `since`.

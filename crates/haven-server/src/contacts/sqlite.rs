@@ -1,15 +1,14 @@
 //! [`ContactStore`] on SQLite (the embedded default).
 
 use async_trait::async_trait;
-use haven_proto::contacts::{
-    AgeBand, AgeSource, ContactList, MessageSetting, PendingContact, RequestKind,
-};
+use haven_proto::contacts::{AgeSource, ContactList, MessageSetting, PendingContact, RequestKind};
 use haven_proto::{GroupId, UserName};
 use rusqlite::{params, Connection, OptionalExtension};
 
 use super::store::{
-    ContactEventRow, ContactRequested, ContactStore, MessageRequestRow, NewContactEvent, Profile,
-    RelationRow, RiskStateRow, StoredAge,
+    band, group, pair, request_row, ContactEventRow, ContactRequested, ContactStore,
+    MessageRequestRow, NewContactEvent, Profile, RawRequest, RelationRow, RiskStateRow, StoredAge,
+    ALL_APPROACHES, REQUEST_COLS,
 };
 use crate::moderation::sqlite::{append, notify};
 use crate::moderation::store::AuditLine;
@@ -17,22 +16,6 @@ use crate::store::sqlite::{exec, insert_device, user_exists, SqliteStore};
 use crate::store::{
     corrupt, parse_user, Limits, Millis, NewDevice, NewMessage, StoreError, StoreResult,
 };
-
-fn pair<'a>(a: &'a UserName, b: &'a UserName) -> (&'a str, &'a str) {
-    if a.as_str() <= b.as_str() {
-        (a.as_str(), b.as_str())
-    } else {
-        (b.as_str(), a.as_str())
-    }
-}
-
-fn band(s: &str) -> StoreResult<AgeBand> {
-    AgeBand::parse(s).ok_or_else(|| corrupt("age band"))
-}
-
-fn group(b: &[u8]) -> StoreResult<GroupId> {
-    GroupId::from_bytes(b).map_err(|_| corrupt("group id"))
-}
 
 fn names(c: &Connection, sql: &str, p: impl rusqlite::Params) -> StoreResult<Vec<UserName>> {
     let mut stmt = c.prepare_cached(sql)?;
@@ -68,8 +51,6 @@ fn group_users(c: &Connection, group: &[u8]) -> StoreResult<Vec<UserName>> {
     )
 }
 
-type RawRequest = (String, Vec<u8>, String, String, String, i64, i64);
-
 fn raw_request(r: &rusqlite::Row<'_>) -> rusqlite::Result<RawRequest> {
     Ok((
         r.get(0)?,
@@ -81,21 +62,6 @@ fn raw_request(r: &rusqlite::Row<'_>) -> rusqlite::Result<RawRequest> {
         r.get(6)?,
     ))
 }
-
-fn request_row(raw: RawRequest) -> StoreResult<MessageRequestRow> {
-    let (recipient, g, requester, kind, state, sent, at) = raw;
-    Ok(MessageRequestRow {
-        recipient: parse_user(&recipient)?,
-        group_id: group(&g)?,
-        requester: parse_user(&requester)?,
-        kind: RequestKind::parse(&kind).ok_or_else(|| corrupt("request kind"))?,
-        state,
-        messages_sent: u32::try_from(sent).unwrap_or(u32::MAX),
-        created_at: at,
-    })
-}
-
-const REQUEST_COLS: &str = "recipient, group_id, requester, kind, state, messages_sent, created_at";
 
 /// Sets the outcome of `actor`'s approaches to `target` that are still `pending` (and, for a
 /// block or report, accepted ones too) since `since`.
@@ -118,8 +84,6 @@ fn set_outcome(
     }
     Ok(())
 }
-
-const ALL_APPROACHES: [&str; 3] = ["contact_request", "first_message", "group_add"];
 
 fn insert_event(c: &Connection, e: &NewContactEvent) -> StoreResult<()> {
     exec(

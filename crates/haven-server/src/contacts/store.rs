@@ -10,7 +10,7 @@ use haven_proto::contacts::{AgeBand, AgeSource, ContactList, MessageSetting, Req
 use haven_proto::{GroupId, UserName};
 
 use crate::moderation::store::AuditLine;
-use crate::store::{Limits, Millis, NewDevice, NewMessage, StoreResult};
+use crate::store::{corrupt, parse_user, Limits, Millis, NewDevice, NewMessage, StoreResult};
 
 /// An account's age as stored: band, the day it next changes (`YYYY-MM-DD`) and its source.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -145,6 +145,45 @@ pub struct RiskStateRow {
     /// When it was computed.
     pub computed_at: Millis,
 }
+
+/// The pair's names in order (connections and direct groups store them so).
+pub(crate) fn pair<'a>(a: &'a UserName, b: &'a UserName) -> (&'a str, &'a str) {
+    if a.as_str() <= b.as_str() {
+        (a.as_str(), b.as_str())
+    } else {
+        (b.as_str(), a.as_str())
+    }
+}
+
+pub(crate) fn band(s: &str) -> StoreResult<AgeBand> {
+    AgeBand::parse(s).ok_or_else(|| corrupt("age band"))
+}
+
+pub(crate) fn group(b: &[u8]) -> StoreResult<GroupId> {
+    GroupId::from_bytes(b).map_err(|_| corrupt("group id"))
+}
+
+/// A `message_requests` row as both backends read it ([`REQUEST_COLS`]).
+pub(crate) type RawRequest = (String, Vec<u8>, String, String, String, i64, i64);
+
+pub(crate) const REQUEST_COLS: &str =
+    "recipient, group_id, requester, kind, state, messages_sent, created_at";
+
+pub(crate) fn request_row(raw: RawRequest) -> StoreResult<MessageRequestRow> {
+    let (recipient, g, requester, kind, state, sent, at) = raw;
+    Ok(MessageRequestRow {
+        recipient: parse_user(&recipient)?,
+        group_id: group(&g)?,
+        requester: parse_user(&requester)?,
+        kind: RequestKind::parse(&kind).ok_or_else(|| corrupt("request kind"))?,
+        state,
+        messages_sent: u32::try_from(sent).unwrap_or(u32::MAX),
+        created_at: at,
+    })
+}
+
+/// Every approach, for outcomes that apply to all (a block, a report).
+pub(crate) const ALL_APPROACHES: [&str; 3] = ["contact_request", "first_message", "group_add"];
 
 /// The contacts store.
 #[async_trait]
