@@ -9,43 +9,12 @@
 )]
 
 mod support;
-use support::{born_years_ago, ADULT_BIRTH_DATE};
+use support::{born_years_ago, spawn_server, ADULT_BIRTH_DATE};
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
-use std::time::{Duration, Instant};
+use std::process::{Command, Output, Stdio};
 
 use serde_json::Value;
-
-struct Server(Child);
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn start(dir: &Path) -> (Server, String) {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let child = Command::new(env!("CARGO_BIN_EXE_haven"))
-        .args(["server", "--listen", &format!("127.0.0.1:{port}"), "--data"])
-        .arg(dir.join("data"))
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(Instant::now() < deadline, "server did not start");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    (Server(child), format!("http://127.0.0.1:{port}"))
-}
 
 fn haven(dir: &Path, url: &str, who: Option<&str>, args: &[&str]) -> Output {
     let mut c = Command::new(env!("CARGO_BIN_EXE_haven"));
@@ -86,7 +55,7 @@ fn admin(dir: &Path, args: &[&str]) -> Output {
 fn the_operator_corrects_a_band_and_reads_the_policy() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
-    let (_server, url) = start(d);
+    let (_server, url) = spawn_server(&d.join("data"), &[], Stdio::null(), Stdio::null());
     let teen = born_years_ago(14);
     ok(haven(
         d,

@@ -20,30 +20,20 @@ mod support;
 
 use std::fs::File;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
-use std::time::{Duration, Instant};
+use std::process::{Command, Output, Stdio};
 
 use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine as _;
 use ed25519_dalek::{Signer, SigningKey};
 use serde_json::{json, Value};
-use support::{born_years_ago, ADULT_BIRTH_DATE};
-
-struct Server(Child);
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
+use support::{born_years_ago, spawn_server, ServerProcess, ADULT_BIRTH_DATE};
 
 /// A server in a temporary directory (its output in `server.out` and `server.err`), and
 /// profiles beside it. Registration and write bursts are raised: these tests register many
 /// accounts from one address.
 struct World {
     dir: tempfile::TempDir,
-    _server: Server,
+    _server: ServerProcess,
     url: String,
     /// Every date of birth registered, for [`World::assert_server_output_clean`].
     birth_dates: std::cell::RefCell<Vec<String>>,
@@ -52,38 +42,18 @@ struct World {
 impl World {
     fn new() -> World {
         let dir = tempfile::tempdir().unwrap();
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
         let out = File::create(dir.path().join("server.out")).unwrap();
         let err = File::create(dir.path().join("server.err")).unwrap();
-        let child = Command::new(env!("CARGO_BIN_EXE_haven"))
-            .args([
-                "server",
-                "--auth-burst",
-                "100000",
-                "--write-burst",
-                "100000",
-                "--listen",
-                &format!("127.0.0.1:{port}"),
-                "--data",
-            ])
-            .arg(dir.path().join("data"))
-            .stdout(Stdio::from(out))
-            .stderr(Stdio::from(err))
-            .spawn()
-            .unwrap();
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(Instant::now() < deadline, "server did not start");
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        let (server, url) = spawn_server(
+            &dir.path().join("data"),
+            &["--auth-burst", "100000", "--write-burst", "100000"],
+            Stdio::from(out),
+            Stdio::from(err),
+        );
         World {
             dir,
-            _server: Server(child),
-            url: format!("http://127.0.0.1:{port}"),
+            _server: server,
+            url,
             birth_dates: Default::default(),
         }
     }

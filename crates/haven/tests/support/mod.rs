@@ -44,3 +44,42 @@ pub async fn connect(a: &mut haven_client::Client, b: &mut haven_client::Client)
     a.contact_request(&bu).await.unwrap();
     b.contact_answer(&au, true).await.unwrap();
 }
+
+/// A `haven server` child process, killed when dropped.
+pub struct ServerProcess(pub std::process::Child);
+
+impl Drop for ServerProcess {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Starts `haven server --listen 127.0.0.1:PORT --data DATA EXTRA…` on a free loopback port with
+/// the given output, waits until it accepts connections and returns it with its URL.
+pub fn spawn_server(
+    data: &std::path::Path,
+    extra: &[&str],
+    stdout: std::process::Stdio,
+    stderr: std::process::Stdio,
+) -> (ServerProcess, String) {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .unwrap_or_else(|e| panic!("no free port: {e}"));
+    let child = std::process::Command::new(env!("CARGO_BIN_EXE_haven"))
+        .args(["server", "--listen", &format!("127.0.0.1:{port}"), "--data"])
+        .arg(data)
+        .args(extra)
+        .stdout(stdout)
+        .stderr(stderr)
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot start the server: {e}"));
+    let server = ServerProcess(child);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(std::time::Instant::now() < deadline, "server did not start");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    (server, format!("http://127.0.0.1:{port}"))
+}
