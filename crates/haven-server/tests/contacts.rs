@@ -411,6 +411,19 @@ async fn a_message_request_delivers_one_message_until_accepted() {
     assert_eq!(v["message"].as_str().unwrap(), refused);
     let (st, _) = post(&s, &mia, "/v1/requests/tina/accept", json!({})).await;
     assert_eq!(st, 404, "a declined request is not pending any more");
+    // Opening another 1:1 conversation does not ask again.
+    let (g3, _) = s.new_direct(&tina, "mia").await;
+    let (st, v) = s.claim(&tina, "mia", &g3).await;
+    assert_eq!(st, 403, "{v:?}");
+    let (st, v) = post(
+        &s,
+        &tina,
+        "/v1/users/mia/key-packages/claim",
+        json!({"group_id": g3}),
+    )
+    .await;
+    assert_eq!(st, 403);
+    assert_neutral(&v, "mia");
     // The declined approach is on tina's time line as declined.
     let mo = register(&s, "mo").await;
     grant(&s, "mo", Role::Moderator).await;

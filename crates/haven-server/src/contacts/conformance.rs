@@ -345,6 +345,9 @@ async fn direct_groups_and_message_requests<S: Store>(s: Arc<S>) {
         std::slice::from_ref(&g)
     );
     assert!(s.message_requests(&bob).await.unwrap().is_empty());
+    assert!(s.declined_direct(&alice, &bob, NOW - 1).await.unwrap());
+    assert!(!s.declined_direct(&alice, &bob, NOW).await.unwrap());
+    assert!(!s.declined_direct(&bob, &alice, NOW - 1).await.unwrap());
     assert!(s
         .unaccepted_request(&g, &alice, &bob)
         .await

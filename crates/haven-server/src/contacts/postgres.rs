@@ -632,6 +632,24 @@ impl ContactStore for PgStore {
         raw.map(request_row).transpose()
     }
 
+    async fn declined_direct(
+        &self,
+        requester: &UserName,
+        recipient: &UserName,
+        since: Millis,
+    ) -> StoreResult<bool> {
+        Ok(sqlx::query_scalar(
+            "SELECT EXISTS (SELECT 1 FROM message_requests WHERE recipient = $1
+               AND requester = $2 AND kind = 'direct' AND state = 'declined'
+               AND decided_at > $3)",
+        )
+        .bind(recipient.as_str())
+        .bind(requester.as_str())
+        .bind(since)
+        .fetch_one(&self.pool)
+        .await?)
+    }
+
     async fn take_request_message(
         &self,
         g: &GroupId,

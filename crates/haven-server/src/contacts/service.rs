@@ -30,6 +30,8 @@ const DAY_MS: Millis = 24 * HOUR_MS;
 const SIGNAL_WINDOW_MS: Millis = 7 * DAY_MS;
 /// Blocks and reports received count over this window.
 const RECEIVED_WINDOW_MS: Millis = 30 * DAY_MS;
+/// A declined 1:1 request keeps its requester from opening another one this long.
+const DECLINE_HOLDS_MS: Millis = 30 * DAY_MS;
 /// At most one safety notice per recipient and account in this window.
 const NOTICE_WINDOW_MS: Millis = DAY_MS;
 
@@ -459,7 +461,32 @@ impl Service {
             }
             None => Approach::GroupAdd,
         };
-        self.gate(approach, &who.user, target, now_ms()).await?;
+        let now = now_ms();
+        let g = self.gate(approach, &who.user, target, now).await?;
+        self.decline_holds(approach, &who.user, &g, now).await
+    }
+
+    /// A declined 1:1 request holds for [`DECLINE_HOLDS_MS`]: opening another conversation does
+    /// not ask again (the sender is told what anyone refused is told).
+    async fn decline_holds(
+        &self,
+        approach: Approach,
+        actor: &UserName,
+        g: &Gate,
+        now: Millis,
+    ) -> ServiceResult<()> {
+        let target = &g.target.user;
+        if approach == Approach::FirstMessage
+            && !g.relation.connected
+            && self
+                .store
+                .declined_direct(actor, target, now.saturating_sub(DECLINE_HOLDS_MS))
+                .await?
+        {
+            return Err(ServiceError::Refused(format!(
+                "{target} only accepts messages from their contacts"
+            )));
+        }
         Ok(())
     }
 
@@ -494,7 +521,9 @@ impl Service {
         new.dedup();
         let mut gates = Vec::with_capacity(new.len());
         for u in new {
-            gates.push(self.gate(approach, &who.user, u, now).await?);
+            let g = self.gate(approach, &who.user, u, now).await?;
+            self.decline_holds(approach, &who.user, &g, now).await?;
+            gates.push(g);
         }
         Ok((approach, gates))
     }

@@ -648,6 +648,27 @@ impl ContactStore for SqliteStore {
         .await
     }
 
+    async fn declined_direct(
+        &self,
+        requester: &UserName,
+        recipient: &UserName,
+        since: Millis,
+    ) -> StoreResult<bool> {
+        let (requester, recipient) = (requester.clone(), recipient.clone());
+        self.read(move |c| {
+            Ok(c.prepare_cached(
+                "SELECT EXISTS (SELECT 1 FROM message_requests WHERE recipient = ?1
+                   AND requester = ?2 AND kind = 'direct' AND state = 'declined'
+                   AND decided_at > ?3)",
+            )?
+            .query_row(
+                params![recipient.as_str(), requester.as_str(), since],
+                |r| r.get(0),
+            )?)
+        })
+        .await
+    }
+
     async fn take_request_message(
         &self,
         group_id: &GroupId,

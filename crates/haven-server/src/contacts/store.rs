@@ -298,6 +298,13 @@ pub trait ContactStore: Send + Sync {
         sender: &UserName,
         recipient: &UserName,
     ) -> StoreResult<Option<MessageRequestRow>>;
+    /// Whether `recipient` declined a 1:1 request from `requester` decided after `since`.
+    async fn declined_direct(
+        &self,
+        requester: &UserName,
+        recipient: &UserName,
+        since: Millis,
+    ) -> StoreResult<bool>;
     /// Counts one message of the requester's against a pending request, if none was counted:
     /// returns whether it was (false: declined, accepted meanwhile, or the one message used).
     async fn take_request_message(
