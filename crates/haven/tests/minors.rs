@@ -326,6 +326,14 @@ fn adults_cannot_reach_minors_outside_their_contacts() {
     assert_eq!(v["code"], "forbidden", "{v}");
     assert_eq!(v["message"], refusal, "{v}");
     assert_no_age_words(&v.to_string());
+    // A device adam links now is adam: the rules are the account's, not the device's.
+    let code = w.ok("adam", &["device", "link"]);
+    w.ok("adam-phone", &["link", code.trim(), "--server", &w.url]);
+    assert_neutral_refusal(
+        &w.fails("adam-phone", &["send", "mia", "hi from my phone"]),
+        refusal,
+    );
+    assert_neutral_refusal(&w.fails("adam-phone", &["contacts", "add", "mia"]), refusal);
     // Nothing reached her.
     let lines = w.sync("mia");
     assert!(messages(&lines).is_empty(), "{lines:?}");

@@ -29,7 +29,8 @@
 //! 3. *Message requests.* An approach the rules answer with `Request` opens a message request
 //!    for the target (`message_requests`). In a 1:1 conversation the requester can deliver one
 //!    application message until the target accepts (checked on every send; the sender is never
-//!    told whether it was read); the recipient's client shows requests as text only. A minor
+//!    told whether it was read); the recipient's client shows requests as text only. A declined
+//!    1:1 request holds for 30 days: the requester's next 1:1 with the same account is refused. A minor
 //!    added to any group gets a group request listing the members before accepting.
 //! 4. *Time line and risk.* Every approach, allowed or refused, is a row in `contact_events`
 //!    (actor, target, the target's band, the decision, and later its outcome: accepted,
