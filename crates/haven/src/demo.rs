@@ -164,6 +164,41 @@ pub async fn run() -> anyhow::Result<ExitCode> {
     println!("   carol syncs:");
     show(&carol.sync().await?);
 
+    step(&mut n, "mia registers as a 14-year-old: the server keeps her age band, not her birth date, and adults outside her contacts cannot reach her.");
+    let today = haven_safety::age::utc_day(haven_server::service::now_ms());
+    let born = today
+        .replace_year(today.year() - 14)
+        .or_else(|_| {
+            today
+                .replace_day(28)
+                .and_then(|d| d.replace_year(today.year() - 14))
+        })
+        .map_err(|e| anyhow::anyhow!("a date 14 years ago: {e}"))?;
+    let mut mia = Client::register(
+        &dir.path().join("mia"),
+        &url,
+        &UserName::new("mia")?,
+        "demo",
+        &haven_safety::age::format_date(born),
+    )
+    .await?;
+    let mia_name = UserName::new("mia")?;
+    match carol
+        .send_text(&Target::User(mia_name.clone()), "hi, want to chat?")
+        .await
+    {
+        Err(e) => println!("   carol writes to mia: refused: {e}"),
+        Ok(_) => anyhow::bail!("the server let an unconnected adult write to a minor"),
+    }
+    mia.contact_request(&UserName::new("alice")?).await?;
+    alice.contact_answer(&mia_name, true).await?;
+    println!("   mia asks alice (her aunt) to connect; alice accepts");
+    alice
+        .send_text(&Target::User(mia_name), "hi mia, it's your aunt")
+        .await?;
+    println!("   mia syncs:");
+    show(&mia.sync().await?);
+
     step(&mut n, "The server's data directory holds only ciphertext: searching it for the texts above finds nothing.");
     let mut found = false;
     for marker in [
@@ -176,7 +211,7 @@ pub async fn run() -> anyhow::Result<ExitCode> {
     println!("   plaintext found in server data: {found}");
 
     server.shutdown().await;
-    println!("\nDone. Try it for real: `haven server` in one terminal, then `haven register NAME --server http://127.0.0.1:7878`.");
+    println!("\nDone. Try it for real: `haven server` in one terminal, then `haven register NAME --birth-date YYYY-MM-DD --server http://127.0.0.1:7878`.");
     Ok(if found {
         ExitCode::FAILURE
     } else {

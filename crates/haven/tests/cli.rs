@@ -280,6 +280,14 @@ fn demo_runs() {
         "{stdout}"
     );
     assert!(stdout.contains("bob downloads and decrypts it"));
+    assert!(
+        stdout.contains("carol writes to mia: refused: server refused (403): mia only accepts messages from their contacts"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("[alice] alice: hi mia, it's your aunt"),
+        "{stdout}"
+    );
 }
 
 #[test]
