@@ -150,3 +150,57 @@ fn the_operator_corrects_a_band_and_reads_the_policy() {
     assert!(text.contains("friction at 30, case at 60"), "{text}");
     assert!(text.contains("minor_contacts_1h"), "{text}");
 }
+
+#[test]
+fn the_server_runs_with_the_safety_configuration_it_is_given() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    // A configuration that does not validate keeps the server from starting, and says why.
+    for (name, text, needle) in [
+        ("bad.json", "{not json", "--safety-config"),
+        ("unknown.json", r#"{"limits":{"per_dya":3}}"#, "per_dya"),
+        (
+            "order.json",
+            r#"{"risk":{"friction_threshold":80,"case_threshold":60}}"#,
+            "friction",
+        ),
+    ] {
+        let path = d.join(name);
+        std::fs::write(&path, text).unwrap();
+        let out = Command::new(env!("CARGO_BIN_EXE_haven"))
+            .args(["server", "--listen", "127.0.0.1:0", "--data"])
+            .arg(d.join(format!("data-{name}")))
+            .arg("--safety-config")
+            .arg(&path)
+            .stdin(Stdio::null())
+            .output()
+            .unwrap();
+        fails(out, needle);
+    }
+    // A valid one (missing fields keep their defaults) is what the server records and applies.
+    let path = d.join("tight.json");
+    std::fs::write(&path, r#"{"limits":{"per_day":2}}"#).unwrap();
+    let (_server, url) = spawn_server(
+        &d.join("data"),
+        &["--safety-config", path.to_str().unwrap()],
+        Stdio::null(),
+        Stdio::null(),
+    );
+    let policy: Value = serde_json::from_str(&ok(admin(d, &["policy", "--json"]))).unwrap();
+    assert_eq!(policy["config"]["limits"]["per_day"], 2);
+    assert_eq!(policy["config"]["limits"]["per_day_to_minors"], 20);
+    for who in ["ann", "a1", "a2", "a3"] {
+        ok(haven(
+            d,
+            &url,
+            Some(who),
+            &["register", who, "--birth-date", ADULT_BIRTH_DATE],
+        ));
+    }
+    // A new account gets half of 2: one new contact a day.
+    ok(haven(d, &url, Some("ann"), &["contacts", "add", "a1"]));
+    fails(
+        haven(d, &url, Some("ann"), &["contacts", "add", "a2"]),
+        "try again after",
+    );
+}

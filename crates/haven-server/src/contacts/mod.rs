@@ -48,9 +48,10 @@
 //! declines). The server can always route around its own rules — these protect users from
 //! other users and modified clients, not from the operator; what protects against the
 //! operator is that it still cannot read content. Blocks in a group the blocker shares with the
-//! blocked account are enforced by the blocker's client (the server cannot tell whose content
-//! a group message is without the MLS sender, which it sees, but hiding is the client's job so
-//! the group's routing stays the same for everyone). All state lives in the database, so every
+//! blocked account are enforced by the blocker's client, which hides the blocked sender's
+//! messages: the server routes every group message to every member device (an MLS group's
+//! ciphertext is one message for all), and dropping the blocker's copy would desynchronise
+//! nothing but would tell the blocked account, through delivery counts, who blocked it. All state lives in the database, so every
 //! server node applies the same limits; two concurrent approaches by one account can both pass
 //! the last rate-limit slot (the count is read, not reserved), an overshoot of at most the
 //! number of concurrent requests, which the next approach sees.
