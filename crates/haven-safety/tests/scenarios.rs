@@ -114,7 +114,26 @@ fn points(s: &RiskScore, name: &str) -> f64 {
         .unwrap_or_else(|| panic!("no {name}"))
 }
 
-fn assert_benign(s: &RiskScore, cfg: &PolicyConfig) {
+/// One line per scenario (`cargo test -p haven-safety --test scenarios -- --nocapture`): the
+/// score, the level and the signals that contributed, so the scores are reported, not just
+/// asserted.
+fn report(scenario: &str, s: &RiskScore) {
+    let parts: Vec<String> = s
+        .contributions
+        .iter()
+        .filter(|c| c.points > 0.0)
+        .map(|c| format!("{}={:.1}", c.signal, c.points))
+        .collect();
+    eprintln!(
+        "scenario {scenario}: score {:.1} ({}) {}",
+        s.score,
+        s.level.as_str(),
+        parts.join(" ")
+    );
+}
+
+fn assert_benign(scenario: &str, s: &RiskScore, cfg: &PolicyConfig) {
+    report(scenario, s);
     assert_eq!(s.level, RiskLevel::Normal, "{s:#?}");
     assert!(s.score < cfg.risk.friction_threshold, "{s:#?}");
 }
@@ -147,6 +166,7 @@ fn grooming_burst_by_a_new_adult_opens_a_case() {
         );
     }
     let s = a.score_at(NOW);
+    report("grooming_burst_by_a_new_adult_opens_a_case", &s);
     assert_eq!(s.level, RiskLevel::Case, "{s:#?}");
     assert_eq!(s.contributions[0].signal, "minor_contacts_1h");
     assert!(points(&s, "new_account") > 0.0);
@@ -174,6 +194,10 @@ fn older_teen_mass_requests_to_younger_teens_opens_a_case_and_pauses() {
         });
     }
     let s = a.score_at(NOW);
+    report(
+        "older_teen_mass_requests_to_younger_teens_opens_a_case_and_pauses",
+        &s,
+    );
     assert_eq!(s.level, RiskLevel::Case, "{s:#?}");
     assert!(points(&s, "negative_share") > 0.0);
     assert!(points(&s, "band_mismatch_share") > 0.0);
@@ -261,7 +285,11 @@ fn teens_befriending_their_own_band_are_normal() {
         }
     }
     assert_eq!(a.events.len(), 40);
-    assert_benign(&a.score_at(NOW), &a.cfg);
+    assert_benign(
+        "teens_befriending_their_own_band_are_normal",
+        &a.score_at(NOW),
+        &a.cfg,
+    );
 }
 
 #[test]
@@ -278,7 +306,11 @@ fn a_parent_writing_to_their_child_is_normal() {
         );
         assert_eq!(dec, Decision::Allow);
     }
-    assert_benign(&a.score_at(NOW), &a.cfg);
+    assert_benign(
+        "a_parent_writing_to_their_child_is_normal",
+        &a.score_at(NOW),
+        &a.cfg,
+    );
 }
 
 #[test]
@@ -295,7 +327,7 @@ fn a_school_parents_group_is_normal() {
         );
         assert!(!matches!(dec, Decision::Refuse(_)), "{i}: {dec:?}");
     }
-    assert_benign(&a.score_at(NOW), &a.cfg);
+    assert_benign("a_school_parents_group_is_normal", &a.score_at(NOW), &a.cfg);
 }
 
 #[test]
@@ -313,7 +345,11 @@ fn a_new_adult_writing_to_adults_is_normal() {
         // Within the new account's halved daily limit of 25.
         assert!(!matches!(dec, Decision::Refuse(_)), "{i}: {dec:?}");
     }
-    assert_benign(&a.score_at(NOW), &a.cfg);
+    assert_benign(
+        "a_new_adult_writing_to_adults_is_normal",
+        &a.score_at(NOW),
+        &a.cfg,
+    );
     // The 26th is over the new account's limit.
     let dec = a.attempt(
         NOW,
