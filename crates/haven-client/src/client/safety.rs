@@ -22,43 +22,16 @@ use haven_proto::{GroupId, UserName};
 use super::{usage, Client, ClientError};
 use crate::error::EngineError;
 
-/// Checks the shape of a date of birth (`YYYY-MM-DD`, a real calendar day); the server decides
-/// what it means.
+/// Checks the shape of a date of birth (`YYYY-MM-DD`, a real calendar day; `haven-safety`'s
+/// parser, the one the server uses) before anything is sent; the server decides what it means.
 pub(crate) fn check_birth_date(date: &str) -> Result<(), ClientError> {
-    let bad = || {
-        usage(format!(
-            "{date:?} is not a date of birth as YYYY-MM-DD (e.g. 1990-01-31)"
-        ))
-    };
-    let mut parts = date.split('-');
-    let (Some(y), Some(m), Some(d), None) =
-        (parts.next(), parts.next(), parts.next(), parts.next())
-    else {
-        return Err(bad());
-    };
-    if y.len() != 4 || m.len() != 2 || d.len() != 2 {
-        return Err(bad());
-    }
-    let num = |s: &str| -> Result<u32, ClientError> {
-        if s.bytes().all(|b| b.is_ascii_digit()) {
-            s.parse().map_err(|_| bad())
-        } else {
-            Err(bad())
-        }
-    };
-    let (y, m, d) = (num(y)?, num(m)?, num(d)?);
-    let leap = (y % 4 == 0 && y % 100 != 0) || y % 400 == 0;
-    let days = match m {
-        1 | 3 | 5 | 7 | 8 | 10 | 12 => 31,
-        4 | 6 | 9 | 11 => 30,
-        2 if leap => 29,
-        2 => 28,
-        _ => return Err(bad()),
-    };
-    if y < 1900 || d == 0 || d > days {
-        return Err(bad());
-    }
-    Ok(())
+    haven_safety::age::parse_date(date)
+        .map(|_| ())
+        .map_err(|e| {
+            usage(format!(
+                "{date:?} is not a date of birth as YYYY-MM-DD (e.g. 1990-01-31): {e}"
+            ))
+        })
 }
 
 /// The user's contacts, blocks, restricts and pending message requests as the server has them,
