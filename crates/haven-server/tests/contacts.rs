@@ -17,7 +17,7 @@ use base64::Engine as _;
 use haven_proto::api::EntryKind;
 use haven_proto::moderation::{Notice, NoticeKind};
 use haven_proto::GroupId;
-use haven_server::moderation::store::{AuditLine, Role};
+use haven_server::moderation::store::Role;
 use haven_server::ServerLimits;
 use serde_json::{json, Value};
 use support::*;
@@ -108,27 +108,20 @@ async fn send(s: &TestServer, who: &Dev, g: &GroupId, epoch: u64) -> (u16, Value
     .await
 }
 
+async fn set_messages(s: &TestServer, who: &Dev, setting: &str) -> (u16, Value) {
+    call(
+        "PUT",
+        &format!("{}/v1/settings/messages", s.url),
+        Some(&who.token),
+        Some(json!({"messages": setting})),
+    )
+    .await
+}
+
 async fn me(s: &TestServer, who: &Dev) -> Value {
     let (st, v) = get(s, who, "/v1/me").await;
     assert_eq!(st, 200, "{v}");
     v
-}
-
-async fn grant(s: &TestServer, user: &str, role: Role) {
-    let store = haven_server::store::open_store(s.dir().join("data/haven.db").to_str().unwrap())
-        .await
-        .unwrap();
-    let line = AuditLine {
-        actor: "admin-cli".into(),
-        action: "role.grant".into(),
-        case: None,
-        detail: format!("{} {user}", role.as_str()),
-        at: 1,
-    };
-    store
-        .grant_role(&user.parse().unwrap(), role, 1, &line)
-        .await
-        .unwrap();
 }
 
 fn notices(q: &[haven_proto::api::QueueEntry]) -> Vec<Notice> {
@@ -176,30 +169,12 @@ async fn registration_keeps_a_band_and_refuses_under_13() {
     let grown = register(&s, "grown").await;
     assert_eq!(me(&s, &grown).await["age_band"], "adult");
     // A minor's message setting stays at requests; an adult's changes.
-    let (st, _) = call(
-        "PUT",
-        &format!("{}/v1/settings/messages", s.url),
-        Some(&teen.token),
-        Some(json!({"messages": "everyone"})),
-    )
-    .await;
+    let (st, _) = set_messages(&s, &teen, "everyone").await;
     assert_eq!(st, 403);
-    let (st, _) = call(
-        "PUT",
-        &format!("{}/v1/settings/messages", s.url),
-        Some(&grown.token),
-        Some(json!({"messages": "contacts-only"})),
-    )
-    .await;
+    let (st, _) = set_messages(&s, &grown, "contacts-only").await;
     assert_eq!(st, 200);
     assert_eq!(me(&s, &grown).await["messages"], "contacts-only");
-    let (st, _) = call(
-        "PUT",
-        &format!("{}/v1/settings/messages", s.url),
-        Some(&grown.token),
-        Some(json!({"messages": "all"})),
-    )
-    .await;
+    let (st, _) = set_messages(&s, &grown, "all").await;
     assert_eq!(st, 400, "an unknown setting is refused");
 }
 
@@ -279,13 +254,7 @@ async fn an_unconnected_adult_cannot_reach_a_minor_by_any_path() {
     let (st, _) = s.claim(&mal, "mia", &g2).await;
     assert_eq!(st, 403);
     // An adult whose setting is contacts-only gets the same text.
-    let (st, _) = call(
-        "PUT",
-        &format!("{}/v1/settings/messages", s.url),
-        Some(&bob.token),
-        Some(json!({"messages": "contacts-only"})),
-    )
-    .await;
+    let (st, _) = set_messages(&s, &bob, "contacts-only").await;
     assert_eq!(st, 200);
     let (g3, _) = s.new_direct(&mal, "bob").await;
     let (st, _) = s.claim(&mal, "bob", &g3).await;

@@ -21,7 +21,7 @@ use haven_frank::FrankSalt;
 use haven_proto::api::{self, EntryKind, Sender};
 use haven_proto::moderation::{self as m, EvidenceBundle, FrankedMessage, ReportReason};
 use haven_proto::{BlobId, GroupId};
-use haven_server::moderation::{AuditLine, Role};
+use haven_server::moderation::Role;
 use haven_server::ServerLimits;
 use rand::{Rng, SeedableRng};
 use serde_json::{json, Value};
@@ -34,23 +34,6 @@ fn limits() -> ServerLimits {
         report_contact: Some("safety@haven.example".into()),
         ..ServerLimits::default()
     }
-}
-
-async fn grant(s: &TestServer, user: &str, role: Role) {
-    let store = haven_server::store::open_store(s.dir().join("data/haven.db").to_str().unwrap())
-        .await
-        .unwrap();
-    let line = AuditLine {
-        actor: "admin-cli".into(),
-        action: "role.grant".into(),
-        case: None,
-        detail: format!("{} {user}", role.as_str()),
-        at: 1,
-    };
-    assert!(store
-        .grant_role(&user.parse().unwrap(), role, 1, &line)
-        .await
-        .unwrap());
 }
 
 /// Sends a franked application message as `from` (the server only reads the clear header of

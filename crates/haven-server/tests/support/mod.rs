@@ -500,3 +500,22 @@ impl TestServer {
         .await
     }
 }
+
+/// Grants `role` to `user` on the test server's store directly (as `haven admin role grant`
+/// does), with its audit line.
+pub async fn grant(s: &TestServer, user: &str, role: haven_server::moderation::Role) {
+    let store = haven_server::store::open_store(s.dir().join("data/haven.db").to_str().unwrap())
+        .await
+        .unwrap();
+    let line = haven_server::moderation::AuditLine {
+        actor: "admin-cli".into(),
+        action: "role.grant".into(),
+        case: None,
+        detail: format!("{} {user}", role.as_str()),
+        at: 1,
+    };
+    assert!(store
+        .grant_role(&user.parse().unwrap(), role, 1, &line)
+        .await
+        .unwrap());
+}
