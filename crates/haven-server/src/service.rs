@@ -979,7 +979,10 @@ impl Service {
             .create_group(&req.group_id, &who.device, now_ms(), &created.state)
             .await?;
         if let Some(peer) = &req.direct_with {
-            self.mark_direct(who, &req.group_id, peer).await?;
+            // Checked above: another account that exists.
+            self.store
+                .mark_direct(&req.group_id, &who.user, peer)
+                .await?;
         }
         Ok(api::GroupState {
             group_id: req.group_id,

@@ -108,20 +108,20 @@ impl Service {
         }
         // Paused while the risk case is open: once a moderator has decided it, the state is
         // recomputed from the events after the decision.
-        let open = self
-            .store
-            .cases_about(user, 50)
-            .await?
-            .iter()
-            .any(|c| c.source == CaseSource::RiskSignals && c.state == CaseState::Open);
-        if open {
+        if self.risk_cases(user).await?.0 {
             return Ok(RiskLevel::Case);
         }
-        self.refresh_risk(user, now_ms()).await?;
-        Ok(match self.store.risk_state(user).await? {
-            Some(s) => RiskLevel::parse(&s.level).unwrap_or(RiskLevel::Normal),
-            None => RiskLevel::Normal,
-        })
+        self.refresh_risk(user, now_ms()).await
+    }
+
+    /// Whether a risk case about `user` is open, and when the last one was decided (0: never):
+    /// a moderator's decision settles the events it was about.
+    async fn risk_cases(&self, user: &UserName) -> ServiceResult<(bool, Millis)> {
+        let cases = self.store.cases_about(user, 50).await?;
+        let risk = cases.iter().filter(|c| c.source == CaseSource::RiskSignals);
+        let open = risk.clone().any(|c| c.state == CaseState::Open);
+        let settled = risk.filter_map(|c| c.closed_at).max().unwrap_or(0);
+        Ok((open, settled))
     }
 
     async fn standing(&self, actor: &Profile, now: Millis) -> ServiceResult<Standing> {
@@ -301,18 +301,7 @@ impl Service {
         now: Millis,
     ) -> ServiceResult<(Profile, AgeBand, RiskScore, Vec<ContactEventRow>, bool)> {
         let (p, band) = self.profile_of(user).await?;
-        let cases = self.store.cases_about(user, 50).await?;
-        let risk_cases: Vec<_> = cases
-            .iter()
-            .filter(|c| c.source == CaseSource::RiskSignals)
-            .collect();
-        let open = risk_cases.iter().any(|c| c.state == CaseState::Open);
-        // A moderator's decision on a risk case settles the events it was about.
-        let settled = risk_cases
-            .iter()
-            .filter_map(|c| c.closed_at)
-            .max()
-            .unwrap_or(0);
+        let (open, settled) = self.risk_cases(user).await?;
         let since = now.saturating_sub(SIGNAL_WINDOW_MS).max(settled);
         let rows = self.store.contact_events(user, since).await?;
         let (blocks, reports) = self
@@ -349,16 +338,17 @@ impl Service {
 
     /// Recomputes and stores the account's risk; at the case threshold opens a case in the
     /// moderation queue (once: until a moderator decides it) with the contributions and the
-    /// time line, which pauses contact with new minors.
-    pub(crate) async fn refresh_risk(&self, user: &UserName, now: Millis) -> ServiceResult<()> {
+    /// time line, which pauses contact with new minors. Returns the level stored.
+    pub(crate) async fn refresh_risk(
+        &self,
+        user: &UserName,
+        now: Millis,
+    ) -> ServiceResult<RiskLevel> {
         let (_, band, score, rows, open) = self.compute_risk(user, now).await?;
-        let mut level = score.level;
         if score.level == RiskLevel::Case && !open {
             self.open_risk_case(user, band, &score, &rows, now).await?;
         }
-        if open {
-            level = RiskLevel::Case;
-        }
+        let level = if open { RiskLevel::Case } else { score.level };
         self.store
             .put_risk_state(
                 user,
@@ -369,7 +359,7 @@ impl Service {
                 },
             )
             .await?;
-        Ok(())
+        Ok(level)
     }
 
     async fn open_risk_case(
@@ -593,25 +583,6 @@ impl Service {
         {
             tracing::warn!(error = %e, "could not return a message request's message");
         }
-    }
-
-    /// Marks a 1:1 conversation at creation.
-    pub(crate) async fn mark_direct(
-        &self,
-        who: &Authed,
-        group: &GroupId,
-        peer: &UserName,
-    ) -> ServiceResult<()> {
-        if peer == &who.user {
-            return Err(ServiceError::BadRequest(
-                "a 1:1 conversation needs another account".into(),
-            ));
-        }
-        if self.store.profile(peer).await?.is_none() {
-            return Err(ServiceError::NotFound("user"));
-        }
-        self.store.mark_direct(group, &who.user, peer).await?;
-        Ok(())
     }
 
     /// A report names `reported`: its approaches to `reporter` get the outcome and its risk is

@@ -6,35 +6,20 @@
 /// contact rules for minors do not restrict.
 pub const ADULT_BIRTH_DATE: &str = "1990-01-01";
 
-/// Today's date (UTC) as (year, month, day).
-pub fn today() -> (i64, u32, u32) {
-    let secs = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0);
-    civil(i64::try_from(secs / 86_400).unwrap_or(0))
-}
-
-/// The civil date of a day count since 1970-01-01 (Howard Hinnant's algorithm).
-fn civil(days: i64) -> (i64, u32, u32) {
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    (y, m, d)
-}
-
-/// The date of birth, `YYYY-MM-DD`, of someone who turns `years` old today (computed from
+/// The date of birth, `YYYY-MM-DD`, of someone who turns `years` old today (UTC; computed from
 /// today's date, so tests do not age). The 29th of February becomes the 28th.
-pub fn born_years_ago(years: i64) -> String {
-    let (y, m, d) = today();
-    let d = if m == 2 && d == 29 { 28 } else { d };
-    format!("{:04}-{:02}-{:02}", y - years, m, d)
+pub fn born_years_ago(years: i32) -> String {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+        .unwrap_or(0);
+    let today = haven_safety::age::utc_day(now);
+    let year = today.year() - years;
+    let born = today
+        .replace_year(year)
+        .or_else(|_| today.replace_day(28).and_then(|d| d.replace_year(year)))
+        .unwrap_or_else(|e| panic!("no date {years} years ago: {e}"));
+    haven_safety::age::format_date(born)
 }
 
 /// `a` asks `b` to connect and `b` accepts (client library): between connections, 1:1 chats and
