@@ -14,6 +14,8 @@
 //! | POST | `/v1/logout` | device | [`LogoutRequest`] → [`Accepted`] (sessions revoked) |
 //! | POST | `/v1/link` | – | [`LinkRequest`] → [`DeviceRegistered`] |
 //! | GET | `/v1/users/{name}` | device | → [`UserDevices`] |
+//! | PUT | `/v1/devices/list` | device | [`PutDeviceList`] → [`DeviceListStored`] |
+//! | GET | `/v1/users/{name}/device-lists?after=N` | device | → [`DeviceLists`] |
 //! | POST | `/v1/key-packages` | device | [`UploadKeyPackages`] → [`KeyPackageCount`] |
 //! | GET | `/v1/key-packages` | device | → [`KeyPackageCount`] |
 //! | POST | `/v1/users/{name}/key-packages/claim` | device | [`ClaimRequest`] → [`ClaimedKeyPackages`] |
@@ -318,6 +320,11 @@ pub struct LinkRequest {
     /// The authentication key's signature over [`mls_key_message`] of `mls_key`.
     #[serde(with = "b64")]
     pub mls_key_signature: Vec<u8>,
+    /// The proof that this device holds the link secret the existing device showed with the
+    /// code (`haven_kt::device_list::link_proof`; 32 bytes). The server passes it on in the
+    /// [`DeviceLinked`] entry; it cannot make one.
+    #[serde(with = "b64")]
+    pub link_proof: Vec<u8>,
 }
 
 /// A device as others see it.
@@ -540,6 +547,49 @@ pub struct DeviceLinked {
     /// to its conversations. `None` in entries from older servers.
     #[serde(default, with = "b64::option", skip_serializing_if = "Option::is_none")]
     pub link_code_sha256: Option<Vec<u8>>,
+    /// The new device's authentication key, as registered.
+    #[serde(default, with = "b64::option", skip_serializing_if = "Option::is_none")]
+    pub auth_key: Option<Vec<u8>>,
+    /// The new device's MLS signature key, as registered.
+    #[serde(default, with = "b64::option", skip_serializing_if = "Option::is_none")]
+    pub mls_key: Option<Vec<u8>>,
+    /// The new device's [`LinkRequest::link_proof`], passed on unchanged: the device that made
+    /// the link secret checks it before it signs the new device into the account's list.
+    #[serde(default, with = "b64::option", skip_serializing_if = "Option::is_none")]
+    pub link_proof: Option<Vec<u8>>,
+}
+
+/// Upload the account's next signed device list (`PUT /v1/devices/list`), signed by the
+/// uploading device: the first list after registration, the next one after a link or before a
+/// removal (`haven_kt::device_list`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PutDeviceList {
+    /// `haven_kt::SignedDeviceList::encode`.
+    #[serde(with = "b64")]
+    pub list: Vec<u8>,
+}
+
+/// The stored version of an uploaded list.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct DeviceListStored {
+    /// Its version.
+    pub version: u64,
+}
+
+/// An account's signed device lists (`GET /v1/users/{name}/device-lists?after=N`), oldest
+/// first: every version above `after` (at most [`DeviceLists::MAX`] per answer). Clients verify
+/// the chain themselves; the key directory (`/v1/kt/...`) is what they check it against.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct DeviceLists {
+    /// The encoded signed lists.
+    #[serde(with = "b64::list")]
+    pub lists: Vec<Vec<u8>>,
+}
+
+impl DeviceLists {
+    /// Most lists in one answer.
+    pub const MAX: u32 = 100;
 }
 
 /// Payload of an [`EntryKind::DeviceRemoved`] entry, queued to the user's other devices: each

@@ -476,6 +476,7 @@ pub fn router(state: AppState) -> Router {
         // The upload streams; its size cap is enforced while streaming (`Service::put_blob`).
         .route("/v1/blobs", put(put_blob))
         .merge(crate::contacts::http::routes())
+        .merge(crate::device_lists::http::routes())
         .merge(crate::moderation::http::routes(
             state.limits().max_report_body,
         ))

@@ -21,6 +21,7 @@ pub mod blobs;
 pub mod client_addr;
 pub mod config;
 pub mod contacts;
+pub mod device_lists;
 pub mod datadir;
 pub mod frank_keys;
 pub mod groups;

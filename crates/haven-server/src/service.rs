@@ -621,6 +621,15 @@ impl Service {
             .await?
             .filter(|d| d.user == me.user)
             .ok_or(ServiceError::NotFound("device of this account"))?;
+        if self
+            .listed_devices(&me.user)
+            .await?
+            .is_some_and(|l| l.contains(target))
+        {
+            return Err(ServiceError::Conflict(
+                "the device is still in the account's signed device list: upload the next list without it first".into(),
+            ));
+        }
         self.check_proof(
             who,
             api::PROOF_REMOVE_DEVICE,
@@ -714,9 +723,17 @@ impl Service {
             created_at: now,
         };
         let code_hash = sha256(req.code.trim().to_ascii_uppercase().as_bytes());
+        if req.link_proof.len() != 32 {
+            return Err(ServiceError::BadRequest(
+                "link_proof must be 32 bytes (HMAC-SHA-256 under the link secret)".into(),
+            ));
+        }
         let payload = serde_json::to_vec(&api::DeviceLinked {
             device_id: device.device_id.clone(),
             link_code_sha256: Some(sha256(req.code.trim().to_ascii_uppercase().as_bytes())),
+            auth_key: Some(device.auth_key.clone()),
+            mls_key: Some(device.mls_key.clone()),
+            link_proof: Some(req.link_proof),
         })
         .map_err(|e| ServiceError::Internal(e.to_string()))?;
         let event = NewMessage {
@@ -901,10 +918,15 @@ impl Service {
             .claim_key_packages(user, &claim)
             .await?
             .ok_or(ServiceError::NotFound("user"))?;
+        // Only devices in the account's signed list (when it has one) are handed out: a device
+        // no device of the account signed in is nobody's to encrypt to (clients refuse it
+        // anyway; this keeps an honest server from offering it).
+        let listed = self.listed_devices(user).await?;
         Ok(api::ClaimedKeyPackages {
             user: user.clone(),
             key_packages: claimed
                 .into_iter()
+                .filter(|(d, _)| listed.as_ref().is_none_or(|l| l.contains(d)))
                 .map(|(device_id, key_package)| api::ClaimedKeyPackage {
                     device_id,
                     key_package,

@@ -336,6 +336,7 @@ pub trait Store:
     crate::blobs::BlobRecords
     + crate::moderation::ModerationStore
     + crate::contacts::ContactStore
+    + crate::device_lists::DeviceListStore
     + Send
     + Sync
     + 'static

@@ -1,0 +1,11 @@
+-- Account-signed device lists (issue 11; src/device_lists/mod.rs has the design): every version
+-- of every account's list, as the device that signed it uploaded it (haven_kt::device_list
+-- format). Versions of one account are consecutive from 1; the newest is the account's list.
+CREATE TABLE device_lists (
+    user_name   TEXT NOT NULL REFERENCES users(name),
+    version     BIGINT NOT NULL CHECK (version >= 1),
+    list        BYTEA NOT NULL,
+    signer      TEXT NOT NULL,
+    created_at  BIGINT NOT NULL,
+    PRIMARY KEY (user_name, version)
+);
