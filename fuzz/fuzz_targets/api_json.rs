@@ -16,6 +16,9 @@ fuzz_target!(|data: &[u8]| {
     let _ = serde_json::from_slice::<api::WsClientFrame>(data);
     let _ = serde_json::from_slice::<api::QueueEntry>(data);
     let _ = serde_json::from_slice::<api::CreateGroup>(data);
+    let _ = serde_json::from_slice::<api::PutDeviceList>(data);
+    let _ = serde_json::from_slice::<api::DeviceLists>(data);
+    let _ = serde_json::from_slice::<api::DeviceLinked>(data);
     let _ = serde_json::from_slice::<contacts::ContactRequestBody>(data);
     let _ = serde_json::from_slice::<contacts::MessageSettingBody>(data);
     let _ = serde_json::from_slice::<haven_proto::moderation::Notice>(data);

@@ -16,15 +16,14 @@
 //! clear ours and process the winner. Clearing an accepted commit would strand the device in
 //! the old epoch for good; this is what prevents it.
 //!
-//! Devices. A newly linked device of ours is added to our conversations only by the device that
-//! minted its link code: the code's SHA-256 is remembered when it is minted, and the server's
-//! `DeviceLinked` entry names the hash of the code used. Every other device of the account
-//! leaves it out, so a link code that someone else minted with our session (a stolen token; the
-//! server now also wants a proof by the device key) adds the new device nowhere. A removed
-//! device (`DeviceRemoved`) is taken out, with MLS Removes, of every active conversation of
-//! ours that still has it. Trust assumption: the server delivers these entries honestly; a
-//! malicious server linking its own device with a code it saw is the key-transparency issue's
-//! to close (DESIGN.md, capability 5).
+//! Devices. Every device of an account is in its signed device list, and this client
+//! encrypts only to listed devices (`device_lists`; the rules are `haven_kt::device_list`). A
+//! newly linked device is signed into the list, and added to our conversations, only by the
+//! device that minted its link code, after checking the new device's proof of the code's
+//! secret (which the server never sees). A removed device is taken out of the list first, then
+//! (on `DeviceRemoved`) out of every active conversation of ours that still has it. Trust
+//! assumption: the server cannot add a device, but it can withhold the newest lists; the key
+//! directory is what shows that (DESIGN.md, capability 5).
 
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -32,7 +31,6 @@ use std::time::{Duration, Instant};
 use ed25519_dalek::{Signer, SigningKey};
 use haven_proto::api::{self, ClaimedKeyPackages, ErrorCode};
 use haven_proto::{DeviceId, GroupId, UserName};
-use sha2::Digest;
 
 use crate::address::{self, Candidate, Found, IdPrefix};
 use crate::attachment::{self, AttachmentError};
@@ -44,8 +42,11 @@ use crate::error::EngineError;
 use crate::net::{Api, NetError, PushStream};
 use crate::store::{Conversation, ConversationKind, ConversationState, StoredMessage};
 
+mod device_lists;
 mod moderation;
 mod safety;
+
+pub use device_lists::LinkCode;
 
 pub use safety::{RequestAnswer, SafetyView};
 
@@ -78,6 +79,11 @@ pub enum ClientError {
     /// when, why, and how to appeal (`haven appeal CASE TEXT`, which works without a session).
     #[error("{0}")]
     Suspended(String),
+    /// What the server answered failed verification (a device-list chain, a link proof, an
+    /// account without a signed list): nothing was encrypted to it, and an alarm records it
+    /// where one applies (`haven keys`).
+    #[error("{0}")]
+    Untrusted(String),
     /// An attachment could not be sealed or opened.
     #[error("attachment: {0}")]
     Attachment(#[from] AttachmentError),
@@ -326,26 +332,37 @@ impl Client {
             birth_date: birth_date.to_owned(),
         };
         let reg = api.register(&req).await?;
-        Self::finish_enrolment(home, api, reg, keys).await
+        Self::finish_enrolment(home, api, reg, keys, true).await
     }
 
-    /// Links this new device to an existing account with a one-time code from `haven device link`.
+    /// Links this new device to an existing account with a one-time code from `haven device
+    /// link`: the server's part goes to the server, the secret only into the link proof over
+    /// this device's keys, which the device that showed the code checks before it signs this
+    /// one into the account's list (`device_lists`).
     pub async fn link(
         home: &Path,
         server: &str,
         code: &str,
         device_name: &str,
     ) -> Result<Client, ClientError> {
+        let (server_code, secret) = device_lists::split_code(code)?;
+        let secret =
+            haven_kt::device_list::secret_from_chars(&secret).map_err(|e| usage(e.to_string()))?;
         let (api, keys) = Self::new_device(home, server)?;
+        let mls_key = keys.signer.public().to_vec();
+        let link_proof =
+            haven_kt::device_list::link_proof(&secret, &server_code, &keys.auth_key, &mls_key)
+                .to_vec();
         let req = api::LinkRequest {
-            code: code.to_owned(),
+            code: server_code,
             device_name: device_name.to_owned(),
             auth_key: keys.auth_key.clone(),
-            mls_key: keys.signer.public().to_vec(),
+            mls_key,
             mls_key_signature: keys.mls_key_signature.clone(),
+            link_proof,
         };
         let reg = api.link(&req).await?;
-        Self::finish_enrolment(home, api, reg, keys).await
+        Self::finish_enrolment(home, api, reg, keys, false).await
     }
 
     /// Checks the profile directory is free and makes this device's keys: the authentication
@@ -389,6 +406,7 @@ impl Client {
         api: Api,
         reg: api::DeviceRegistered,
         keys: NewDeviceKeys,
+        first_device: bool,
     ) -> Result<Client, ClientError> {
         let identity = Identity {
             user: reg.user,
@@ -399,6 +417,9 @@ impl Client {
         let engine = Engine::create_with_signer(home, identity, keys.signer)?;
         let mut client = Client { engine, api };
         client.login().await?;
+        if first_device {
+            client.publish_first_device_list().await?;
+        }
         client.replenish_key_packages().await?;
         Ok(client)
     }
@@ -568,19 +589,6 @@ impl Client {
         })
     }
 
-    /// A one-time code to link a new device to this account. Minting it takes a proof by this
-    /// device's key (a session token alone cannot), and the code is remembered: when a device
-    /// links with it, this device adds it to its conversations ([`Client::sync`]); the
-    /// account's other devices do not.
-    pub async fn link_code(&mut self) -> Result<api::LinkCodeResponse, ClientError> {
-        let proof = self.device_proof(api::PROOF_LINK_CODE, b"").await?;
-        let resp = self.api.link_code(&api::LinkCodeRequest { proof }).await?;
-        let hash = sha2::Sha256::digest(resp.code.as_bytes());
-        self.engine
-            .record_minted_link_code(&hash, resp.expires_at, now_ms())?;
-        Ok(resp)
-    }
-
     /// Revokes this device's session on the server (or, with `all`, every session of every
     /// device of the account) and forgets it here. The device keeps its keys: the next command
     /// logs in again with them.
@@ -616,6 +624,8 @@ impl Client {
                 "this is the device you are using; remove it from another device, or `haven logout`",
             ));
         }
+        // The signed list goes first: the server removes no device still in it.
+        self.unlist_device(&target).await?;
         let proof = self
             .device_proof(api::PROOF_REMOVE_DEVICE, target.as_str().as_bytes())
             .await?;
@@ -769,14 +779,18 @@ impl Client {
         self.find(target, false)
     }
 
+    /// Checks that `user` exists and that their signed device list verifies (checked with the
+    /// server now, so a list that grew or broke since is seen), before anything is created.
     async fn check_user(&mut self, user: &UserName) -> Result<(), ClientError> {
         match self.api.user(user).await {
-            Ok(_) => Ok(()),
+            Ok(_) => {}
             Err(e) if e.code() == Some(ErrorCode::NotFound) => {
-                Err(usage(format!("unknown user {user}")))
+                return Err(usage(format!("unknown user {user}")))
             }
-            Err(e) => Err(e.into()),
+            Err(e) => return Err(e.into()),
         }
+        self.sync_device_list(user).await?;
+        Ok(())
     }
 
     /// Looks `user` up in the directory and pins the MLS keys of their devices, so the key
@@ -808,8 +822,10 @@ impl Client {
     ) -> Result<Vec<ClaimedKeyPackages>, ClientError> {
         let mut out = Vec::new();
         for u in users {
+            self.ensure_device_list(u).await?;
             self.pin_directory_keys(u).await?;
             let c = self.api.claim_key_packages(u, group).await?;
+            let c = self.listed_only(c)?;
             if c.key_packages.is_empty() {
                 return Err(usage(format!(
                     "{u} has no device that can be added right now (no key packages)"
@@ -819,8 +835,10 @@ impl Client {
         }
         if include_own_devices {
             let me = self.user().clone();
+            self.ensure_device_list(&me).await?;
             self.pin_directory_keys(&me).await?;
-            let mut mine = self.api.claim_key_packages(&me, group).await?;
+            let mine = self.api.claim_key_packages(&me, group).await?;
+            let mut mine = self.listed_only(mine)?;
             mine.key_packages
                 .retain(|k| &k.device_id != self.device_id());
             if !mine.key_packages.is_empty() {
@@ -1136,6 +1154,14 @@ impl Client {
     }
 
     async fn send_body(&mut self, g: &GroupId, body: Body) -> Result<StoredMessage, ClientError> {
+        // A conversation where a device outside its user's signed list turned up is not
+        // written to until the user has looked (`haven keys`).
+        if let Some(a) = self.engine.marking(g)? {
+            return Err(ClientError::Untrusted(format!(
+                "nothing is sent in this conversation until you have checked alarm {}: {}                  (haven keys; haven keys ack {} when you have)",
+                a.id, a.detail, a.id
+            )));
+        }
         // A commit of ours whose answer was lost is settled first: openmls would otherwise
         // encrypt in the epoch before it, which members it added cannot read.
         self.settle_pending_commits().await?;
@@ -1380,13 +1406,40 @@ impl Client {
 
     /// Processes a batch in one local transaction (see [`Engine::process_entries`]); on `Ok`
     /// every entry is stored and may be acknowledged.
-    fn process(
+    /// Processes `entries` (one transaction); a device the engine could not find in a device
+    /// list that was not checked in this session makes it check that list and process the
+    /// batch again (each user once, so this ends).
+    async fn process(
         &mut self,
         entries: &[api::QueueEntry],
         events: &mut Vec<Event>,
         follow: &mut Vec<Processed>,
     ) -> Result<(), ClientError> {
-        let outcomes = self.engine.process_entries(entries)?;
+        loop {
+            match self.engine.process_entries(entries) {
+                Err(EngineError::DeviceListNeeded(user))
+                    if !self.engine.device_list_checked(&user) =>
+                {
+                    match self.sync_device_list(&user).await {
+                        // An account without a list: the engine now refuses its devices.
+                        Ok(_) | Err(ClientError::Untrusted(_)) => {}
+                        Err(e) => return Err(e),
+                    }
+                    self.engine.mark_device_list_checked(&user);
+                }
+                Err(e) => return Err(e.into()),
+                Ok(outcomes) => return self.took(entries, outcomes, events, follow),
+            }
+        }
+    }
+
+    fn took(
+        &mut self,
+        entries: &[api::QueueEntry],
+        outcomes: Vec<Processed>,
+        events: &mut Vec<Event>,
+        follow: &mut Vec<Processed>,
+    ) -> Result<(), ClientError> {
         for (entry, p) in entries.iter().zip(outcomes) {
             match &p {
                 Processed::Proposal { .. }
@@ -1415,7 +1468,7 @@ impl Client {
             if entries.is_empty() {
                 return Ok(());
             }
-            self.process(&entries, events, follow)?;
+            self.process(&entries, events, follow).await?;
             let acks: Vec<i64> = entries.iter().map(|e| e.id).collect();
             self.api.ack(&acks).await?;
             if entries.len() < BATCH as usize {
@@ -1447,17 +1500,9 @@ impl Client {
                         self.commit_proposals(&group_id).await?
                     }
                 }
-                // Only the device that minted the link code adds the new device: a link
-                // code some other session minted (a stolen token, say) adds it nowhere.
-                Processed::DeviceLinked(d) => {
-                    let ours = match &d.link_code_sha256 {
-                        Some(h) => self.engine.take_minted_link_code(h)?,
-                        None => false,
-                    };
-                    if ours {
-                        self.add_linked_device(&d.device_id).await?
-                    }
-                }
+                // Only the device that minted the link code signs the new device in and adds
+                // it, after checking its proof of the code's secret (`device_lists`).
+                Processed::DeviceLinked(d) => self.follow_device_linked(&d).await?,
                 Processed::DeviceRemoved(d) => self.remove_device_from_groups(&d.device_id).await?,
                 Processed::Joined(_) | Processed::Invited(_) => self.replenish_on_sync().await?,
                 _ => {}
@@ -1468,6 +1513,7 @@ impl Client {
 
     async fn add_linked_device(&mut self, device: &DeviceId) -> Result<(), ClientError> {
         let me = self.user().clone();
+        self.ensure_device_list(&me).await?;
         self.pin_directory_keys(&me).await?;
         for c in self.engine.conversations()? {
             if c.state != ConversationState::Active {
@@ -1477,7 +1523,8 @@ impl Client {
             if self.engine.members(&g)?.iter().any(|(_, d)| d == device) {
                 continue;
             }
-            let mut claimed = self.api.claim_key_packages(&me, &g).await?;
+            let claimed = self.api.claim_key_packages(&me, &g).await?;
+            let mut claimed = self.listed_only(claimed)?;
             claimed.key_packages.retain(|k| &k.device_id == device);
             if claimed.key_packages.is_empty() {
                 continue;
@@ -1502,6 +1549,9 @@ impl Client {
     /// work it asks for, and tops up this device's key packages on the server (every sync, so
     /// packages others claimed are replaced even when no Welcome arrived). Returns what happened.
     pub async fn sync(&mut self) -> Result<Vec<Event>, ClientError> {
+        // Device lists are checked again in each sync before a device missing from one is
+        // refused (a list may have grown since).
+        self.engine.start_device_checks();
         self.settle_pending_commits().await?;
         let mut events = Vec::new();
         // Follow-ups can queue more for us (commits race); a few rounds settle it.
@@ -1557,7 +1607,7 @@ impl Client {
     ) -> Result<bool, ClientError> {
         let before = events.len();
         let mut follow = Vec::new();
-        self.process(entries, events, &mut follow)?;
+        self.process(entries, events, &mut follow).await?;
         let ids: Vec<i64> = entries.iter().map(|e| e.id).collect();
         stream.ack(&ids).await?;
         if !follow.is_empty() {

@@ -34,6 +34,7 @@ use rusqlite::{Connection, TransactionBehavior};
 use zeroize::{Zeroize, ZeroizeOnDrop};
 
 use crate::content::{open_envelope, seal_envelope, Body, Content, MessageId};
+use crate::devices::{self, DeviceCheck};
 use crate::error::{EngineError, KeyPackageProblem};
 use crate::pins::{self, KeyCheck};
 use crate::provider::{run_openmls_migrations, Provider};
@@ -41,6 +42,7 @@ use crate::store::{
     self, Conversation, ConversationKind, ConversationState, FrankRecord, FrankedRow, NewMessage,
     StoredMessage,
 };
+use haven_kt::device_list::{DeviceList, ListedDevice, SignedDeviceList};
 
 mod book;
 pub use book::{valid_group_name, MAX_GROUP_NAME};
@@ -197,6 +199,9 @@ pub enum DropReason {
     OwnMessage,
     /// A device-link notice naming this very device.
     NotForUs,
+    /// A Welcome or commit names a device that is not in its user's verified device list
+    /// ([`crate::devices`]); an alarm records it.
+    UnlistedDevice,
 }
 
 impl DropReason {
@@ -213,6 +218,7 @@ impl DropReason {
             DropReason::AlreadyMember => "already_member",
             DropReason::OwnMessage => "own_message",
             DropReason::NotForUs => "not_for_us",
+            DropReason::UnlistedDevice => "unlisted_device",
         }
     }
 }
@@ -269,8 +275,9 @@ pub enum Processed {
         commit_needed: bool,
     },
     /// Another device of our user was linked (these entries are queued only to the user's own
-    /// devices). The network layer adds it to our conversations only if this device minted
-    /// its link code ([`Engine::take_minted_link_code`]).
+    /// devices). The network layer signs it into the account's device list and adds it to
+    /// our conversations only if this device minted its link code
+    /// ([`Engine::take_minted_link_code`]) and the new device proved the code's secret.
     DeviceLinked(DeviceLinked),
     /// A device of our user was removed; the network layer commits MLS Removes of it in our
     /// groups that still have it.
@@ -310,6 +317,14 @@ impl Processed {
 enum Step {
     Done(Box<Processed>),
     Reject(DropReason),
+    /// Refused: names a device not in its user's verified list. Rolled back like a
+    /// rejection, and an alarm is raised (marking `group`, if given).
+    Unlisted {
+        user: UserName,
+        device: DeviceId,
+        group: Option<GroupId>,
+        detail: String,
+    },
 }
 
 fn dropped(reason: DropReason) -> Result<Step, EngineError> {
@@ -326,8 +341,33 @@ pub struct Engine {
     groups: GroupCache,
     /// `PRAGMA data_version` when `groups` was last known to match the database.
     data_version: i64,
+    /// How device lists are enforced, and which were checked in this session.
+    checks: DeviceChecks,
     #[cfg(test)]
     fail_before_commit: bool,
+}
+
+/// Device-list enforcement ([`crate::devices`]): every device this engine encrypts to must be
+/// in its user's verified list. `fresh` holds the users whose list the client checked with the
+/// server in this session (since [`Engine::start_device_checks`]): a device missing from a
+/// fresh list is refused; one missing from a list that is not fresh first makes the client
+/// check the list ([`EngineError::DeviceListNeeded`]).
+#[derive(Debug)]
+struct DeviceChecks {
+    /// Always on outside this crate's own unit tests, which exercise the MLS mechanics with
+    /// engines that exchange bytes by hand and no server to hold lists; the tests of this
+    /// enforcement turn it on (`Engine::enforce_device_lists`).
+    enforce: bool,
+    fresh: HashSet<UserName>,
+}
+
+impl Default for DeviceChecks {
+    fn default() -> Self {
+        DeviceChecks {
+            enforce: !cfg!(test),
+            fresh: HashSet::new(),
+        }
+    }
 }
 
 impl std::fmt::Debug for Engine {
@@ -344,6 +384,7 @@ struct Ctx<'a> {
     db: &'a Connection,
     signer: &'a SignatureKeyPair,
     me: &'a Identity,
+    checks: &'a DeviceChecks,
     /// Groups in memory that match this transaction's view of storage. Take one out with
     /// [`Ctx::take_group`]; put it back with [`Ctx::keep_group`] only if everything done to it
     /// was also written to storage and will not be rolled back on its own.
@@ -433,6 +474,7 @@ fn prepare_db(home: &Path) -> Result<Connection, EngineError> {
     run_openmls_migrations(&mut conn).map_err(EngineError::Migration)?;
     store::migrate(&conn)?;
     pins::migrate(&conn)?;
+    crate::devices::migrate(&conn)?;
     Ok(conn)
 }
 
@@ -450,8 +492,9 @@ mod keys {
     pub const TOKEN: &str = "session_token";
     pub const TOKEN_EXP: &str = "session_expires_at";
     /// Link codes this device minted and that no device has used yet: a JSON array of
-    /// `[hex SHA-256 of the code, expires_at]`.
-    pub const MINTED_LINK_CODES: &str = "minted_link_codes";
+    /// [`super::MintedLinkCode`]. (The key before link secrets, `minted_link_codes`, held
+    /// hashes only; its codes could not be checked now and are ignored.)
+    pub const MINTED_LINK_CODES: &str = "minted_link_codes_v2";
 }
 
 /// How long after its expiry a minted link code is still recognised: its `DeviceLinked` entry
@@ -502,6 +545,7 @@ impl Engine {
             signer,
             groups: GroupCache::new(),
             data_version: -1,
+            checks: DeviceChecks::default(),
             #[cfg(test)]
             fail_before_commit: false,
         })
@@ -548,6 +592,7 @@ impl Engine {
             signer,
             groups: GroupCache::new(),
             data_version: -1,
+            checks: DeviceChecks::default(),
             #[cfg(test)]
             fail_before_commit: false,
         })
@@ -591,6 +636,99 @@ impl Engine {
         })
     }
 
+    /// Signs `list` with this device's MLS signature key: the account's device-list signature
+    /// (`haven_kt::device_list`).
+    pub fn sign_device_list(&self, list: DeviceList) -> Result<SignedDeviceList, EngineError> {
+        use openmls_traits::signatures::Signer as _;
+        SignedDeviceList::sign(list, self.identity.device_id.clone(), |m| {
+            self.signer
+                .sign(m)
+                .map_err(|e| EngineError::Mls(format!("signing the device list: {e:?}")))
+        })?
+        .map_err(|_| EngineError::Internal("this device's list signature does not verify"))
+    }
+
+    /// This device as a device list names it.
+    pub fn listed_self(&self) -> Result<ListedDevice, EngineError> {
+        let mls_key: [u8; 32] = self
+            .signer
+            .public()
+            .try_into()
+            .map_err(|_| EngineError::Corrupt("MLS signature key"))?;
+        Ok(ListedDevice {
+            device_id: self.identity.device_id.clone(),
+            mls_key,
+        })
+    }
+
+    /// Stores `list` as its user's newest verified list (the caller verified it: the chain,
+    /// and the directory proof when `root` is given) and marks it checked for this session.
+    pub fn store_verified_list(
+        &mut self,
+        list: &SignedDeviceList,
+        root: Option<(u64, &[u8])>,
+    ) -> Result<(), EngineError> {
+        self.with_tx(|c| devices::store_verified(c.db, list, root, now_ms()))?;
+        self.checks.fresh.insert(list.list.user.clone());
+        Ok(())
+    }
+
+    /// Marks `user`'s stored list (or its absence) as checked with the server in this session.
+    pub fn mark_device_list_checked(&mut self, user: &UserName) {
+        self.checks.fresh.insert(user.clone());
+    }
+
+    /// Whether `user`'s list was checked in this session.
+    pub fn device_list_checked(&self, user: &UserName) -> bool {
+        self.checks.fresh.contains(user)
+    }
+
+    /// Starts a new session of checks: every list is checked again before it is relied on for
+    /// a device not in it.
+    pub fn start_device_checks(&mut self) {
+        self.checks.fresh.clear();
+    }
+
+    /// The newest verified list of `user`, if this profile has one.
+    pub fn verified_list(&self, user: &UserName) -> Result<Option<SignedDeviceList>, EngineError> {
+        devices::verified_list(&self.conn, user)
+    }
+
+    /// The directory root `user`'s stored list was last checked against.
+    pub fn verified_list_root(
+        &self,
+        user: &UserName,
+    ) -> Result<Option<(u64, Vec<u8>)>, EngineError> {
+        devices::verified_at_root(&self.conn, user)
+    }
+
+    /// Key-transparency alarms, oldest first: the open ones, or all.
+    pub fn alarms(&self, all: bool) -> Result<Vec<devices::Alarm>, EngineError> {
+        devices::alarms(&self.conn, all)
+    }
+
+    /// Raises an alarm (once while the same one is open); returns its id.
+    pub fn raise_alarm(&mut self, a: &devices::NewAlarm<'_>) -> Result<i64, EngineError> {
+        self.with_tx(|c| devices::raise(c.db, a, now_ms()))
+    }
+
+    /// Acknowledges an open alarm; `false` if no open alarm has this id.
+    pub fn ack_alarm(&mut self, id: i64) -> Result<bool, EngineError> {
+        self.with_tx(|c| devices::ack(c.db, id, now_ms()))
+    }
+
+    /// The open alarm that marks conversation `group` (nothing is sent there while it is open).
+    pub fn marking(&self, group: &GroupId) -> Result<Option<devices::Alarm>, EngineError> {
+        devices::marking(&self.conn, group)
+    }
+
+    /// Turns device-list enforcement on (unit tests of the enforcement; it is always on
+    /// outside this crate's tests).
+    #[cfg(test)]
+    pub(crate) fn enforce_device_lists(&mut self) {
+        self.checks.enforce = true;
+    }
+
     /// Stores the session token (replacing any earlier one).
     pub fn set_session_token(&mut self, token: &SessionToken) -> Result<(), EngineError> {
         self.with_tx(|c| {
@@ -603,36 +741,47 @@ impl Engine {
         })
     }
 
-    /// Records a link code this device minted (by its SHA-256), so that its `DeviceLinked`
-    /// entry is recognised as ours. Codes long expired are dropped.
+    /// Records a link code this device minted: the server's code, the link secret this device
+    /// drew for it, and when it expires. Its `DeviceLinked` entry is recognised by the server
+    /// code's SHA-256, and the new device's link proof is checked with the secret. Codes long
+    /// expired are dropped.
     pub fn record_minted_link_code(
         &mut self,
-        code_sha256: &[u8],
+        server_code: &str,
+        secret: &str,
         expires_at: u64,
         now: u64,
     ) -> Result<(), EngineError> {
-        let entry = (hex::encode(code_sha256), expires_at);
+        use sha2::Digest as _;
+        let entry = MintedLinkCode {
+            code_sha256: hex::encode(sha2::Sha256::digest(server_code.as_bytes())),
+            server_code: server_code.to_owned(),
+            secret: secret.to_owned(),
+            expires_at,
+        };
         self.with_tx(|c| {
             let mut codes = minted_codes(c.db)?;
-            codes.retain(|(_, exp)| exp.saturating_add(MINTED_CODE_GRACE_MS) > now);
+            codes.retain(|m| m.expires_at.saturating_add(MINTED_CODE_GRACE_MS) > now);
             codes.push(entry);
             put_minted_codes(c.db, &codes)
         })
     }
 
-    /// Whether this device minted the link code with SHA-256 `code_sha256`; if so, forgets it
-    /// (a code links one device).
-    pub fn take_minted_link_code(&mut self, code_sha256: &[u8]) -> Result<bool, EngineError> {
+    /// The link code this device minted whose server code has SHA-256 `code_sha256`, if any;
+    /// it is forgotten (a code links one device).
+    pub fn take_minted_link_code(
+        &mut self,
+        code_sha256: &[u8],
+    ) -> Result<Option<MintedLinkCode>, EngineError> {
         let want = hex::encode(code_sha256);
         self.with_tx(|c| {
             let mut codes = minted_codes(c.db)?;
-            let before = codes.len();
-            codes.retain(|(h, _)| h != &want);
-            if codes.len() == before {
-                return Ok(false);
-            }
+            let Some(i) = codes.iter().position(|m| m.code_sha256 == want) else {
+                return Ok(None);
+            };
+            let taken = codes.remove(i);
             put_minted_codes(c.db, &codes)?;
-            Ok(true)
+            Ok(Some(taken))
         })
     }
 
@@ -691,6 +840,7 @@ impl Engine {
                 db: &tx,
                 signer: &self.signer,
                 me: &self.identity,
+                checks: &self.checks,
                 groups: RefCell::new(groups),
             };
             let out = f(&ctx)?;
@@ -1207,6 +1357,24 @@ fn load_group(p: &Provider<'_>, group_id: &GroupId) -> Result<MlsGroup, EngineEr
 }
 
 impl Ctx<'_> {
+    /// Whether `user`'s `device` with MLS key `key` may be encrypted to: it is in the user's
+    /// verified list. A device missing from a list not checked in this session asks the client
+    /// to check it first ([`EngineError::DeviceListNeeded`]).
+    fn listed(&self, user: &UserName, device: &DeviceId, key: &[u8]) -> Result<bool, EngineError> {
+        if !self.checks.enforce {
+            return Ok(true);
+        }
+        match devices::check(self.db, user, device, key)? {
+            DeviceCheck::Listed => Ok(true),
+            DeviceCheck::NotListed | DeviceCheck::NoList if self.checks.fresh.contains(user) => {
+                Ok(false)
+            }
+            DeviceCheck::NotListed | DeviceCheck::NoList => {
+                Err(EngineError::DeviceListNeeded(user.clone()))
+            }
+        }
+    }
+
     /// Records a staged commit (in the transaction that staged it) until merged or cleared.
     fn staged(&self, oc: OutgoingCommit) -> Result<OutgoingCommit, EngineError> {
         store::pending_commit_put(self.db, &oc)?;
@@ -1315,15 +1483,14 @@ impl Ctx<'_> {
             Some((u, d)) if u == *user && d == *device_id => {}
             _ => return Err(bad(KeyPackageProblem::WrongIdentity)),
         }
-        match pins::check_or_pin(
-            self.db,
-            user,
-            device_id,
-            kp.leaf_node().signature_key().as_slice(),
-        )? {
-            KeyCheck::Known | KeyCheck::Pinned => Ok(kp),
-            KeyCheck::Mismatch => Err(bad(KeyPackageProblem::WrongKey)),
+        let key = kp.leaf_node().signature_key().as_slice();
+        if pins::check_or_pin(self.db, user, device_id, key)? == KeyCheck::Mismatch {
+            return Err(bad(KeyPackageProblem::WrongKey));
         }
+        if !self.listed(user, device_id, key)? {
+            return Err(bad(KeyPackageProblem::NotListed));
+        }
+        Ok(kp)
     }
 
     fn add_members(
@@ -1535,6 +1702,29 @@ impl Ctx<'_> {
                 run("RELEASE haven_mls")?;
                 Ok(Processed::Dropped { reason })
             }
+            Step::Unlisted {
+                user,
+                device,
+                group,
+                detail,
+            } => {
+                run("ROLLBACK TO haven_mls")?;
+                run("RELEASE haven_mls")?;
+                devices::raise(
+                    self.db,
+                    &devices::NewAlarm {
+                        kind: devices::AlarmKind::UnlistedDevice,
+                        user: &user,
+                        device: Some(&device),
+                        group: group.as_ref(),
+                        detail,
+                    },
+                    now_ms(),
+                )?;
+                Ok(Processed::Dropped {
+                    reason: DropReason::UnlistedDevice,
+                })
+            }
         }
     }
 
@@ -1593,6 +1783,21 @@ impl Ctx<'_> {
             };
             if pins::check_or_pin(self.db, &u, &d, &m.signature_key)? == KeyCheck::Mismatch {
                 return Ok(Step::Reject(DropReason::InvalidMember));
+            }
+            if !self.listed(&u, &d, &m.signature_key)? {
+                let by = entry
+                    .sender
+                    .as_ref()
+                    .map(|s| s.user.to_string())
+                    .unwrap_or_default();
+                return Ok(Step::Unlisted {
+                    detail: format!(
+                        "an invitation from {by} to a conversation includes device {d} of {u}, which is not in {u}'s verified device list; the invitation was refused"
+                    ),
+                    user: u,
+                    device: d,
+                    group: None,
+                });
             }
         }
         if existing.is_some() {
@@ -1828,6 +2033,19 @@ impl Ctx<'_> {
             if pins::check_or_pin(self.db, &u, &d, key)? == KeyCheck::Mismatch {
                 return Ok(Step::Reject(DropReason::InvalidMember));
             }
+            if !self.listed(&u, &d, key)? {
+                let by = parse_identity(sender_cred)
+                    .map(|(u, _)| u.to_string())
+                    .unwrap_or_default();
+                return Ok(Step::Unlisted {
+                    detail: format!(
+                        "a commit by {by} adds device {d} of {u}, which is not in {u}'s verified device list; the commit was refused, and nothing is sent in this conversation until you have checked it"
+                    ),
+                    user: u,
+                    device: d,
+                    group: Some(group_id.clone()),
+                });
+            }
             added.push((u, d));
         }
         let removed: Vec<(UserName, DeviceId)> = staged
@@ -1860,8 +2078,22 @@ impl Ctx<'_> {
 #[cfg(test)]
 mod tests;
 
+/// A link code this device minted and no device has used yet.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct MintedLinkCode {
+    /// Hex SHA-256 of the server's code (what `DeviceLinked` names).
+    pub code_sha256: String,
+    /// The server's part of the code.
+    pub server_code: String,
+    /// The link secret this device drew (characters of `haven_kt::device_list::CODE_ALPHABET`);
+    /// the server never sees it.
+    pub secret: String,
+    /// When the server's code expires.
+    pub expires_at: u64,
+}
+
 /// The minted link codes recorded in the profile (see `keys::MINTED_LINK_CODES`).
-fn minted_codes(db: &Connection) -> Result<Vec<(String, u64)>, EngineError> {
+fn minted_codes(db: &Connection) -> Result<Vec<MintedLinkCode>, EngineError> {
     match store::meta_get(db, keys::MINTED_LINK_CODES)? {
         None => Ok(Vec::new()),
         Some(b) => {
@@ -1870,7 +2102,7 @@ fn minted_codes(db: &Connection) -> Result<Vec<(String, u64)>, EngineError> {
     }
 }
 
-fn put_minted_codes(db: &Connection, codes: &[(String, u64)]) -> Result<(), EngineError> {
+fn put_minted_codes(db: &Connection, codes: &[MintedLinkCode]) -> Result<(), EngineError> {
     let bytes = serde_json::to_vec(codes).map_err(|_| EngineError::Corrupt("minted link codes"))?;
     store::meta_put(db, keys::MINTED_LINK_CODES, &bytes)
 }

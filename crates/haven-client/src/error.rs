@@ -42,6 +42,10 @@ pub enum KeyPackageProblem {
     /// directory or seen before).
     #[error("key package carries a different key than the one known for this device")]
     WrongKey,
+    /// The device is not in its user's verified device list (`crate::devices`): the server
+    /// offered a device that no device of the account signed in.
+    #[error("the device is not in the user's verified device list")]
+    NotListed,
     /// The device is already a member of the group.
     #[error("device is already a member")]
     AlreadyMember,
@@ -70,6 +74,12 @@ pub enum EngineError {
         /// What is wrong.
         problem: KeyPackageProblem,
     },
+
+    /// A Welcome or commit names a device of `0` and this profile has not checked `0`'s device
+    /// list in this session: the client checks it (`Client` does, then processes the entry
+    /// again). Nothing of the batch was recorded.
+    #[error("the device list of {0} must be checked first")]
+    DeviceListNeeded(UserName),
 
     // --- caller misuse ---
     /// `create` on a directory that already holds a profile.
@@ -140,6 +150,7 @@ impl EngineError {
         match self {
             EngineError::Content(_) => ErrorCause::Malformed,
             EngineError::KeyPackage { .. } => ErrorCause::Peer,
+            EngineError::DeviceListNeeded(_) => ErrorCause::Peer,
             EngineError::ProfileExists
             | EngineError::NoProfile
             | EngineError::UnknownConversation(_)

@@ -44,6 +44,7 @@
 pub mod address;
 pub use haven_content::attachment;
 pub mod client;
+pub mod devices;
 pub use haven_content::content;
 pub mod engine;
 pub mod error;

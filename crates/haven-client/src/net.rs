@@ -255,9 +255,18 @@ impl Api {
         path: &str,
         body: &B,
     ) -> Result<T, NetError> {
+        self.request_json(reqwest::Method::POST, path, body).await
+    }
+
+    async fn request_json<B: Serialize, T: DeserializeOwned>(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: &B,
+    ) -> Result<T, NetError> {
         let body = serde_json::to_vec(body).map_err(|e| NetError::Protocol(e.to_string()))?;
         let resp = self
-            .authed(self.http.post(format!("{}{path}", self.base)))
+            .authed(self.http.request(method, format!("{}{path}", self.base)))
             .header(CONTENT_TYPE, "application/json")
             .body(body)
             .send()
@@ -323,6 +332,25 @@ impl Api {
     /// `GET /v1/users/{name}`.
     pub async fn user(&self, user: &UserName) -> Result<api::UserDevices, NetError> {
         self.get(&format!("/v1/users/{user}")).await
+    }
+
+    /// `PUT /v1/devices/list`.
+    pub async fn put_device_list(
+        &self,
+        req: &api::PutDeviceList,
+    ) -> Result<api::DeviceListStored, NetError> {
+        self.request_json(reqwest::Method::PUT, "/v1/devices/list", req)
+            .await
+    }
+
+    /// `GET /v1/users/{name}/device-lists?after=N`.
+    pub async fn device_lists(
+        &self,
+        user: &UserName,
+        after: u64,
+    ) -> Result<api::DeviceLists, NetError> {
+        self.get(&format!("/v1/users/{user}/device-lists?after={after}"))
+            .await
     }
 
     /// `POST /v1/key-packages`.

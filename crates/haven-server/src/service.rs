@@ -621,6 +621,23 @@ impl Service {
             .await?
             .filter(|d| d.user == me.user)
             .ok_or(ServiceError::NotFound("device of this account"))?;
+        self.check_proof(
+            who,
+            api::PROOF_REMOVE_DEVICE,
+            target.as_str().as_bytes(),
+            &req.proof,
+        )
+        .await?;
+        // Only after the proof: who may not remove it learns nothing more. The last device is
+        // refused as such (the store checks it again in the removal's transaction).
+        if self
+            .store
+            .user_devices(&me.user)
+            .await?
+            .is_some_and(|d| d.len() == 1)
+        {
+            return Err(StoreError::LastDevice.into());
+        }
         if self
             .listed_devices(&me.user)
             .await?
@@ -630,13 +647,6 @@ impl Service {
                 "the device is still in the account's signed device list: upload the next list without it first".into(),
             ));
         }
-        self.check_proof(
-            who,
-            api::PROOF_REMOVE_DEVICE,
-            target.as_str().as_bytes(),
-            &req.proof,
-        )
-        .await?;
         let now = now_ms();
         let payload = serde_json::to_vec(&api::DeviceRemoved {
             device_id: target.clone(),

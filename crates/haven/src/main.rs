@@ -3,6 +3,7 @@
 mod admin;
 mod bench;
 mod demo;
+mod keys_cli;
 mod match_cli;
 mod mod_cli;
 mod msg_cli;
@@ -40,6 +41,8 @@ enum Command {
     Device(msg_cli::DeviceCmd),
     /// Revoke this device's session on the server (--all: every session of the account).
     Logout(msg_cli::LogoutArgs),
+    /// Signed device lists and key-transparency alarms (show USER, ack ID).
+    Keys(keys_cli::KeysArgs),
     /// Operator commands on a server's data directory (franking keys).
     Admin(admin::AdminArgs),
     /// Send a text message to a user (1:1) or to #group.
@@ -115,6 +118,7 @@ fn main() -> std::process::ExitCode {
         Command::Link(args) => msg_cli::run(msg_cli::link(home, args)),
         Command::Device(cmd) => msg_cli::run(msg_cli::device(home, cmd)),
         Command::Logout(args) => msg_cli::run(msg_cli::logout(home, args)),
+        Command::Keys(args) => msg_cli::run(keys_cli::keys(home, args)),
         Command::Admin(args) => admin::main(args),
         Command::Send(args) => msg_cli::run(msg_cli::send(home, args)),
         Command::SendFile(args) => msg_cli::run(msg_cli::send_file(home, args)),

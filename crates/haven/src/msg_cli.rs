@@ -237,7 +237,8 @@ pub async fn link(home: PathBuf, args: LinkArgs) -> anyhow::Result<ExitCode> {
 
 #[derive(clap::Subcommand)]
 pub enum DeviceCmd {
-    /// Print a one-time code for linking a new device (valid 10 minutes).
+    /// Print a one-time code for linking a new device (valid 10 minutes): the server's code and
+    /// a secret only this device and the new one know; this device signs the new one in.
     Link,
     /// List this account's devices.
     List,
@@ -897,6 +898,9 @@ pub async fn sync(home: PathBuf, args: SyncArgs) -> anyhow::Result<ExitCode> {
     // Once per sync: what is a request, who is blocked or restricted.
     let view = client.safety_view().await?;
     show(&mut client, &view, &events, args.json)?;
+    for a in client.alarms(false)? {
+        eprintln!("{} (haven keys)", crate::keys_cli::alarm_line(&a));
+    }
     Ok(ExitCode::SUCCESS)
 }
 

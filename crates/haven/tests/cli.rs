@@ -266,6 +266,37 @@ fn device_link_via_the_cli() {
     assert!(ok(haven(&a2, &url, &["sync"])).contains("to both"));
     assert!(ok(haven(&a1, &url, &["sync"])).contains("to both"));
     assert_eq!(ok(haven(&a1, &url, &["device", "list"])).lines().count(), 2);
+    // The laptop signed the phone in: version 2 of alice's list has both, and nobody has an
+    // alarm.
+    let keys = ok(haven(&a2, &url, &["keys"]));
+    assert!(keys.contains("alice: device list version 2"), "{keys}");
+    assert_eq!(
+        keys.lines().filter(|l| l.contains(" key ")).count(),
+        2,
+        "{keys}"
+    );
+    assert!(
+        keys.contains("(this device)") && keys.contains("no alarms"),
+        "{keys}"
+    );
+    let shown: Value =
+        serde_json::from_str(&ok(haven(&b, &url, &["keys", "show", "alice", "--json"]))).unwrap();
+    assert_eq!(shown["version"], 2);
+    assert_eq!(shown["devices"].as_array().unwrap().len(), 2);
+    let all: Value =
+        serde_json::from_str(&ok(haven(&b, &url, &["keys", "--json", "--all"]))).unwrap();
+    assert_eq!(all["alarms"], serde_json::json!([]));
+    fails(haven(&b, &url, &["keys", "ack", "1"]), "no open alarm 1");
+    // A code typed without its secret is refused before anything is sent.
+    fails(
+        haven(
+            &dir.path().join("a4"),
+            &url,
+            &["link", "ABCD-EFGH-JKMN", "--server", &url],
+        ),
+        "the server's code and the secret",
+    );
+    assert!(!dir.path().join("a4").join("haven.db").exists());
 }
 
 #[test]

@@ -277,7 +277,10 @@ async fn commit_race_one_wins_and_the_loser_recovers() {
     bob.sync().await.unwrap();
     let g = alice.resolve("#race").unwrap();
 
-    // Both stage a commit for the same epoch.
+    // Both stage a commit for the same epoch (by hand: the engine encrypts only to devices in
+    // lists its client checked, so they check them first as `claim` does).
+    alice.device_list(&u("carol")).await.unwrap();
+    bob.device_list(&u("dave")).await.unwrap();
     let kc = alice
         .api()
         .claim_key_packages(&u("carol"), &g)
@@ -352,6 +355,7 @@ async fn commit_whose_answer_was_lost_is_settled_after_restart() {
     let to = Target::Group("lost".into());
 
     // 1. Accepted, answer lost: alice stages "add carol", the server applies it, alice crashes.
+    alice.device_list(&u("carol")).await.unwrap();
     let kc = alice
         .api()
         .claim_key_packages(&u("carol"), &g)
@@ -397,6 +401,7 @@ async fn commit_whose_answer_was_lost_is_settled_after_restart() {
     assert_eq!(got.last().unwrap().2, "after the removal");
 
     // 3. Staged, but another commit won the epoch: cleared, and the winner is processed.
+    alice.device_list(&u("dave")).await.unwrap();
     let kd = alice
         .api()
         .claim_key_packages(&u("dave"), &g)

@@ -320,6 +320,9 @@ async fn logout_revokes_sessions_at_once() {
     let mut phone = Client::link(&home(dir.path(), "phone"), &url, &code, "phone")
         .await
         .unwrap();
+    // The laptop signs the phone into the account's device list: only then do others
+    // encrypt to it.
+    alice.sync().await.unwrap();
     phone.sync().await.unwrap();
     let kp = format!("{url}/v1/key-packages");
     let t1 = alice

@@ -5,6 +5,7 @@
 use super::*;
 use haven_frank::{ServerKey, ServerTag};
 use haven_proto::api::{ClaimedKeyPackage, FrankEnvelope, Sender};
+use sha2::Digest as _;
 use tempfile::TempDir;
 
 struct Dev {
@@ -758,6 +759,9 @@ fn multi_device_user() {
     let linked = DeviceLinked {
         device_id: b2.device(),
         link_code_sha256: Some(vec![7; 32]),
+        auth_key: None,
+        mls_key: None,
+        link_proof: None,
     };
     let e = s.entry(
         EntryKind::DeviceLinked,
@@ -768,11 +772,21 @@ fn multi_device_user() {
     assert_eq!(deliver(&mut b1, &e), Processed::DeviceLinked(linked));
     assert_eq!(dropped_for(deliver(&mut b2, &e)), DropReason::NotForUs);
     // A link notice is recognised as ours only for a code this device minted, once.
-    assert!(!b1.e.take_minted_link_code(&[7; 32]).unwrap());
-    b1.e.record_minted_link_code(&[7; 32], 1_000, 500).unwrap();
-    assert!(!b1.e.take_minted_link_code(&[8; 32]).unwrap());
-    assert!(b1.e.take_minted_link_code(&[7; 32]).unwrap());
-    assert!(!b1.e.take_minted_link_code(&[7; 32]).unwrap());
+    let code_hash = sha2::Sha256::digest(b"ABCD-EFGH-JKMN");
+    assert_eq!(b1.e.take_minted_link_code(&code_hash).unwrap(), None);
+    b1.e.record_minted_link_code("ABCD-EFGH-JKMN", "PQRST", 1_000, 500)
+        .unwrap();
+    assert_eq!(b1.e.take_minted_link_code(&[8; 32]).unwrap(), None);
+    let taken = b1.e.take_minted_link_code(&code_hash).unwrap().unwrap();
+    assert_eq!(
+        (
+            taken.server_code.as_str(),
+            taken.secret.as_str(),
+            taken.expires_at
+        ),
+        ("ABCD-EFGH-JKMN", "PQRST", 1_000)
+    );
+    assert_eq!(b1.e.take_minted_link_code(&code_hash).unwrap(), None);
     // Device-removal notices are returned to every device (each removes it from its groups).
     let removed = haven_proto::api::DeviceRemoved {
         device_id: b2.device(),
@@ -1394,3 +1408,5 @@ fn report_material_is_the_nearest_tagged_messages_before_it_oldest_first() {
         .unwrap()
         .is_none());
 }
+
+mod device_lists;

@@ -258,7 +258,7 @@ fn known_answer_vector() {
     );
     assert_eq!(
         hex_encode(&v1.hash()),
-        hex_encode(&Sha256::digest(v1.encode()).to_vec())
+        hex_encode(&Sha256::digest(v1.encode()))
     );
     // The whole signed encoding, fixed (recomputed by a second implementation from the
     // description in the module docs and the two seeds).
@@ -268,11 +268,7 @@ fn known_answer_vector() {
         .lines()
         .filter(|l| !l.starts_with('#') && !l.is_empty());
     assert_eq!(lines.next(), Some(enc.as_str()));
-    let v2 = sign(
-        DeviceList::successor(&v1, vec![dev(1), dev(2)]).unwrap(),
-        1,
-    )
-    .unwrap();
+    let v2 = sign(DeviceList::successor(&v1, vec![dev(1), dev(2)]).unwrap(), 1).unwrap();
     assert_eq!(lines.next(), Some(hex_encode(&v2.encode()).as_str()));
     let p = link_proof(
         &secret_from_chars("ABCDEFGHJKMNPQRSTVWX").unwrap(),
@@ -317,11 +313,7 @@ fn write_device_list_vectors() {
         return;
     }
     let v1 = sign(DeviceList::first(alice(), dev(1)), 1).unwrap();
-    let v2 = sign(
-        DeviceList::successor(&v1, vec![dev(1), dev(2)]).unwrap(),
-        1,
-    )
-    .unwrap();
+    let v2 = sign(DeviceList::successor(&v1, vec![dev(1), dev(2)]).unwrap(), 1).unwrap();
     let p = link_proof(
         &secret_from_chars("ABCDEFGHJKMNPQRSTVWX").unwrap(),
         "AAAA-BBBB-CCCC",

@@ -3,7 +3,9 @@
 use async_trait::async_trait;
 use haven_proto::UserName;
 
-use super::store::{from_row, version_taken, version_to_db, DeviceListStore, RawList, StoredDeviceList};
+use super::store::{
+    from_row, version_taken, version_to_db, DeviceListStore, RawList, StoredDeviceList,
+};
 use crate::store::postgres::PgStore;
 use crate::store::{StoreError, StoreResult};
 

@@ -118,7 +118,11 @@ impl Service {
         let l = SignedDeviceList::decode(&l.list)
             .map_err(|_| ServiceError::Internal("stored device list unreadable".into()))?;
         Ok(Some(
-            l.list.devices().iter().map(|d| d.device_id.clone()).collect(),
+            l.list
+                .devices()
+                .iter()
+                .map(|d| d.device_id.clone())
+                .collect(),
         ))
     }
 }

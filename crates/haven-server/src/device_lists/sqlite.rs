@@ -4,7 +4,9 @@ use async_trait::async_trait;
 use haven_proto::UserName;
 use rusqlite::{params, OptionalExtension};
 
-use super::store::{from_row, version_taken, version_to_db, DeviceListStore, RawList, StoredDeviceList};
+use super::store::{
+    from_row, version_taken, version_to_db, DeviceListStore, RawList, StoredDeviceList,
+};
 use crate::store::sqlite::{exec, user_exists, SqliteStore};
 use crate::store::{StoreError, StoreResult};
 
@@ -18,7 +20,9 @@ impl DeviceListStore for SqliteStore {
                 return Err(StoreError::NotFound("user"));
             }
             let newest: i64 = c
-                .prepare_cached("SELECT COALESCE(MAX(version), 0) FROM device_lists WHERE user_name = ?1")?
+                .prepare_cached(
+                    "SELECT COALESCE(MAX(version), 0) FROM device_lists WHERE user_name = ?1",
+                )?
                 .query_row([l.user.as_str()], |r| r.get(0))?;
             if newest.checked_add(1) != Some(version) {
                 return Err(version_taken());
@@ -27,7 +31,13 @@ impl DeviceListStore for SqliteStore {
                 c,
                 "INSERT INTO device_lists (user_name, version, list, signer, created_at)
                  VALUES (?1, ?2, ?3, ?4, ?5)",
-                params![l.user.as_str(), version, l.list, l.signer.as_str(), l.created_at],
+                params![
+                    l.user.as_str(),
+                    version,
+                    l.list,
+                    l.signer.as_str(),
+                    l.created_at
+                ],
             )?;
             Ok(())
         })
@@ -42,7 +52,9 @@ impl DeviceListStore for SqliteStore {
                     "SELECT version, list, signer, created_at FROM device_lists
                      WHERE user_name = ?1 ORDER BY version DESC LIMIT 1",
                 )?
-                .query_row([user.as_str()], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))
+                .query_row([user.as_str()], |r| {
+                    Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
+                })
                 .optional()?;
             row.map(|r| from_row(&user, r)).transpose()
         })

@@ -51,7 +51,10 @@ pub(crate) fn version_taken() -> StoreError {
 /// A row read back: (version, list, signer, created_at).
 pub(crate) type RawList = (i64, Vec<u8>, String, i64);
 
-pub(crate) fn from_row(user: &UserName, (version, list, signer, created_at): RawList) -> StoreResult<StoredDeviceList> {
+pub(crate) fn from_row(
+    user: &UserName,
+    (version, list, signer, created_at): RawList,
+) -> StoreResult<StoredDeviceList> {
     Ok(StoredDeviceList {
         user: user.clone(),
         version: u64::try_from(version).map_err(|_| corrupt("device list version"))?,

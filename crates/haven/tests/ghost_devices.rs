@@ -1,0 +1,332 @@
+//! No ghost devices (issue 11): a real server on loopback, clients of the library, and the
+//! server's own database tampered with as an operator (or whoever holds the database) could.
+//! Whatever the server does alone, no device comes to read an account's messages: clients
+//! encrypt only to devices in the account's signed device list, and what they cannot verify
+//! they refuse and show as an alarm.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::indexing_slicing,
+    clippy::panic
+)]
+
+mod support;
+use support::{connect, ADULT_BIRTH_DATE};
+
+use std::path::PathBuf;
+
+use haven_client::devices::AlarmKind;
+use haven_client::{Client, ClientError, Event, Target};
+use haven_kt::device_list::DeviceList;
+use haven_proto::UserName;
+use haven_server::{RunningServer, ServerConfig};
+use sha2::Digest;
+
+fn u(s: &str) -> UserName {
+    UserName::new(s).unwrap()
+}
+
+struct World {
+    dir: tempfile::TempDir,
+    _server: RunningServer,
+    url: String,
+}
+
+impl World {
+    async fn new() -> World {
+        let dir = tempfile::tempdir().unwrap();
+        let mut config = ServerConfig::embedded(dir.path().join("server"));
+        config.listen = "127.0.0.1:0".parse().unwrap();
+        let server = haven_server::start(config).await.unwrap();
+        let url = server.url(false);
+        World {
+            dir,
+            _server: server,
+            url,
+        }
+    }
+
+    fn home(&self, name: &str) -> PathBuf {
+        self.dir.path().join("clients").join(name)
+    }
+
+    async fn register(&self, name: &str) -> Client {
+        Client::register(
+            &self.home(name),
+            &self.url,
+            &u(name),
+            "laptop",
+            ADULT_BIRTH_DATE,
+        )
+        .await
+        .unwrap()
+    }
+
+    /// The server's database, as its operator can write it.
+    fn db(&self) -> rusqlite::Connection {
+        rusqlite::Connection::open(self.dir.path().join("server").join("haven.db")).unwrap()
+    }
+
+    /// The server, on its own, makes a link code for `user` (it knows no link secret).
+    fn server_minted_code(&self, user: &str) -> String {
+        let code = "GHST-DEVC-2345";
+        self.db()
+            .execute(
+                "INSERT INTO link_codes (code_hash, user_name, expires_at) VALUES (?1, ?2, ?3)",
+                rusqlite::params![
+                    sha2::Sha256::digest(code.as_bytes()).to_vec(),
+                    user,
+                    i64::MAX / 2
+                ],
+            )
+            .unwrap();
+        // Whatever secret the server makes up, it is not one a device of the user drew.
+        format!("{code}-AAAAA-BBBBB-CCCCC-DDDDD")
+    }
+}
+
+fn joined(events: &[Event]) -> usize {
+    events
+        .iter()
+        .filter(|e| matches!(e, Event::Joined { .. }))
+        .count()
+}
+
+fn texts(events: &[Event]) -> Vec<String> {
+    events
+        .iter()
+        .filter_map(|e| match e {
+            Event::Message { message, .. } => match &message.body {
+                haven_client::Body::Text(t) => Some(t.clone()),
+                _ => None,
+            },
+            _ => None,
+        })
+        .collect()
+}
+
+fn open_kinds(c: &Client) -> Vec<AlarmKind> {
+    c.alarms(false)
+        .unwrap()
+        .into_iter()
+        .map(|a| a.kind)
+        .collect()
+}
+
+/// The server links a device of its own to alice's account with a code it wrote itself. It
+/// is not in alice's signed list, so alice's devices add it nowhere and bob's client never
+/// encrypts to it; alice sees an alarm.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_device_the_server_links_on_its_own_reads_nothing() {
+    let w = World::new().await;
+    let mut alice = w.register("alice").await;
+    let mut bob = w.register("bob").await;
+    connect(&mut alice, &mut bob).await;
+    bob.send_text(&Target::User(u("alice")), "before")
+        .await
+        .unwrap();
+    alice.sync().await.unwrap();
+
+    let code = w.server_minted_code("alice");
+    let mut ghost = Client::link(&w.home("ghost"), &w.url, &code, "ghost")
+        .await
+        .unwrap();
+    assert_eq!(ghost.user().as_str(), "alice");
+    let ghost_id = ghost.device_id().clone();
+
+    // alice's laptop did not mint the code: it signs nothing and shows the link.
+    alice.sync().await.unwrap();
+    assert_eq!(open_kinds(&alice), vec![AlarmKind::UnsignedDevice]);
+    let alarm = &alice.alarms(false).unwrap()[0];
+    assert_eq!(alarm.device.as_ref(), Some(&ghost_id));
+    assert_eq!(
+        alice.device_list(&u("alice")).await.unwrap().list.version,
+        1
+    );
+
+    // bob writes in the chat and starts a group with alice: neither reaches the ghost.
+    bob.send_text(&Target::User(u("alice")), "after")
+        .await
+        .unwrap();
+    bob.create_group("plans", &[u("alice")]).await.unwrap();
+    bob.send_text(&Target::Group("plans".into()), "secret plan")
+        .await
+        .unwrap();
+    let g = bob.resolve("#plans").unwrap();
+    assert!(bob
+        .engine()
+        .members(&g)
+        .unwrap()
+        .iter()
+        .all(|(_, d)| d != &ghost_id));
+    let seen = ghost.sync().await.unwrap();
+    assert_eq!(joined(&seen), 0, "{seen:?}");
+    assert!(texts(&seen).is_empty(), "{seen:?}");
+    assert!(ghost.engine().conversations().unwrap().is_empty());
+    let got = alice.sync().await.unwrap();
+    assert_eq!(texts(&got), vec!["after", "secret plan"]);
+    // The alarm stays until alice acknowledges it.
+    assert_eq!(open_kinds(&alice), vec![AlarmKind::UnsignedDevice]);
+    alice.ack_alarm(alarm.id).unwrap();
+    assert!(open_kinds(&alice).is_empty());
+}
+
+/// The server hides alice's signed lists (deletes them) and offers the ghost's key packages
+/// with hers. bob, who verified alice's list before, leaves the ghost out and shows an alarm;
+/// dave, who never saw a list of alice's, refuses to encrypt to her at all.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_that_hides_the_list_cannot_slip_a_ghost_in() {
+    let w = World::new().await;
+    let mut alice = w.register("alice").await;
+    let mut bob = w.register("bob").await;
+    let mut dave = w.register("dave").await;
+    connect(&mut alice, &mut bob).await;
+    connect(&mut alice, &mut dave).await;
+    bob.send_text(&Target::User(u("alice")), "hi")
+        .await
+        .unwrap();
+    let code = w.server_minted_code("alice");
+    let ghost = Client::link(&w.home("ghost"), &w.url, &code, "ghost")
+        .await
+        .unwrap();
+    let ghost_id = ghost.device_id().clone();
+    let n = w
+        .db()
+        .execute("DELETE FROM device_lists WHERE user_name = 'alice'", [])
+        .unwrap();
+    assert_eq!(n, 1);
+
+    bob.create_group("plans", &[u("alice")]).await.unwrap();
+    let g = bob.resolve("#plans").unwrap();
+    let members = bob.engine().members(&g).unwrap();
+    assert_eq!(members.len(), 2, "{members:?}");
+    assert!(members.iter().all(|(_, d)| d != &ghost_id));
+    let alarms = bob.alarms(false).unwrap();
+    assert_eq!(alarms.len(), 1, "{alarms:?}");
+    assert_eq!(alarms[0].kind, AlarmKind::UnlistedDevice);
+    assert_eq!(alarms[0].device.as_ref(), Some(&ghost_id));
+
+    let err = dave
+        .send_text(&Target::User(u("alice")), "hello")
+        .await
+        .unwrap_err();
+    assert!(matches!(err, ClientError::Untrusted(_)), "{err:?}");
+    assert!(err.to_string().contains("no signed device list"), "{err}");
+    assert!(dave.engine().conversations().unwrap().is_empty());
+}
+
+/// The server (or a ghost device it made) writes a version 2 of alice's list that lists the
+/// ghost, signed by the ghost. No device of version 1 signed it: bob refuses it, keeps
+/// version 1, and shows a broken-chain alarm; nothing is encrypted to alice until it is fixed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_list_not_signed_by_a_listed_device_is_refused() {
+    let w = World::new().await;
+    let mut alice = w.register("alice").await;
+    let mut bob = w.register("bob").await;
+    connect(&mut alice, &mut bob).await;
+    bob.send_text(&Target::User(u("alice")), "hi")
+        .await
+        .unwrap();
+    let code = w.server_minted_code("alice");
+    let ghost = Client::link(&w.home("ghost"), &w.url, &code, "ghost")
+        .await
+        .unwrap();
+    let v1 = alice.device_list(&u("alice")).await.unwrap();
+    let forged = DeviceList::successor(
+        &v1,
+        vec![
+            alice.engine().listed_self().unwrap(),
+            ghost.engine().listed_self().unwrap(),
+        ],
+    )
+    .unwrap();
+    let forged = ghost.engine().sign_device_list(forged).unwrap();
+    // The server's own upload check refuses it; its operator writes it in directly.
+    w.db()
+        .execute(
+            "INSERT INTO device_lists (user_name, version, list, signer, created_at)
+             VALUES ('alice', 2, ?1, ?2, 0)",
+            rusqlite::params![forged.encode(), ghost.device_id().as_str()],
+        )
+        .unwrap();
+    let err = bob.create_group("plans", &[u("alice")]).await.unwrap_err();
+    assert!(matches!(err, ClientError::Untrusted(_)), "{err:?}");
+    assert!(bob.resolve("#plans").is_err());
+    assert_eq!(open_kinds(&bob), vec![AlarmKind::BrokenChain]);
+    assert_eq!(
+        bob.engine().verified_list(&u("alice")).unwrap().unwrap(),
+        v1
+    );
+}
+
+/// The server saw the server part of alice's code and links a device with it before alice's
+/// new phone does, with a made-up secret. alice's laptop checks the proof, signs nothing, and
+/// shows why.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_link_without_the_secret_is_not_signed_in() {
+    let w = World::new().await;
+    let mut alice = w.register("alice").await;
+    let code = alice.link_code().await.unwrap().code;
+    let server_part: String = code.split('-').take(3).collect::<Vec<_>>().join("-");
+    let stolen = format!("{server_part}-AAAAA-BBBBB-CCCCC-DDDDD");
+    assert_ne!(stolen, code);
+    let mut thief = Client::link(&w.home("thief"), &w.url, &stolen, "thief")
+        .await
+        .unwrap();
+    alice.sync().await.unwrap();
+    assert_eq!(open_kinds(&alice), vec![AlarmKind::BadLinkProof]);
+    assert_eq!(
+        alice.device_list(&u("alice")).await.unwrap().list.version,
+        1
+    );
+    let mut bob = w.register("bob").await;
+    connect(&mut alice, &mut bob).await;
+    bob.send_text(&Target::User(u("alice")), "hi")
+        .await
+        .unwrap();
+    assert!(texts(&thief.sync().await.unwrap()).is_empty());
+    assert_eq!(texts(&alice.sync().await.unwrap()), vec!["hi"]);
+}
+
+/// Linking and removing devices the way users do raises no alarm anywhere, and each change is
+/// one signed version: 1 (laptop), 2 (laptop, phone), 3 (laptop).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn linking_and_removing_as_users_do_raises_no_alarm() {
+    let w = World::new().await;
+    let mut alice = w.register("alice").await;
+    let mut bob = w.register("bob").await;
+    connect(&mut alice, &mut bob).await;
+    bob.send_text(&Target::User(u("alice")), "one")
+        .await
+        .unwrap();
+    alice.sync().await.unwrap();
+    let code = alice.link_code().await.unwrap().code;
+    let mut phone = Client::link(&w.home("phone"), &w.url, &code, "phone")
+        .await
+        .unwrap();
+    alice.sync().await.unwrap();
+    assert_eq!(joined(&phone.sync().await.unwrap()), 1);
+    let v2 = bob.device_list(&u("alice")).await.unwrap();
+    assert_eq!(v2.list.version, 2);
+    assert!(v2.list.key_of(phone.device_id()).is_some());
+    assert_eq!(&v2.signer, alice.device_id());
+    bob.sync().await.unwrap();
+    bob.send_text(&Target::User(u("alice")), "two")
+        .await
+        .unwrap();
+    assert_eq!(texts(&phone.sync().await.unwrap()), vec!["two"]);
+
+    let phone_id = phone.device_id().clone();
+    alice.remove_device(phone_id.as_str()).await.unwrap();
+    let v3 = bob.device_list(&u("alice")).await.unwrap();
+    assert_eq!(v3.list.version, 3);
+    assert!(v3.list.key_of(&phone_id).is_none());
+    bob.sync().await.unwrap();
+    bob.send_text(&Target::User(u("alice")), "three")
+        .await
+        .unwrap();
+    assert_eq!(texts(&alice.sync().await.unwrap()), vec!["three"]);
+    for c in [&alice, &bob, &phone] {
+        assert!(c.alarms(true).unwrap().is_empty(), "{:?}", c.alarms(true));
+    }
+}
