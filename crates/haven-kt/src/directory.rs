@@ -407,7 +407,11 @@ pub async fn verify_audit(
     };
     // akd's auditor pairs proof i with roots i and i+1 and proof.epochs[i] + 1 as the later
     // epoch: the epochs inside the proof must be the ones the signed roots name.
-    let claimed: Vec<u64> = roots.iter().take(roots.len() - 1).map(|r| r.epoch).collect();
+    let claimed: Vec<u64> = roots
+        .iter()
+        .take(roots.len() - 1)
+        .map(|r| r.epoch)
+        .collect();
     if proof.epochs != claimed {
         return Err(bad(format!(
             "the proof covers epochs {:?}, the roots {:?}",

@@ -15,6 +15,11 @@
 //! | POST | `/v1/link` | – | [`LinkRequest`] → [`DeviceRegistered`] |
 //! | GET | `/v1/users/{name}` | device | → [`UserDevices`] |
 //! | PUT | `/v1/devices/list` | device | [`PutDeviceList`] → [`DeviceListStored`] |
+//! | GET | `/v1/kt/epoch` | – | → [`KtEpoch`] (the key directory's newest signed root and keys) |
+//! | GET | `/v1/kt/lookup/{name}` | – | → [`KtProof`] (lookup proof at the newest root) |
+//! | GET | `/v1/kt/history/{name}` | – | → [`KtProof`] (complete history proof at the newest root) |
+//! | GET | `/v1/kt/audit?from=A&to=B` | – | → [`KtAudit`] (append-only proof, signed roots A..=B) |
+//! | POST | `/v1/kt/publish` | device | → [`KtEpoch`] (publish queued lists now; a client waits on it) |
 //! | GET | `/v1/users/{name}/device-lists?after=N` | device | → [`DeviceLists`] |
 //! | POST | `/v1/key-packages` | device | [`UploadKeyPackages`] → [`KeyPackageCount`] |
 //! | GET | `/v1/key-packages` | device | → [`KeyPackageCount`] |
@@ -590,6 +595,49 @@ pub struct DeviceLists {
 impl DeviceLists {
     /// Most lists in one answer.
     pub const MAX: u32 = 100;
+}
+
+/// The key directory's newest epoch (`GET /v1/kt/epoch`, `POST /v1/kt/publish`) and the keys a
+/// client pins on registration (`haven_kt::directory`).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct KtEpoch {
+    /// `haven_kt::directory::SignedRoot::encode` of the newest epoch.
+    #[serde(with = "b64")]
+    pub signed_root: Vec<u8>,
+    /// The Ed25519 key that signs roots.
+    #[serde(with = "b64")]
+    pub root_key: Vec<u8>,
+    /// akd's VRF public key.
+    #[serde(with = "b64")]
+    pub vrf_key: Vec<u8>,
+}
+
+/// A lookup or history proof with the signed root it was made at.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct KtProof {
+    /// `SignedRoot::encode` of the epoch the proof is for.
+    #[serde(with = "b64")]
+    pub signed_root: Vec<u8>,
+    /// akd's protobuf encoding of the proof.
+    #[serde(with = "b64")]
+    pub proof: Vec<u8>,
+}
+
+/// An append-only proof from epoch `from` to `to` (`GET /v1/kt/audit`), with every signed root
+/// in between (`to - from + 1` of them, at most [`KtAudit::MAX_EPOCHS`] + 1).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct KtAudit {
+    /// `SignedRoot::encode` of epochs `from..=to`, oldest first.
+    #[serde(with = "b64::list")]
+    pub roots: Vec<Vec<u8>>,
+    /// akd's protobuf encoding of the append-only proof.
+    #[serde(with = "b64")]
+    pub proof: Vec<u8>,
+}
+
+impl KtAudit {
+    /// Most epochs one audit answer spans (auditors page through longer ranges).
+    pub const MAX_EPOCHS: u64 = 64;
 }
 
 /// Payload of an [`EntryKind::DeviceRemoved`] entry, queued to the user's other devices: each

@@ -181,6 +181,9 @@ pub struct ServerConfig {
     /// The contact policy's limits and the risk score's weights and thresholds
     /// ([`crate::contacts`]; `haven server --safety-config FILE` reads them from JSON).
     pub safety: haven_safety::policy::PolicyConfig,
+    /// How often the key directory publishes the queued device lists ([`crate::kt`]; it also
+    /// publishes at once when a client asks).
+    pub kt_interval: std::time::Duration,
 }
 
 impl ServerConfig {
@@ -195,6 +198,7 @@ impl ServerConfig {
             trusted_proxies: Vec::new(),
             evidence_key: None,
             safety: haven_safety::policy::PolicyConfig::default(),
+            kt_interval: std::time::Duration::from_secs(1),
         }
     }
 }

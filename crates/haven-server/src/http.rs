@@ -477,6 +477,7 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/blobs", put(put_blob))
         .merge(crate::contacts::http::routes())
         .merge(crate::device_lists::http::routes())
+        .merge(crate::kt::http::routes())
         .merge(crate::moderation::http::routes(
             state.limits().max_report_body,
         ))

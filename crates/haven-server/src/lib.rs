@@ -26,6 +26,7 @@ pub mod device_lists;
 pub mod frank_keys;
 pub mod groups;
 pub mod http;
+pub mod kt;
 pub mod listen;
 pub mod moderation;
 pub mod quota;
@@ -130,10 +131,26 @@ pub async fn start(config: ServerConfig) -> Result<RunningServer, StartError> {
         )
         .await
         .map_err(|e| StartError::Database(e.to_string()))?;
+    let kt_keys = kt::keys::load_or_create(&config.data_dir, &*store)
+        .await
+        .map_err(|e| StartError::Keys(e.to_string()))?;
+    let kt_store: Arc<dyn kt::KtStore> = store.clone();
+    let kt = Arc::new(
+        kt::Kt::open(
+            kt_store,
+            kt_keys,
+            config.kt_interval,
+            &kt::node_name(&config.data_dir),
+        )
+        .await
+        .map_err(|e| StartError::Database(format!("key directory: {e}")))?,
+    );
+    kt.spawn_publisher();
     let service = Arc::new(
         service::Service::new(store, Arc::new(blobs), config.limits.clone(), frank_keys)
             .with_evidence_key(evidence_key)
-            .with_safety(config.safety.clone()),
+            .with_safety(config.safety.clone())
+            .with_kt(kt),
     );
     let trusted = client_addr::TrustedProxies::new(config.trusted_proxies.clone());
     let app = http::router(service.clone()).layer(axum::Extension(trusted.clone()));

@@ -276,6 +276,8 @@ pub struct Service {
     pub(crate) evidence_key: Option<crate::moderation::EvidenceKey>,
     /// The contact policy and risk configuration ([`crate::contacts`]).
     pub(crate) safety: haven_safety::policy::PolicyConfig,
+    /// The key directory ([`crate::kt`]); its endpoints answer 503 without one.
+    pub(crate) kt: Option<Arc<crate::kt::Kt>>,
     /// Held shared by an upload from writing its record to making its file visible, and
     /// exclusively by the purge from finding unnamed blobs to deleting their files, so the purge
     /// never deletes a file an upload has just recorded.
@@ -304,6 +306,7 @@ impl Service {
             hub: Hub::default(),
             evidence_key: None,
             safety: haven_safety::policy::PolicyConfig::default(),
+            kt: None,
             blob_files: tokio::sync::RwLock::new(()),
         }
     }
@@ -311,6 +314,12 @@ impl Service {
     /// Sets the contact policy and risk configuration (default: `PolicyConfig::default()`).
     pub fn with_safety(mut self, safety: haven_safety::policy::PolicyConfig) -> Self {
         self.safety = safety;
+        self
+    }
+
+    /// Sets the key directory (opened by [`crate::kt::Kt::open`]).
+    pub fn with_kt(mut self, kt: Arc<crate::kt::Kt>) -> Self {
+        self.kt = Some(kt);
         self
     }
 

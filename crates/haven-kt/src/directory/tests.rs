@@ -93,7 +93,8 @@ async fn empty_directory_has_the_empty_root() {
 #[tokio::test]
 async fn lookup_verifies_and_names_the_value() {
     let mut f = fixture().await;
-    f.publish(&[("alice", b"list a1"), ("bob", b"list b1")]).await;
+    f.publish(&[("alice", b"list a1"), ("bob", b"list b1")])
+        .await;
     f.publish(&[("alice", b"list a2")]).await;
     let (root, proof) = f.lookup("alice").await;
     assert_eq!(root.epoch, 2);
@@ -321,7 +322,9 @@ async fn known_answer_vectors() {
 
 fn vectors_text(f: &Fixture) -> String {
     let mut out = String::new();
-    out.push_str("# haven-kt signed epoch roots: ROOT_CONTEXT || epoch (u64 BE) || root, Ed25519\n");
+    out.push_str(
+        "# haven-kt signed epoch roots: ROOT_CONTEXT || epoch (u64 BE) || root, Ed25519\n",
+    );
     out.push_str(&format!("root_key_seed = {}\n", hex::encode(ROOT_SEED)));
     out.push_str(&format!("root_key = {}\n", hex::encode(f.keys.root_key)));
     out.push_str(&format!("vrf_key_seed = {}\n", hex::encode(VRF_SEED)));

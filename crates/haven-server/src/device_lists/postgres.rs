@@ -44,6 +44,18 @@ impl DeviceListStore for PgStore {
         .bind(l.created_at)
         .execute(&mut *tx)
         .await?;
+        sqlx::query(
+            "INSERT INTO kt_pending (user_name, list_version, value, queued_at)
+             VALUES ($1, $2, $3, $4)
+             ON CONFLICT (user_name) DO UPDATE SET list_version = excluded.list_version,
+               value = excluded.value, queued_at = excluded.queued_at",
+        )
+        .bind(l.user.as_str())
+        .bind(version)
+        .bind(&l.list)
+        .bind(l.created_at)
+        .execute(&mut *tx)
+        .await?;
         tx.commit().await?;
         Ok(())
     }

@@ -82,6 +82,9 @@ impl Service {
                 StoreError::AlreadyExists(w) => ServiceError::AlreadyExists(w),
                 other => other.into(),
             })?;
+        if let Some(kt) = &self.kt {
+            kt.wake();
+        }
         Ok(api::DeviceListStored { version })
     }
 

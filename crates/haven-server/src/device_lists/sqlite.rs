@@ -39,6 +39,14 @@ impl DeviceListStore for SqliteStore {
                     l.created_at
                 ],
             )?;
+            exec(
+                c,
+                "INSERT INTO kt_pending (user_name, list_version, value, queued_at)
+                 VALUES (?1, ?2, ?3, ?4)
+                 ON CONFLICT (user_name) DO UPDATE SET list_version = excluded.list_version,
+                   value = excluded.value, queued_at = excluded.queued_at",
+                params![l.user.as_str(), version, l.list, l.created_at],
+            )?;
             Ok(())
         })
         .await

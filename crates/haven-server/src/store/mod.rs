@@ -337,6 +337,7 @@ pub trait Store:
     + crate::moderation::ModerationStore
     + crate::contacts::ContactStore
     + crate::device_lists::DeviceListStore
+    + crate::kt::KtStore
     + Send
     + Sync
     + 'static
