@@ -43,6 +43,7 @@ use crate::net::{Api, NetError, PushStream};
 use crate::store::{Conversation, ConversationKind, ConversationState, StoredMessage};
 
 mod device_lists;
+mod kt;
 mod moderation;
 mod safety;
 
@@ -1158,7 +1159,7 @@ impl Client {
         // written to until the user has looked (`haven keys`).
         if let Some(a) = self.engine.marking(g)? {
             return Err(ClientError::Untrusted(format!(
-                "nothing is sent in this conversation until you have checked alarm {}: {}                  (haven keys; haven keys ack {} when you have)",
+                "nothing is sent in this conversation until you have checked alarm {}: {} (haven keys; haven keys ack {} when you have)",
                 a.id, a.detail, a.id
             )));
         }
@@ -1563,6 +1564,7 @@ impl Client {
             }
             self.follow_up(follow).await?;
         }
+        self.kt_monitor_self().await?;
         self.replenish_on_sync().await?;
         Ok(events)
     }

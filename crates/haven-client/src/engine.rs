@@ -495,6 +495,10 @@ mod keys {
     /// [`super::MintedLinkCode`]. (The key before link secrets, `minted_link_codes`, held
     /// hashes only; its codes could not be checked now and are ignored.)
     pub const MINTED_LINK_CODES: &str = "minted_link_codes_v2";
+    /// The key directory's keys pinned on registration: root key (32) ‖ VRF key (32).
+    pub const KT_PINS: &str = "kt_pins_v1";
+    /// The newest directory root this profile verified (`SignedRoot::encode`).
+    pub const KT_ROOT: &str = "kt_root_v1";
 }
 
 /// How long after its expiry a minted link code is still recognised: its `DeviceLinked` entry
@@ -700,6 +704,58 @@ impl Engine {
         user: &UserName,
     ) -> Result<Option<(u64, Vec<u8>)>, EngineError> {
         devices::verified_at_root(&self.conn, user)
+    }
+
+    /// The pinned key-directory keys, if pinned.
+    pub fn kt_pins(&self) -> Result<Option<haven_kt::directory::KtKeys>, EngineError> {
+        let Some(b) = store::meta_get(&self.conn, keys::KT_PINS)? else {
+            return Ok(None);
+        };
+        let (r, v) = b
+            .split_at_checked(32)
+            .ok_or(EngineError::Corrupt("key-directory pins"))?;
+        Ok(Some(haven_kt::directory::KtKeys {
+            root_key: r
+                .try_into()
+                .map_err(|_| EngineError::Corrupt("key-directory pins"))?,
+            vrf_key: v
+                .try_into()
+                .map_err(|_| EngineError::Corrupt("key-directory pins"))?,
+        }))
+    }
+
+    /// Pins the key-directory keys and the first root verified with them (registration).
+    pub fn pin_kt(
+        &mut self,
+        pins: &haven_kt::directory::KtKeys,
+        root: &haven_kt::directory::SignedRoot,
+    ) -> Result<(), EngineError> {
+        let mut b = pins.root_key.to_vec();
+        b.extend_from_slice(&pins.vrf_key);
+        let r = root.encode();
+        self.with_tx(|c| {
+            store::meta_put(c.db, keys::KT_PINS, &b)?;
+            store::meta_put(c.db, keys::KT_ROOT, &r)
+        })
+    }
+
+    /// The newest directory root this profile verified.
+    pub fn kt_root(&self) -> Result<Option<haven_kt::directory::SignedRoot>, EngineError> {
+        store::meta_get(&self.conn, keys::KT_ROOT)?
+            .map(|b| {
+                haven_kt::directory::SignedRoot::decode(&b)
+                    .map_err(|_| EngineError::Corrupt("key-directory root"))
+            })
+            .transpose()
+    }
+
+    /// Records a newer verified root (the caller checked the append-only proof to it).
+    pub fn set_kt_root(
+        &mut self,
+        root: &haven_kt::directory::SignedRoot,
+    ) -> Result<(), EngineError> {
+        let r = root.encode();
+        self.with_tx(|c| store::meta_put(c.db, keys::KT_ROOT, &r))
     }
 
     /// Key-transparency alarms, oldest first: the open ones, or all.

@@ -48,6 +48,7 @@ pub mod devices;
 pub use haven_content::content;
 pub mod engine;
 pub mod error;
+pub mod kt_audit;
 pub mod net;
 pub mod pins;
 mod provider;

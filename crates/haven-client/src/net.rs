@@ -47,6 +47,9 @@ pub enum NetError {
 
 /// Largest JSON response accepted for calls other than queue fetches.
 pub const MAX_JSON_RESPONSE: usize = 4 << 20;
+/// Largest key-directory proof answer read (base64 of `haven_kt::directory::MAX_PROOF_BYTES`
+/// plus the envelope).
+pub const MAX_PROOF_RESPONSE: usize = (haven_kt::directory::MAX_PROOF_BYTES / 3 + 1) * 4 + 4096;
 
 /// Largest encoded queue entry a fetch may return per entry: an MLS message of at most
 /// [`crate::engine::MAX_PAYLOAD`] bytes in base64 plus the entry's other fields.
@@ -351,6 +354,42 @@ impl Api {
     ) -> Result<api::DeviceLists, NetError> {
         self.get(&format!("/v1/users/{user}/device-lists?after={after}"))
             .await
+    }
+
+    /// `GET /v1/kt/epoch`.
+    pub async fn kt_epoch(&self) -> Result<api::KtEpoch, NetError> {
+        self.get("/v1/kt/epoch").await
+    }
+
+    /// `POST /v1/kt/publish`: publish the queued device lists now.
+    pub async fn kt_publish(&self) -> Result<api::KtEpoch, NetError> {
+        self.post("/v1/kt/publish", &serde_json::json!({})).await
+    }
+
+    /// `GET /v1/kt/lookup/{name}`.
+    pub async fn kt_lookup(&self, user: &UserName) -> Result<api::KtProof, NetError> {
+        self.get_large(&format!("/v1/kt/lookup/{user}")).await
+    }
+
+    /// `GET /v1/kt/history/{name}`.
+    pub async fn kt_history(&self, user: &UserName) -> Result<api::KtProof, NetError> {
+        self.get_large(&format!("/v1/kt/history/{user}")).await
+    }
+
+    /// `GET /v1/kt/audit?from=A&to=B`.
+    pub async fn kt_audit(&self, from: u64, to: u64) -> Result<api::KtAudit, NetError> {
+        self.get_large(&format!("/v1/kt/audit?from={from}&to={to}"))
+            .await
+    }
+
+    /// A GET whose answer may be a large proof (up to [`MAX_PROOF_RESPONSE`]).
+    async fn get_large<T: DeserializeOwned>(&self, path: &str) -> Result<T, NetError> {
+        let resp = self
+            .authed(self.http.get(format!("{}{path}", self.base)))
+            .send()
+            .await
+            .map_err(|e| self.unreachable(e))?;
+        self.finish_capped(resp, MAX_PROOF_RESPONSE).await
     }
 
     /// `POST /v1/key-packages`.

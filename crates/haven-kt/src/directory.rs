@@ -418,10 +418,33 @@ pub async fn verify_audit(
             proof.epochs, claimed
         )));
     }
-    let hashes = roots.iter().map(|r| r.root).collect();
-    akd::auditor::audit_verify::<KtConfig>(hashes, proof)
-        .await
-        .map_err(|e| bad(e.to_string()))
+    if proof.proofs.len() != claimed.len() {
+        return Err(bad(format!(
+            "{} proofs for {} steps",
+            proof.proofs.len(),
+            claimed.len()
+        )));
+    }
+    // One step at a time, so a failure names the epoch it reached.
+    for (i, step) in proof.proofs.into_iter().enumerate() {
+        let (Some(a), Some(b), Some(&e)) = (roots.get(i), roots.get(i + 1), proof.epochs.get(i))
+        else {
+            return Err(bad("more proofs than steps".into()));
+        };
+        let one = AppendOnlyProof {
+            proofs: vec![step],
+            epochs: vec![e],
+        };
+        akd::auditor::audit_verify::<KtConfig>(vec![a.root, b.root], one)
+            .await
+            .map_err(|err| DirectoryError::BadProof {
+                what: "audit proof",
+                subject: format!("epochs {}..{}", a.epoch, b.epoch),
+                epoch: b.epoch,
+                detail: err.to_string(),
+            })?;
+    }
+    Ok(())
 }
 
 /// Two signed roots for the same epoch must be the same root; different ones, both signed by

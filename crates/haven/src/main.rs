@@ -4,6 +4,7 @@ mod admin;
 mod bench;
 mod demo;
 mod keys_cli;
+mod kt_cli;
 mod match_cli;
 mod mod_cli;
 mod msg_cli;
@@ -43,6 +44,9 @@ enum Command {
     Logout(msg_cli::LogoutArgs),
     /// Signed device lists and key-transparency alarms (show USER, ack ID).
     Keys(keys_cli::KeysArgs),
+    /// The server's key directory: `kt audit --server URL` checks it only ever grew.
+    #[command(subcommand)]
+    Kt(kt_cli::KtCmd),
     /// Operator commands on a server's data directory (franking keys).
     Admin(admin::AdminArgs),
     /// Send a text message to a user (1:1) or to #group.
@@ -120,6 +124,7 @@ fn main() -> std::process::ExitCode {
         Command::Logout(args) => msg_cli::run(msg_cli::logout(home, args)),
         Command::Keys(args) => msg_cli::run(keys_cli::keys(home, args)),
         Command::Admin(args) => admin::main(args),
+        Command::Kt(cmd) => msg_cli::run(kt_cli::kt(cmd)),
         Command::Send(args) => msg_cli::run(msg_cli::send(home, args)),
         Command::SendFile(args) => msg_cli::run(msg_cli::send_file(home, args)),
         Command::GetFile(args) => msg_cli::run(msg_cli::get_file(home, args)),

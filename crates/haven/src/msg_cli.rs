@@ -113,6 +113,10 @@ pub struct ServerArgs {
     /// (missing fields take their defaults; `haven admin policy` prints what is in force).
     #[arg(long, value_name = "FILE")]
     pub safety_config: Option<PathBuf>,
+    /// Milliseconds between key-directory publishes of uploaded device lists (a client that
+    /// waits for its list also makes the server publish at once).
+    #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u64).range(10..))]
+    pub kt_interval_ms: u64,
 }
 
 /// Parses `--trusted-proxy` values: CIDRs, or single addresses (as /32 or /128).
@@ -166,6 +170,7 @@ pub async fn server(args: ServerArgs) -> anyhow::Result<ExitCode> {
         trusted_proxies: trusted_proxies(&args.trusted_proxies)?,
         evidence_key: args.evidence_key,
         safety,
+        kt_interval: std::time::Duration::from_millis(args.kt_interval_ms),
     };
     let tls = config.tls.is_some();
     let running = haven_server::start(config).await?;

@@ -330,3 +330,156 @@ async fn linking_and_removing_as_users_do_raises_no_alarm() {
         assert!(c.alarms(true).unwrap().is_empty(), "{:?}", c.alarms(true));
     }
 }
+
+/// Waits until the directory's newest epoch is past `epoch` (the publisher runs every second).
+async fn epoch_after(url: &str, epoch: u64) -> u64 {
+    for _ in 0..100 {
+        let e: haven_proto::api::KtEpoch = reqwest::get(format!("{url}/v1/kt/epoch"))
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let root = haven_kt::directory::SignedRoot::decode(&e.signed_root).unwrap();
+        if root.epoch > epoch {
+            return root.epoch;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    panic!("the directory did not publish");
+}
+
+fn newest_epoch(w: &World) -> u64 {
+    w.db()
+        .query_row("SELECT MAX(epoch) FROM kt_roots", [], |r| {
+            r.get::<_, i64>(0)
+        })
+        .unwrap() as u64
+}
+
+/// The server publishes in the directory a device list for alice with a device of its own
+/// (it cannot sign it as alice's devices would, so it signs with the ghost). alice's own
+/// laptop finds it in her account's history on its next sync and raises the monitor alarm
+/// naming the device; bob, who sees the directory disagree with alice's signed chain, refuses
+/// to encrypt to her at all.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_device_the_server_publishes_is_seen_by_its_owner() {
+    let w = World::new().await;
+    let mut alice = w.register("alice").await;
+    let mut bob = w.register("bob").await;
+    let code = w.server_minted_code("alice");
+    let ghost = Client::link(&w.home("ghost"), &w.url, &code, "ghost")
+        .await
+        .unwrap();
+    let v1 = alice.device_list(&u("alice")).await.unwrap();
+    let forged = DeviceList::successor(
+        &v1,
+        vec![
+            alice.engine().listed_self().unwrap(),
+            ghost.engine().listed_self().unwrap(),
+        ],
+    )
+    .unwrap();
+    let forged = ghost.engine().sign_device_list(forged).unwrap();
+    let before = newest_epoch(&w);
+    // Straight into the directory's queue, not into the chain of lists.
+    w.db()
+        .execute(
+            "INSERT INTO kt_pending (user_name, list_version, value, queued_at)
+             VALUES ('alice', 2, ?1, 0)",
+            rusqlite::params![forged.encode()],
+        )
+        .unwrap();
+    epoch_after(&w.url, before).await;
+
+    alice.sync().await.unwrap();
+    let alarms = alice.alarms(false).unwrap();
+    let monitor: Vec<_> = alarms
+        .iter()
+        .filter(|a| a.kind == AlarmKind::UnknownOwnDevice)
+        .collect();
+    assert_eq!(monitor.len(), 1, "{alarms:?}");
+    assert_eq!(monitor[0].device.as_ref(), Some(ghost.device_id()));
+    // The alarm stays until acknowledged, however often alice syncs, and is raised once.
+    alice.sync().await.unwrap();
+    assert_eq!(alice.alarms(false).unwrap().len(), alarms.len());
+    assert!(open_kinds(&alice).contains(&AlarmKind::UnknownOwnDevice));
+
+    let err = bob.create_group("plans", &[u("alice")]).await.unwrap_err();
+    assert!(matches!(err, ClientError::Untrusted(_)), "{err:?}");
+    assert!(bob.resolve("#plans").is_err());
+    assert_eq!(open_kinds(&bob), vec![AlarmKind::Directory]);
+    let listed = bob.engine().verified_list(&u("alice")).unwrap();
+    assert!(listed.is_none_or(|l| l == v1));
+}
+
+/// Every list a client relies on is the one the directory holds, checked at a root the client
+/// verified; the directory's chain audits clean; an operator who alters a stored epoch's root
+/// (re-signing it with the directory key, which the operator holds) is caught by
+/// `haven kt audit`, which names the epoch.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_directory_audits_clean_and_a_tampered_epoch_is_named() {
+    let w = World::new().await;
+    let mut alice = w.register("alice").await;
+    let mut bob = w.register("bob").await;
+    let _carol = w.register("carol").await;
+    connect(&mut alice, &mut bob).await;
+    bob.send_text(&Target::User(u("alice")), "hi")
+        .await
+        .unwrap();
+    let (epoch, root) = bob
+        .engine()
+        .verified_list_root(&u("alice"))
+        .unwrap()
+        .unwrap();
+    assert!(epoch >= 1);
+    assert_eq!(root.len(), 32);
+    let newest = newest_epoch(&w);
+    assert!(newest >= 3, "three registrations, three lists: {newest}");
+
+    let report = haven_client::kt_audit::audit(&w.url, 0, None, |_| {})
+        .await
+        .unwrap();
+    let epochs: Vec<u64> = report.epochs.iter().map(|e| e.epoch).collect();
+    assert_eq!(epochs, (0..=newest).collect::<Vec<_>>());
+
+    // Re-sign another root for epoch 1 with the directory's own key.
+    let keys = std::fs::read_to_string(w.dir.path().join("server").join("kt-keys")).unwrap();
+    let seed = keys
+        .lines()
+        .find_map(|l| l.strip_prefix("root "))
+        .map(|h| <[u8; 32]>::try_from(hex_decode(h).as_slice()).unwrap())
+        .unwrap();
+    let sk = ed25519_dalek::SigningKey::from_bytes(&seed);
+    let forged = haven_kt::directory::SignedRoot::sign(&sk, 1, [0x5a; 32]);
+    w.db()
+        .execute(
+            "UPDATE kt_roots SET root = ?1, signature = ?2 WHERE epoch = 1",
+            rusqlite::params![forged.root.to_vec(), forged.signature.to_vec()],
+        )
+        .unwrap();
+    match haven_client::kt_audit::audit(&w.url, 0, None, |_| {}).await {
+        Err(haven_client::kt_audit::AuditError::Epoch { epoch: 1, .. }) => {}
+        other => panic!("{other:?}"),
+    }
+    // The same root without a valid signature is named too.
+    w.db()
+        .execute(
+            "UPDATE kt_roots SET signature = zeroblob(64) WHERE epoch = 1",
+            [],
+        )
+        .unwrap();
+    match haven_client::kt_audit::audit(&w.url, 0, None, |_| {}).await {
+        Err(haven_client::kt_audit::AuditError::Epoch { epoch: 1, detail }) => {
+            assert!(detail.contains("not signed"), "{detail}")
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
+fn hex_decode(h: &str) -> Vec<u8> {
+    (0..h.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(&h[i..i + 2], 16).unwrap())
+        .collect()
+}

@@ -107,6 +107,44 @@ impl Client {
         &mut self,
         user: &UserName,
     ) -> Result<SignedDeviceList, ClientError> {
+        // Twice at most: the directory may hold a list uploaded after the chain was fetched.
+        for _ in 0..2 {
+            let Some(newest) = self.fetch_chain(user).await? else {
+                self.engine.mark_device_list_checked(user);
+                return Err(ClientError::Untrusted(format!(
+                    "{user} has no signed device list: none of their devices has signed one, so nothing is encrypted to them"
+                )));
+            };
+            match self.kt_check_list(&newest).await? {
+                super::kt::DirectoryCheck::Holds(root) => {
+                    self.engine
+                        .store_verified_list(&newest, Some((root.epoch, &root.root)))?;
+                    return Ok(newest);
+                }
+                super::kt::DirectoryCheck::Newer => continue,
+            }
+        }
+        let detail = format!(
+            "the key directory shows a newer device list for {user} than the server's chain of \
+             their lists; nothing new is encrypted to {user}"
+        );
+        self.engine.raise_alarm(&NewAlarm {
+            kind: AlarmKind::Directory,
+            user,
+            device: None,
+            group: None,
+            detail: detail.clone(),
+        })?;
+        Err(ClientError::Untrusted(detail))
+    }
+
+    /// Fetches `user`'s lists after the one this profile verified and verifies the chain from
+    /// it; the newest list (the stored one if none is newer), not yet checked against the
+    /// directory. A chain that breaks the rules raises an alarm and is refused.
+    async fn fetch_chain(
+        &mut self,
+        user: &UserName,
+    ) -> Result<Option<SignedDeviceList>, ClientError> {
         let mut anchor = self.engine.verified_list(user)?;
         loop {
             let after = anchor.as_ref().map_or(0, |l| l.list.version);
@@ -132,20 +170,12 @@ impl Client {
                 if &last.list.user != user {
                     return Err(self.broken_chain(user, "the server sent another account's list")?);
                 }
-                self.engine.store_verified_list(&last, None)?;
                 anchor = Some(last);
             }
             if !full {
-                break;
+                return Ok(anchor);
             }
         }
-        self.engine.mark_device_list_checked(user);
-        anchor.ok_or_else(|| {
-            ClientError::Untrusted(format!(
-                "{user} has no signed device list: none of their devices has signed one, so \
-                 nothing is encrypted to them"
-            ))
-        })
     }
 
     /// Checks `user`'s list unless it was checked in this session.
@@ -183,7 +213,9 @@ impl Client {
             })
             .await?;
         self.engine.store_verified_list(&signed, None)?;
-        Ok(())
+        // Pin the directory's keys now, and see the list published before anyone relies on it.
+        self.kt_pins().await?;
+        self.own_list_published(&signed).await
     }
 
     /// Uploads the successor of this account's newest list made by `change` (given the current
@@ -211,7 +243,7 @@ impl Client {
             {
                 Ok(_) => {
                     self.engine.store_verified_list(&signed, None)?;
-                    return Ok(());
+                    return self.own_list_published(&signed).await;
                 }
                 Err(e) if e.code() == Some(ErrorCode::Conflict) => continue,
                 Err(e) => return Err(e.into()),
@@ -220,6 +252,20 @@ impl Client {
         Err(usage(
             "other devices of this account kept changing its device list; try again",
         ))
+    }
+
+    /// Waits for the directory to publish our own newest list (asking it to at once) and
+    /// records the root it was checked at.
+    async fn own_list_published(&mut self, signed: &SignedDeviceList) -> Result<(), ClientError> {
+        match self.kt_check_list(signed).await? {
+            super::kt::DirectoryCheck::Holds(root) => {
+                self.engine
+                    .store_verified_list(signed, Some((root.epoch, &root.root)))?;
+                Ok(())
+            }
+            // Another device of ours uploaded a newer one meanwhile: it waits for its own.
+            super::kt::DirectoryCheck::Newer => Ok(()),
+        }
     }
 
     /// A one-time code to link a new device to this account: the server's code, minted on a
@@ -325,7 +371,13 @@ impl Client {
             return Ok(());
         }
         let me = self.user().clone();
-        let list = self.sync_device_list(&me).await?;
+        let list = match self.sync_device_list(&me).await {
+            Ok(l) => l,
+            // The list or the directory is not what our devices signed: that raised its alarm,
+            // and the link is no reason to stop syncing.
+            Err(ClientError::Untrusted(_)) => return Ok(()),
+            Err(e) => return Err(e),
+        };
         if list.list.key_of(device).is_none() {
             self.engine.raise_alarm(&NewAlarm {
                 kind: AlarmKind::UnsignedDevice,
@@ -380,7 +432,7 @@ impl Client {
                 device: Some(&g.device_id),
                 group: None,
                 detail: format!(
-                    "the server offered a key package of device {} as {user}'s, and {user}'s                      signed device list does not have it; nothing was encrypted to it",
+                    "the server offered a key package of device {} as {user}'s, and {user}'s signed device list does not have it; nothing was encrypted to it",
                     g.device_id
                 ),
             })?;

@@ -341,3 +341,29 @@ fn vectors_text(f: &Fixture) -> String {
     }
     out
 }
+
+#[tokio::test]
+async fn audit_failures_name_the_epoch() {
+    let mut f = fixture().await;
+    for i in 0..4u8 {
+        f.publish(&[("alice", &[b'a', i][..]), ("bob", &[b'b', i][..])])
+            .await;
+    }
+    let proof = f.audit(0, 4).await;
+    verify_audit(&f.keys, &f.roots, &proof).await.unwrap();
+    // Epoch 3's root replaced and re-signed (the key holder can): the step into 3 fails.
+    let mut roots = f.roots.clone();
+    let mut h = roots[3].root;
+    h[0] ^= 1;
+    roots[3] = SignedRoot::sign(&f.sk, 3, h);
+    match verify_audit(&f.keys, &roots, &proof).await {
+        Err(DirectoryError::BadProof { epoch: 3, .. }) => {}
+        other => panic!("{other:?}"),
+    }
+    // A proof with a step left out does not pass as a shorter audit.
+    let mut p = decode_audit_proof(&proof).unwrap();
+    p.proofs.pop();
+    assert!(verify_audit(&f.keys, &f.roots, &encode_audit_proof(&p))
+        .await
+        .is_err());
+}
