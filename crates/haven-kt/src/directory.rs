@@ -366,7 +366,8 @@ pub fn verify_history(
 }
 
 /// Verifies an append-only proof over `roots`, signed roots of consecutive epochs (at least
-/// two; each signature is checked): every epoch only added leaves to the one before.
+/// two; each signature is checked): every epoch only added leaves to the one before. Await it
+/// inside a Tokio runtime: akd's auditor rebuilds the tree with spawned tasks.
 pub async fn verify_audit(
     keys: &KtKeys,
     roots: &[SignedRoot],

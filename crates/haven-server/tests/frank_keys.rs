@@ -177,6 +177,14 @@ async fn postgres_nodes_share_the_distributed_key_file() {
     }
     let evidence = haven_server::moderation::vault::default_path;
     std::fs::copy(evidence(&n1), evidence(&n2)).unwrap();
+    // And the key directory's keys: a node without them refuses rather than sign other roots.
+    match haven_server::start(c2.clone()).await {
+        Err(StartError::Keys(m)) => assert!(m.contains("kt-keys is missing"), "{m}"),
+        Err(e) => panic!("unexpected error: {e}"),
+        Ok(_) => panic!("a second node made its own key-directory keys"),
+    }
+    let kt_keys = haven_server::kt::keys::path;
+    std::fs::copy(kt_keys(&n1), kt_keys(&n2)).unwrap();
     let second = haven_server::start(c2).await.unwrap();
     let c = Commitment::from_slice(&[1; 32]).unwrap();
     let b = Binding {

@@ -218,7 +218,13 @@ fn assert_neutral_refusal(stderr: &str, expected: &str) {
 /// No word about age: not "minor", "teen", "child", "age", "13" or "15" (as words; "messages"
 /// is fine), nor a band's name.
 fn assert_no_age_words(text: &str) {
-    let lower = text.to_lowercase();
+    let mut lower = text.to_lowercase();
+    // A retry time ("try again after 2026-12-04 13:15 UTC (in 1440 min)") holds clock numbers,
+    // not ages: it is left out of the word check.
+    if let Some(i) = lower.find("try again after") {
+        let end = lower[i..].find(')').map_or(lower.len(), |j| i + j + 1);
+        lower.replace_range(i..end, "try again after");
+    }
     for s in ["minor", "teen", "child", "13-15", "16-17", "under-13"] {
         assert!(!lower.contains(s), "{text:?} says {s:?}");
     }

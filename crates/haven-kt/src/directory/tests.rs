@@ -367,3 +367,30 @@ async fn audit_failures_name_the_epoch() {
         .await
         .is_err());
 }
+
+/// Writes real proofs as seeds for the `kt_proofs` fuzz target (its first byte picks the
+/// decoder: 0 lookup, 1 history, 2 audit):
+/// `HAVEN_WRITE_FUZZ_SEEDS=fuzz/corpus/kt_proofs cargo test -p haven-kt write_fuzz_seeds -- --ignored`.
+#[tokio::test]
+#[ignore]
+async fn write_fuzz_seeds() {
+    let Some(dir) = std::env::var_os("HAVEN_WRITE_FUZZ_SEEDS") else {
+        return;
+    };
+    let dir = std::path::PathBuf::from(dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let mut f = fixture().await;
+    f.publish(&[("alice", b"a1"), ("bob", b"b1")]).await;
+    f.publish(&[("alice", b"a2")]).await;
+    let seeds = [
+        (0u8, f.lookup("alice").await.1),
+        (1, f.history("alice").await.1),
+        (2, f.audit(1, 2).await),
+    ];
+    for (sel, bytes) in seeds {
+        let mut b = vec![sel];
+        b.extend_from_slice(&bytes);
+        std::fs::write(dir.join(format!("seed-{sel}")), b).unwrap();
+    }
+    std::fs::write(dir.join("seed-root"), f.roots[1].encode()).unwrap();
+}
