@@ -151,13 +151,11 @@ pub async fn audit(
             progress(&a);
             epochs.push(a);
         }
-        if end == newest.epoch {
-            if roots.last() != Some(&newest) {
-                return Err(at(
-                    end,
-                    "the newest root is not the one the server announced",
-                ));
-            }
+        if end == newest.epoch && roots.last() != Some(&newest) {
+            return Err(at(
+                end,
+                "the newest root is not the one the server announced",
+            ));
         }
         prev = roots.last().copied();
         start = end;

@@ -86,8 +86,21 @@ pub async fn keys(home: PathBuf, args: KeysArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// The key-directory root `l` was verified at: (epoch, root hex).
+fn verified_at(client: &Client, l: &SignedDeviceList) -> Option<(u64, String)> {
+    client
+        .engine()
+        .verified_list_root(&l.list.user)
+        .ok()
+        .flatten()
+        .map(|(e, r)| (e, hex::encode(r)))
+}
+
 fn list_json(client: &Client, l: &SignedDeviceList) -> serde_json::Value {
+    let at = verified_at(client, l);
     json!({
+        "directory_epoch": at.as_ref().map(|a| a.0),
+        "directory_root": at.as_ref().map(|a| a.1.clone()),
         "user": l.list.user.as_str(),
         "version": l.list.version,
         "hash": hex::encode(l.hash()),
@@ -112,6 +125,13 @@ fn print_list(client: &Client, l: &SignedDeviceList, json: bool) {
         hex::encode(l.hash().get(..8).unwrap_or_default()),
         l.signer
     );
+    match verified_at(client, l) {
+        Some((e, r)) => println!(
+            "  checked against the directory at epoch {e} (root {})",
+            r.get(..16).unwrap_or_default()
+        ),
+        None => println!("  not yet checked against the directory"),
+    }
     for d in l.list.devices() {
         let this = if &d.device_id == client.device_id() {
             " (this device)"

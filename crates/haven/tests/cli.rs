@@ -283,6 +283,26 @@ fn device_link_via_the_cli() {
         serde_json::from_str(&ok(haven(&b, &url, &["keys", "show", "alice", "--json"]))).unwrap();
     assert_eq!(shown["version"], 2);
     assert_eq!(shown["devices"].as_array().unwrap().len(), 2);
+    // bob checked version 2 against the key directory, and the directory audits clean.
+    assert!(shown["directory_epoch"].as_u64().unwrap() >= 2, "{shown}");
+    assert!(
+        keys.contains("checked against the directory at epoch"),
+        "{keys}"
+    );
+    let audit: Value = serde_json::from_str(&ok(haven(
+        &b,
+        &url,
+        &["kt", "audit", "--server", &url, "--json"],
+    )))
+    .unwrap();
+    assert_eq!(audit["ok"], true, "{audit}");
+    assert!(audit["epochs"].as_array().unwrap().len() >= 3, "{audit}");
+    let text = ok(haven(
+        &b,
+        &url,
+        &["kt", "audit", "--server", &url, "--from", "1"],
+    ));
+    assert!(text.contains("epochs verified"), "{text}");
     let all: Value =
         serde_json::from_str(&ok(haven(&b, &url, &["keys", "--json", "--all"]))).unwrap();
     assert_eq!(all["alarms"], serde_json::json!([]));

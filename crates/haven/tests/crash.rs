@@ -143,3 +143,70 @@ async fn sigkill_with_queued_messages_loses_nothing_and_shows_nothing_twice() {
     );
     sigkill(&mut server);
 }
+
+/// The key directory survives SIGKILL, including one in the middle of a burst of publishes: after
+/// the restart the whole chain of epochs audits clean, clients that pinned a root before the
+/// crash accept the roots after it (append-only proofs link them), and every account registered
+/// before the kill is in the directory.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigkill_while_publishing_keeps_the_directory_consistent() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("server");
+    let port = free_port();
+    let url = format!("http://127.0.0.1:{port}");
+    let mut server = start_server(&data, port);
+    let mut alice = Client::register(
+        &dir.path().join("alice"),
+        &url,
+        &UserName::new("alice").unwrap(),
+        "t",
+        ADULT_BIRTH_DATE,
+    )
+    .await
+    .unwrap();
+    // A burst of registrations, each publishing its first list, killed part way through.
+    let mut tasks = Vec::new();
+    for i in 0..12 {
+        let home = dir.path().join(format!("u{i}"));
+        let url = url.clone();
+        tasks.push(tokio::spawn(async move {
+            Client::register(
+                &home,
+                &url,
+                &UserName::new(&format!("user{i}")).unwrap(),
+                "t",
+                ADULT_BIRTH_DATE,
+            )
+            .await
+            .map(|_| i)
+        }));
+    }
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    sigkill(&mut server);
+    let mut done = Vec::new();
+    for t in tasks {
+        if let Ok(i) = t.await.unwrap() {
+            done.push(i);
+        }
+    }
+    // Killed when dropped, whatever the test's outcome.
+    let _server = support::ServerProcess(start_server(&data, port));
+    let report = haven_client::kt_audit::audit(&url, 0, None, |_| {})
+        .await
+        .unwrap();
+    let newest = report.epochs.last().unwrap().epoch;
+    assert_eq!(
+        report.epochs.iter().map(|e| e.epoch).collect::<Vec<_>>(),
+        (0..=newest).collect::<Vec<_>>()
+    );
+    // alice's pinned root is from before the crash; her check of each account links it to the
+    // newest root. Every account whose registration finished is in the directory.
+    for i in done {
+        let user = UserName::new(&format!("user{i}")).unwrap();
+        let list = alice.device_list(&user).await.unwrap();
+        assert_eq!(list.list.version, 1);
+        assert!(alice.engine().verified_list_root(&user).unwrap().is_some());
+    }
+    alice.sync().await.unwrap();
+    assert!(alice.alarms(false).unwrap().is_empty());
+}
