@@ -85,6 +85,36 @@ impl World {
     }
 }
 
+impl World {
+    /// The server links a ghost device to alice's account with a code of its own, and makes
+    /// version 2 of her list with the ghost in it — signed by the ghost, since no device of
+    /// alice's would sign it. Returns the ghost, alice's real version 1 and the forgery.
+    async fn ghost_with_forged_list(
+        &self,
+        alice: &mut Client,
+    ) -> (
+        Client,
+        haven_kt::SignedDeviceList,
+        haven_kt::SignedDeviceList,
+    ) {
+        let code = self.server_minted_code("alice");
+        let ghost = Client::link(&self.home("ghost"), &self.url, &code, "ghost")
+            .await
+            .unwrap();
+        let v1 = alice.device_list(&u("alice")).await.unwrap();
+        let forged = DeviceList::successor(
+            &v1,
+            vec![
+                alice.engine().listed_self().unwrap(),
+                ghost.engine().listed_self().unwrap(),
+            ],
+        )
+        .unwrap();
+        let forged = ghost.engine().sign_device_list(forged).unwrap();
+        (ghost, v1, forged)
+    }
+}
+
 fn joined(events: &[Event]) -> usize {
     events
         .iter()
@@ -227,20 +257,7 @@ async fn a_list_not_signed_by_a_listed_device_is_refused() {
     bob.send_text(&Target::User(u("alice")), "hi")
         .await
         .unwrap();
-    let code = w.server_minted_code("alice");
-    let ghost = Client::link(&w.home("ghost"), &w.url, &code, "ghost")
-        .await
-        .unwrap();
-    let v1 = alice.device_list(&u("alice")).await.unwrap();
-    let forged = DeviceList::successor(
-        &v1,
-        vec![
-            alice.engine().listed_self().unwrap(),
-            ghost.engine().listed_self().unwrap(),
-        ],
-    )
-    .unwrap();
-    let forged = ghost.engine().sign_device_list(forged).unwrap();
+    let (ghost, v1, forged) = w.ghost_with_forged_list(&mut alice).await;
     // The server's own upload check refuses it; its operator writes it in directly.
     w.db()
         .execute(
@@ -367,20 +384,7 @@ async fn a_device_the_server_publishes_is_seen_by_its_owner() {
     let w = World::new().await;
     let mut alice = w.register("alice").await;
     let mut bob = w.register("bob").await;
-    let code = w.server_minted_code("alice");
-    let ghost = Client::link(&w.home("ghost"), &w.url, &code, "ghost")
-        .await
-        .unwrap();
-    let v1 = alice.device_list(&u("alice")).await.unwrap();
-    let forged = DeviceList::successor(
-        &v1,
-        vec![
-            alice.engine().listed_self().unwrap(),
-            ghost.engine().listed_self().unwrap(),
-        ],
-    )
-    .unwrap();
-    let forged = ghost.engine().sign_device_list(forged).unwrap();
+    let (ghost, v1, forged) = w.ghost_with_forged_list(&mut alice).await;
     let before = newest_epoch(&w);
     // Straight into the directory's queue, not into the chain of lists.
     w.db()
