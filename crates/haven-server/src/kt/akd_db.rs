@@ -16,7 +16,7 @@ use akd::storage::types::{
     DbRecord, KeyData, StorageType, ValueState, ValueStateKey, ValueStateRetrievalFlag,
 };
 use akd::storage::{Database, DbSetState, Storable};
-use akd::{AkdLabel, AkdValue, NodeLabel};
+use akd::{AkdLabel, AkdValue};
 use async_trait::async_trait;
 
 use super::store::{KtStore, ValueRow};
@@ -190,9 +190,4 @@ impl Database for AkdDb {
         }
         Ok(out)
     }
-}
-
-/// akd's node label of a stored value (for tests and the admin tools).
-pub fn node_label(v: &ValueRow) -> NodeLabel {
-    NodeLabel::new(v.node_val, v.node_len)
 }

@@ -153,7 +153,7 @@ async fn directory_publishes_reopens_and_proves<S: Store>(s: Arc<S>) {
     assert_eq!(s.kt_pending(10).await.unwrap().len(), 1);
     let kt = Kt::open(
         store,
-        KtKeyPair { ..kt_keys(&kt) },
+        kt.key_pair().clone(),
         Duration::from_secs(3600),
         "node-1",
     )
@@ -166,10 +166,6 @@ async fn directory_publishes_reopens_and_proves<S: Store>(s: Arc<S>) {
         verify_history(&pins, &root, "bob", &proof).unwrap().len(),
         2
     );
-}
-
-fn kt_keys(kt: &Kt) -> KtKeyPair {
-    kt.key_pair().clone()
 }
 
 conformance_suite!(
