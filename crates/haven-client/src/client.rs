@@ -1565,6 +1565,7 @@ impl Client {
             self.follow_up(follow).await?;
         }
         self.kt_monitor_self().await?;
+        self.kt_check_heard().await?;
         self.replenish_on_sync().await?;
         Ok(events)
     }

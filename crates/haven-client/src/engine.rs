@@ -475,6 +475,7 @@ fn prepare_db(home: &Path) -> Result<Connection, EngineError> {
     store::migrate(&conn)?;
     pins::migrate(&conn)?;
     crate::devices::migrate(&conn)?;
+    crate::kt_roots::migrate(&conn)?;
     Ok(conn)
 }
 
@@ -708,20 +709,7 @@ impl Engine {
 
     /// The pinned key-directory keys, if pinned.
     pub fn kt_pins(&self) -> Result<Option<haven_kt::directory::KtKeys>, EngineError> {
-        let Some(b) = store::meta_get(&self.conn, keys::KT_PINS)? else {
-            return Ok(None);
-        };
-        let (r, v) = b
-            .split_at_checked(32)
-            .ok_or(EngineError::Corrupt("key-directory pins"))?;
-        Ok(Some(haven_kt::directory::KtKeys {
-            root_key: r
-                .try_into()
-                .map_err(|_| EngineError::Corrupt("key-directory pins"))?,
-            vrf_key: v
-                .try_into()
-                .map_err(|_| EngineError::Corrupt("key-directory pins"))?,
-        }))
+        kt_pins_in(&self.conn)
     }
 
     /// Pins the key-directory keys and the first root verified with them (registration).
@@ -735,7 +723,8 @@ impl Engine {
         let r = root.encode();
         self.with_tx(|c| {
             store::meta_put(c.db, keys::KT_PINS, &b)?;
-            store::meta_put(c.db, keys::KT_ROOT, &r)
+            store::meta_put(c.db, keys::KT_ROOT, &r)?;
+            crate::kt_roots::record_verified(c.db, root)
         })
     }
 
@@ -755,7 +744,55 @@ impl Engine {
         root: &haven_kt::directory::SignedRoot,
     ) -> Result<(), EngineError> {
         let r = root.encode();
-        self.with_tx(|c| store::meta_put(c.db, keys::KT_ROOT, &r))
+        self.with_tx(|c| {
+            store::meta_put(c.db, keys::KT_ROOT, &r)?;
+            crate::kt_roots::record_verified(c.db, root)
+        })
+    }
+
+    /// Records roots an append-only proof this profile checked passed through (split-view
+    /// detection compares heard roots with these; `kt_roots`).
+    pub fn kt_record_verified(
+        &mut self,
+        roots: &[haven_kt::directory::SignedRoot],
+    ) -> Result<(), EngineError> {
+        self.with_tx(|c| {
+            roots
+                .iter()
+                .try_for_each(|r| crate::kt_roots::record_verified(c.db, r))
+        })
+    }
+
+    /// The root this profile verified for `epoch`, if any.
+    pub fn kt_verified_root(
+        &self,
+        epoch: u64,
+    ) -> Result<Option<haven_kt::directory::SignedRoot>, EngineError> {
+        crate::kt_roots::verified(&self.conn, epoch)
+    }
+
+    /// Directory roots heard from contacts and not yet linked to this profile's chain.
+    pub(crate) fn kt_heard_pending(
+        &self,
+        limit: usize,
+    ) -> Result<Vec<crate::kt_roots::PendingRoot>, EngineError> {
+        crate::kt_roots::pending(&self.conn, limit)
+    }
+
+    /// Counts a refused check of a heard root; returns the refusals so far.
+    pub(crate) fn kt_heard_refused(
+        &mut self,
+        root: &haven_kt::directory::SignedRoot,
+    ) -> Result<i64, EngineError> {
+        self.with_tx(|c| crate::kt_roots::refused(c.db, root))
+    }
+
+    /// Marks a heard root as checked.
+    pub(crate) fn kt_heard_checked(
+        &mut self,
+        root: &haven_kt::directory::SignedRoot,
+    ) -> Result<(), EngineError> {
+        self.with_tx(|c| crate::kt_roots::mark_checked(c.db, root, now_ms()))
     }
 
     /// Key-transparency alarms, oldest first: the open ones, or all.
@@ -1209,6 +1246,11 @@ impl Engine {
         if let Some(id) = id {
             content.id = id;
         }
+        // The newest directory root this profile verified, for split-view detection.
+        content.kt = self
+            .kt_root()?
+            .map(|r| haven_content::KtRootRef::new(&r.encode()))
+            .transpose()?;
         let bytes = content.encode()?;
         let salt = FrankSalt::random();
         let commitment = haven_frank::commit(&salt, &bytes);
@@ -2008,6 +2050,18 @@ impl Ctx<'_> {
         let Ok(content) = Content::decode(content_bytes) else {
             return dropped(DropReason::Malformed);
         };
+        if let Some(kt) = &content.kt {
+            // Split-view detection (`kt_roots`): an equivocating directory raises an alarm
+            // here; a root from an epoch not verified yet waits for the next sync's check.
+            crate::kt_roots::hear(
+                self.db,
+                kt_pins_in(self.db)?.as_ref(),
+                kt.as_bytes(),
+                &from,
+                group_id,
+                now_ms(),
+            )?;
+        }
         if let Body::GroupName(name) = &content.body {
             let Some(r) = book::received_rename(self.db, &self.me.user, &from, group_id, name)?
             else {
@@ -2149,6 +2203,23 @@ pub struct MintedLinkCode {
 }
 
 /// The minted link codes recorded in the profile (see `keys::MINTED_LINK_CODES`).
+fn kt_pins_in(db: &Connection) -> Result<Option<haven_kt::directory::KtKeys>, EngineError> {
+    let Some(b) = store::meta_get(db, keys::KT_PINS)? else {
+        return Ok(None);
+    };
+    let (r, v) = b
+        .split_at_checked(32)
+        .ok_or(EngineError::Corrupt("key-directory pins"))?;
+    Ok(Some(haven_kt::directory::KtKeys {
+        root_key: r
+            .try_into()
+            .map_err(|_| EngineError::Corrupt("key-directory pins"))?,
+        vrf_key: v
+            .try_into()
+            .map_err(|_| EngineError::Corrupt("key-directory pins"))?,
+    }))
+}
+
 fn minted_codes(db: &Connection) -> Result<Vec<MintedLinkCode>, EngineError> {
     match store::meta_get(db, keys::MINTED_LINK_CODES)? {
         None => Ok(Vec::new()),

@@ -49,6 +49,7 @@ pub use haven_content::content;
 pub mod engine;
 pub mod error;
 pub mod kt_audit;
+pub mod kt_roots;
 pub mod net;
 pub mod pins;
 mod provider;

@@ -1,13 +1,20 @@
 //! Message content and its envelope: what Haven puts inside an MLS application message.
 //!
 //! ```text
-//! content   = JSON {"v":1, "id":<32 hex>, "sent_at":<ms>, "body":{"type":…, "value":…}}
+//! content   = JSON {"v":1, "id":<32 hex>, "sent_at":<ms>, "body":{"type":…, "value":…},
+//!                   "kt":<208 hex>?}
 //! C         = haven_frank::commit(salt, content)        (carried as MLS authenticated_data)
 //! plaintext = "HVE1" ‖ salt (32 bytes) ‖ content        (the MLS application payload)
 //! ```
 //!
 //! The content bytes are kept exactly as received, because a report must disclose the very bytes
 //! the commitment opens. The envelope is versioned by its magic; the content by `v`.
+//!
+//! `kt` (optional) is the newest key-directory root the sender verified, as its 104-byte
+//! signed encoding (`haven_kt::directory::SignedRoot`: epoch ‖ root ‖ Ed25519 signature). It is
+//! how members compare the directory they were shown (split-view detection, issue 11): this
+//! crate only carries the bytes and checks their length; the client checks the signature and
+//! compares.
 
 use haven_frank::FrankSalt;
 use haven_proto::BlobId;
@@ -26,6 +33,8 @@ pub const MAX_CONTENT: usize = 64 * 1024;
 pub const MAX_TEXT: usize = 32 * 1024;
 /// Largest group or file name, in bytes.
 pub const MAX_NAME: usize = 255;
+/// Length of a signed key-directory root (`haven_kt::directory::SIGNED_ROOT_LEN`).
+pub const KT_ROOT_LEN: usize = 104;
 
 /// Why content bytes were refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -107,6 +116,41 @@ mod hex32 {
     }
 }
 
+/// The sender's newest verified key-directory root, as its signed encoding (opaque here).
+#[derive(Clone, PartialEq, Eq, Debug)]
+pub struct KtRootRef(Vec<u8>);
+
+impl KtRootRef {
+    /// Wraps a signed root's encoding; refuses any other length.
+    pub fn new(bytes: &[u8]) -> Result<Self, ContentError> {
+        if bytes.len() == KT_ROOT_LEN {
+            Ok(KtRootRef(bytes.to_vec()))
+        } else {
+            Err(ContentError::Content(
+                "a key-directory root must be 104 bytes",
+            ))
+        }
+    }
+
+    /// The signed root's encoding.
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.0
+    }
+}
+
+impl Serialize for KtRootRef {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&hex::encode(&self.0))
+    }
+}
+impl<'de> Deserialize<'de> for KtRootRef {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        let b = hex::decode(&s).map_err(|_| serde::de::Error::custom("expected hex digits"))?;
+        KtRootRef::new(&b).map_err(serde::de::Error::custom)
+    }
+}
+
 /// A reference to an encrypted attachment (see [`crate::attachment`]).
 #[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -164,6 +208,9 @@ pub struct Content {
     pub sent_at: u64,
     /// The body.
     pub body: Body,
+    /// The newest key-directory root the sender verified (absent before it pinned one).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kt: Option<KtRootRef>,
 }
 
 impl Content {
@@ -174,6 +221,7 @@ impl Content {
             id: MessageId::random(),
             sent_at,
             body,
+            kt: None,
         }
     }
 
@@ -269,5 +317,28 @@ mod tests {
         let c = Content::new(att, 5);
         assert_eq!(Content::decode(&c.encode().unwrap()).unwrap(), c);
         assert!(format!("{c:?}").contains("<redacted>"));
+    }
+
+    #[test]
+    fn carries_a_directory_root_of_exactly_its_length() {
+        let mut c = Content::new(Body::Text("hi".into()), 1);
+        let plain = c.encode().unwrap();
+        assert!(!String::from_utf8_lossy(&plain).contains("\"kt\""));
+        c.kt = Some(KtRootRef::new(&[7; KT_ROOT_LEN]).unwrap());
+        let b = c.encode().unwrap();
+        assert_eq!(Content::decode(&b).unwrap(), c);
+        assert!(KtRootRef::new(&[7; KT_ROOT_LEN - 1]).is_err());
+        for bad in ["\"07\"", "\"zz\"", "7"] {
+            let s = String::from_utf8(plain.clone()).unwrap();
+            let s = format!("{},\"kt\":{bad}}}", s.strip_suffix('}').unwrap());
+            assert!(Content::decode(s.as_bytes()).is_err(), "{s}");
+        }
+        let s = String::from_utf8(plain).unwrap();
+        let ok = format!(
+            "{},\"kt\":\"{}\"}}",
+            s.strip_suffix('}').unwrap(),
+            "07".repeat(KT_ROOT_LEN)
+        );
+        assert_eq!(Content::decode(ok.as_bytes()).unwrap().kt, c.kt);
     }
 }

@@ -16,4 +16,4 @@ pub mod attachment;
 pub mod content;
 pub mod evidence;
 
-pub use content::{AttachmentRef, Body, Content, ContentError, MessageId};
+pub use content::{AttachmentRef, Body, Content, ContentError, KtRootRef, MessageId};

@@ -27,8 +27,8 @@
 //! server's key and an epoch; the audit proof binds consecutive roots. What the server can
 //! still do: withhold (fail to answer), delay publishing, and show different users different
 //! signed roots — the last is caught only when clients compare roots (split-view detection:
-//! the client puts its latest verified root in its messages) or when an auditor sees two
-//! signatures for one epoch.
+//! the client puts its latest verified root in its messages, `haven_client::kt_roots`) or
+//! when an auditor sees two signatures for one epoch ([`check_same_epoch`]).
 //!
 //! **Wire formats.** Proofs travel as akd's own protobuf encodings (`akd_core::proto`); a
 //! signed root as the fixed 104 bytes `epoch (8, BE) || root (32) || signature (64)`.

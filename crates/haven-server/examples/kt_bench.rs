@@ -6,7 +6,9 @@
 //! verification time.
 //!
 //! `cargo run --release -p haven-server --example kt_bench [USERS] [BATCH...]`
-//! (defaults: 100000 users, batches 1000 and 10000). Values are 200-byte stand-ins for signed
+//! (defaults: 100000 users, batches 1000 and 10000; `KT_BENCH_ONLY=memory,sqlite,sqlite+c,
+//! postgres+c` picks stores). `+c`: akd's node cache, fresh for each epoch, as the server's
+//! publisher runs it; without: no cache, as lookups run. Values are 200-byte stand-ins for signed
 //! device lists (a two-device list encodes to about 200 bytes).
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
@@ -34,19 +36,45 @@ fn label(i: usize) -> AkdLabel {
     AkdLabel(format!("user{i:07}").into_bytes())
 }
 
-async fn run<D: Database + 'static>(name: &str, db: D, users: usize, batches: &[usize]) {
-    let dir = akd::Directory::<KtConfig, D, VrfSecret>::new(
-        StorageManager::new_no_cache(db),
+/// A directory over `db`: without akd's cache, or (as the server's publisher runs it,
+/// `haven_server::kt::Kt`) with a fresh cache for each epoch.
+async fn directory<D: Database + 'static>(
+    db: D,
+    cached: bool,
+) -> akd::Directory<KtConfig, D, VrfSecret> {
+    let storage = if cached {
+        StorageManager::new(
+            db,
+            Some(Duration::from_secs(3600)),
+            Some(512 * 1024 * 1024),
+            None,
+        )
+    } else {
+        StorageManager::new_no_cache(db)
+    };
+    akd::Directory::<KtConfig, D, VrfSecret>::new(
+        storage,
         VrfSecret([7; 32]),
         AzksParallelismConfig::default(),
     )
     .await
-    .unwrap();
+    .unwrap()
+}
+
+async fn run<D: Database + Clone + 'static>(
+    name: &str,
+    db: D,
+    cached: bool,
+    users: usize,
+    batches: &[usize],
+) {
     let t = Instant::now();
     // The directory of `users` is built in epochs of 10,000 (as a publisher would).
     for start in (0..users).step_by(10_000) {
         let end = (start + 10_000).min(users);
-        dir.publish((start..end).map(|i| (label(i), value(i, 0))).collect())
+        directory(db.clone(), cached)
+            .await
+            .publish((start..end).map(|i| (label(i), value(i, 0))).collect())
             .await
             .unwrap();
     }
@@ -60,7 +88,11 @@ async fn run<D: Database + 'static>(name: &str, db: D, users: usize, batches: &[
             .map(|k| (label(k * step), value(k * step, round as u8 + 1)))
             .collect();
         let t = Instant::now();
-        dir.publish(updates).await.unwrap();
+        directory(db.clone(), cached)
+            .await
+            .publish(updates)
+            .await
+            .unwrap();
         println!(
             "{name:<10} publish {b:>6} updated labels over {users}: {:>8.3} s",
             t.elapsed().as_secs_f64()
@@ -139,18 +171,38 @@ async fn main() {
     } else {
         vec![1000, 10_000]
     };
-    run("memory", AsyncInMemoryDatabase::new(), users, &batches).await;
-    let tmp = tempfile::tempdir().unwrap();
-    let sqlite = haven_server::store::open_store(&tmp.path().join("haven.db").to_string_lossy())
-        .await
-        .unwrap();
-    let kt: Arc<dyn KtStore> = sqlite;
-    run("sqlite", AkdDb::new(kt), users, &batches).await;
+    let only: Option<String> = std::env::var("KT_BENCH_ONLY").ok();
+    let want = |n: &str| only.as_deref().is_none_or(|o| o.split(',').any(|x| x == n));
+    if want("memory") {
+        run(
+            "memory",
+            AsyncInMemoryDatabase::new(),
+            false,
+            users,
+            &batches,
+        )
+        .await;
+    }
+    for cached in [false, true] {
+        let name = if cached { "sqlite+c" } else { "sqlite" };
+        if !want(name) {
+            continue;
+        }
+        let tmp = tempfile::tempdir().unwrap();
+        let sqlite =
+            haven_server::store::open_store(&tmp.path().join("haven.db").to_string_lossy())
+                .await
+                .unwrap();
+        let kt: Arc<dyn KtStore> = sqlite;
+        run(name, AkdDb::new(kt), cached, users, &batches).await;
+    }
     if let Ok(url) = std::env::var("HAVEN_TEST_POSTGRES_URL") {
-        let pg = haven_server::store::open_store(&url).await.unwrap();
-        // A fresh directory: the bench's tables must be empty.
-        let kt: Arc<dyn KtStore> = pg;
-        run("postgres", AkdDb::new(kt), users, &batches).await;
+        if want("postgres+c") {
+            let pg = haven_server::store::open_store(&url).await.unwrap();
+            // A fresh directory: the bench's tables must be empty.
+            let kt: Arc<dyn KtStore> = pg;
+            run("postgres+c", AkdDb::new(kt), true, users, &batches).await;
+        }
     }
     client_costs(users).await;
 }

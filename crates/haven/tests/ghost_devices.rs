@@ -86,6 +86,17 @@ impl World {
 }
 
 impl World {
+    /// The directory's root-signing key, as the operator holding `DATA/kt-keys` has it.
+    fn kt_root_key(&self) -> ed25519_dalek::SigningKey {
+        let keys = std::fs::read_to_string(self.dir.path().join("server").join("kt-keys")).unwrap();
+        let seed = keys
+            .lines()
+            .find_map(|l| l.strip_prefix("root "))
+            .map(|h| <[u8; 32]>::try_from(hex_decode(h).as_slice()).unwrap())
+            .unwrap();
+        ed25519_dalek::SigningKey::from_bytes(&seed)
+    }
+
     /// The server links a ghost device to alice's account with a code of its own, and makes
     /// version 2 of her list with the ghost in it — signed by the ghost, since no device of
     /// alice's would sign it. Returns the ghost, alice's real version 1 and the forgery.
@@ -448,13 +459,7 @@ async fn the_directory_audits_clean_and_a_tampered_epoch_is_named() {
     assert_eq!(epochs, (0..=newest).collect::<Vec<_>>());
 
     // Re-sign another root for epoch 1 with the directory's own key.
-    let keys = std::fs::read_to_string(w.dir.path().join("server").join("kt-keys")).unwrap();
-    let seed = keys
-        .lines()
-        .find_map(|l| l.strip_prefix("root "))
-        .map(|h| <[u8; 32]>::try_from(hex_decode(h).as_slice()).unwrap())
-        .unwrap();
-    let sk = ed25519_dalek::SigningKey::from_bytes(&seed);
+    let sk = w.kt_root_key();
     let forged = haven_kt::directory::SignedRoot::sign(&sk, 1, [0x5a; 32]);
     w.db()
         .execute(
@@ -486,4 +491,146 @@ fn hex_decode(h: &str) -> Vec<u8> {
         .step_by(2)
         .map(|i| u8::from_str_radix(&h[i..i + 2], 16).unwrap())
         .collect()
+}
+
+/// Split-view detection (issue 11, step 4). A server that shows alice one directory and bob
+/// another must sign two roots: both travel inside the members' encrypted messages, and the
+/// recipient compares. alice's profile is given the roots a forking server would have shown
+/// her (signed with the directory's real key; building a second akd tree would only make the
+/// fork's own proofs verify, which alice's client checks and this test does not need); bob's
+/// client, which talks to the honest tree, catches each kind of fork from her messages alone:
+/// the same epoch with another root (two signed statements: the alarm carries both), an epoch
+/// before bob's first that no append-only proof links to his, and an epoch the directory
+/// signed but will not prove. Honest messages carry roots that agree and raise nothing, and a
+/// newer honest root heard from a contact moves the recipient forward.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_directory_shown_differently_to_two_users_is_caught_in_their_messages() {
+    use haven_kt::directory::SignedRoot;
+    let w = World::new().await;
+    let mut alice = w.register("alice").await;
+    let mut bob = w.register("bob").await;
+    connect(&mut alice, &mut bob).await;
+    let to_bob = Target::User(u("bob"));
+    let to_alice = Target::User(u("alice"));
+
+    // Honest: roots travel and agree.
+    alice.send_text(&to_bob, "honest").await.unwrap();
+    assert_eq!(texts(&bob.sync().await.unwrap()), vec!["honest"]);
+    bob.send_text(&to_alice, "honest too").await.unwrap();
+    assert_eq!(texts(&alice.sync().await.unwrap()), vec!["honest too"]);
+    for c in [&alice, &bob] {
+        assert!(c.alarms(true).unwrap().is_empty(), "{:?}", c.alarms(true));
+    }
+
+    // A newer honest root heard from alice moves bob forward, without an alarm.
+    let before = newest_epoch(&w);
+    let _carol = w.register("carol").await;
+    let newest = epoch_after(&w.url, before).await;
+    alice.sync().await.unwrap();
+    let alices = alice.engine().kt_root().unwrap().unwrap();
+    assert_eq!(alices.epoch, newest);
+    // bob has not asked the directory since (only his own history, at sync).
+    assert!(bob.engine().kt_verified_root(newest).unwrap().is_none());
+    alice.send_text(&to_bob, "carol joined").await.unwrap();
+    assert_eq!(texts(&bob.sync().await.unwrap()), vec!["carol joined"]);
+    assert_eq!(bob.engine().kt_verified_root(newest).unwrap(), Some(alices));
+    assert!(
+        bob.alarms(true).unwrap().is_empty(),
+        "{:?}",
+        bob.alarms(true)
+    );
+
+    let sk = w.kt_root_key();
+    let direct = bob.resolve("alice").unwrap();
+    let split_views = |c: &Client| -> Vec<haven_client::devices::Alarm> {
+        c.alarms(false)
+            .unwrap()
+            .into_iter()
+            .filter(|a| a.kind == AlarmKind::SplitView)
+            .collect()
+    };
+
+    // 1. The same epoch, another root: equivocation, with both statements as evidence.
+    let forked = SignedRoot::sign(&sk, newest, [0x5a; 32]);
+    alice.engine_mut().set_kt_root(&forked).unwrap();
+    alice.send_text(&to_bob, "forked").await.unwrap();
+    // The message itself is delivered: the alarm is about the directory, not alice.
+    assert_eq!(texts(&bob.sync().await.unwrap()), vec!["forked"]);
+    let found = split_views(&bob);
+    assert_eq!(found.len(), 1, "{:?}", bob.alarms(true));
+    assert_eq!(found[0].user, u("alice"));
+    assert_eq!(found[0].group.as_ref(), Some(&direct));
+    assert!(found[0].detail.contains(&hex::encode(forked.encode())));
+    assert!(found[0].detail.contains(&hex::encode(
+        bob.engine()
+            .kt_verified_root(newest)
+            .unwrap()
+            .unwrap()
+            .encode()
+    )));
+    // The conversation is marked: bob sends nothing there until he has looked.
+    let err = bob
+        .send_text(&to_alice, "are you there?")
+        .await
+        .unwrap_err();
+    assert!(format!("{err}").contains("alarm"), "{err}");
+    bob.ack_alarm(found[0].id).unwrap();
+
+    // 2. An epoch before bob's first root, with another root: no append-only proof links it
+    // to bob's chain.
+    let first = (0..=newest)
+        .find(|e| bob.engine().kt_verified_root(*e).unwrap().is_some())
+        .unwrap();
+    assert!(first >= 1, "bob pinned after alice registered");
+    let forked_old = SignedRoot::sign(&sk, first - 1, [0x6b; 32]);
+    alice.engine_mut().set_kt_root(&forked_old).unwrap();
+    alice.send_text(&to_bob, "older fork").await.unwrap();
+    assert_eq!(texts(&bob.sync().await.unwrap()), vec!["older fork"]);
+    let found = split_views(&bob);
+    assert_eq!(found.len(), 1, "{:?}", bob.alarms(true));
+    assert!(
+        found[0].detail.contains("split view"),
+        "{}",
+        found[0].detail
+    );
+    assert_eq!(found[0].group.as_ref(), Some(&direct));
+    bob.ack_alarm(found[0].id).unwrap();
+
+    // 3. An epoch the directory signed for alice but will not prove to bob (past the newest
+    // it admits): asked on each sync, the third refusal is the alarm.
+    let ahead = SignedRoot::sign(&sk, newest + 40, [0x7c; 32]);
+    alice.engine_mut().set_kt_root(&ahead).unwrap();
+    alice.send_text(&to_bob, "far ahead").await.unwrap();
+    assert_eq!(texts(&bob.sync().await.unwrap()), vec!["far ahead"]);
+    assert!(split_views(&bob).is_empty());
+    bob.sync().await.unwrap();
+    assert!(split_views(&bob).is_empty());
+    bob.sync().await.unwrap();
+    let found = split_views(&bob);
+    assert_eq!(found.len(), 1, "{:?}", bob.alarms(true));
+    assert!(
+        found[0].detail.contains("will not link"),
+        "{}",
+        found[0].detail
+    );
+    assert!(found[0].detail.contains(&hex::encode(ahead.encode())));
+    // bob's own view never moved to any of alice's forks.
+    let bobs = bob.engine().kt_root().unwrap().unwrap();
+    assert_eq!(
+        bob.engine().kt_verified_root(bobs.epoch).unwrap(),
+        Some(bobs)
+    );
+    assert!(bobs.epoch <= newest_epoch(&w));
+    // A root not signed by the directory (alice's own invention) is not the directory's
+    // statement: nothing is raised about it.
+    bob.ack_alarm(found[0].id).unwrap();
+    let other = ed25519_dalek::SigningKey::from_bytes(&[1; 32]);
+    alice
+        .engine_mut()
+        .set_kt_root(&SignedRoot::sign(&other, newest, [0x11; 32]))
+        .unwrap();
+    alice.send_text(&to_bob, "unsigned").await.unwrap();
+    assert_eq!(texts(&bob.sync().await.unwrap()), vec!["unsigned"]);
+    bob.sync().await.unwrap();
+    assert!(split_views(&bob).is_empty(), "{:?}", bob.alarms(false));
 }

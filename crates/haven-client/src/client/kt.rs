@@ -17,14 +17,19 @@
 //!   account's own devices). Anything else — a device the server published for this account —
 //!   raises an `unknown-own-device` alarm naming the device.
 //!
+//! - Every message carries the newest root this device verified; roots heard from contacts are
+//!   compared with this device's and, if new, linked to its chain on the next sync
+//!   ([`crate::kt_roots`], split-view detection).
+//!
 //! Trust: the pinned keys are taken on first use (registration); a server that is malicious at
 //! that moment can give a client a directory of its own, which the client's contacts would not
-//! share (split-view detection, where clients compare roots, is what catches that).
+//! share: split-view detection ([`crate::kt_roots`]) is what catches that, as soon as a message
+//! crosses between the two views.
 
 use haven_kt::directory::{self, KtKeys, SignedRoot};
 use haven_kt::SignedDeviceList;
 use haven_proto::api::{self, ErrorCode};
-use haven_proto::UserName;
+use haven_proto::{GroupId, UserName};
 
 use super::{Client, ClientError};
 use crate::devices::{AlarmKind, NewAlarm};
@@ -72,11 +77,22 @@ impl Client {
         user: &UserName,
         detail: String,
     ) -> Result<ClientError, ClientError> {
+        self.directory_alarm_in(kind, user, None, detail)
+    }
+
+    /// A directory alarm about `user`, found in `group` (which it then marks) if one.
+    fn directory_alarm_in(
+        &mut self,
+        kind: AlarmKind,
+        user: &UserName,
+        group: Option<&GroupId>,
+        detail: String,
+    ) -> Result<ClientError, ClientError> {
         self.engine.raise_alarm(&NewAlarm {
             kind,
             user,
             device: None,
-            group: None,
+            group,
             detail: detail.clone(),
         })?;
         Ok(ClientError::Untrusted(detail))
@@ -90,6 +106,18 @@ impl Client {
         root: SignedRoot,
         about: &UserName,
     ) -> Result<(), ClientError> {
+        self.kt_accept_root_in(pins, root, about, None).await
+    }
+
+    /// [`Client::kt_accept_root`] for a root heard from `about` in `group`: a split view it
+    /// shows marks that conversation.
+    async fn kt_accept_root_in(
+        &mut self,
+        pins: &KtKeys,
+        root: SignedRoot,
+        about: &UserName,
+        group: Option<&GroupId>,
+    ) -> Result<(), ClientError> {
         if let Err(e) = root.verify(pins) {
             return Err(self.directory_alarm(
                 AlarmKind::Directory,
@@ -101,11 +129,23 @@ impl Client {
             self.engine.set_kt_root(&root)?;
             return Ok(());
         };
+        if let Some(ours) = self.engine.kt_verified_root(root.epoch)? {
+            if ours.root == root.root {
+                return Ok(());
+            }
+            return Err(self.directory_alarm_in(
+                AlarmKind::SplitView,
+                about,
+                group,
+                crate::kt_roots::split_view_detail(about, &ours, &root),
+            )?);
+        }
         if root.epoch == current.epoch {
             if root.root != current.root {
-                return Err(self.directory_alarm(
+                return Err(self.directory_alarm_in(
                     AlarmKind::SplitView,
                     about,
+                    group,
                     format!(
                         "the key directory signed two different roots for epoch {}",
                         root.epoch
@@ -115,9 +155,12 @@ impl Client {
             return Ok(());
         }
         if root.epoch < current.epoch {
-            return self.kt_audit_between(pins, root, current, about).await;
+            return self
+                .kt_audit_between(pins, root, current, about, group)
+                .await;
         }
-        self.kt_audit_between(pins, current, root, about).await?;
+        self.kt_audit_between(pins, current, root, about, group)
+            .await?;
         self.engine.set_kt_root(&root)?;
         Ok(())
     }
@@ -129,6 +172,7 @@ impl Client {
         from: SignedRoot,
         to: SignedRoot,
         about: &UserName,
+        group: Option<&GroupId>,
     ) -> Result<(), ClientError> {
         let mut at = from;
         while at.epoch < to.epoch {
@@ -158,14 +202,18 @@ impl Client {
             };
             if first != at || last.epoch != end || (end == to.epoch && last != to) {
                 let e = if first != at { at.epoch } else { end };
-                return Err(self.directory_alarm(
-                    AlarmKind::SplitView,
-                    about,
-                    format!(
+                let detail = match group {
+                    Some(_) => format!(
+                        "the key directory showed {about} a directory that its append-only \
+                         proofs do not link to the one this device verified (they part at \
+                         epoch {e}): a split view"
+                    ),
+                    None => format!(
                         "the key directory's root for epoch {e} is not the one this device \
                          verified"
                     ),
-                )?);
+                };
+                return Err(self.directory_alarm_in(AlarmKind::SplitView, about, group, detail)?);
             }
             if let Err(e) = directory::verify_audit(pins, &roots, &page.proof).await {
                 return Err(self.directory_alarm(
@@ -174,6 +222,7 @@ impl Client {
                     format!("the key directory did not only grow: {e}"),
                 )?);
             }
+            self.engine.kt_record_verified(&roots)?;
             at = last;
         }
         Ok(())
@@ -246,6 +295,55 @@ impl Client {
             "the key directory has not published {user}'s device list version {} yet; try again",
             list.list.version
         )))
+    }
+
+    /// Links the directory roots heard from contacts since the last sync to this profile's
+    /// chain (`crate::kt_roots`): each one through an append-only proof, in whichever order its
+    /// epoch lies; a root that cannot be linked raises a `split-view` alarm naming the contact.
+    /// A root that could not be checked for another reason (the network, a server error) stays
+    /// pending for the next sync; this never fails the sync.
+    pub(super) async fn kt_check_heard(&mut self) -> Result<(), ClientError> {
+        let pending = self
+            .engine
+            .kt_heard_pending(crate::kt_roots::CHECKS_PER_SYNC)?;
+        if pending.is_empty() {
+            return Ok(());
+        }
+        let pins = self.kt_pins().await?;
+        for h in pending {
+            match self
+                .kt_accept_root_in(&pins, h.root, &h.from, Some(&h.group))
+                .await
+            {
+                // Linked, or an alarm was raised (`Untrusted`): either way, checked.
+                Ok(()) | Err(ClientError::Untrusted(_)) => self.engine.kt_heard_checked(&h.root)?,
+                Err(ClientError::Net(e))
+                    if e.code().is_some_and(|c| c != ErrorCode::RateLimited) =>
+                {
+                    // The server answered, and would not prove a root it signed.
+                    if self.engine.kt_heard_refused(&h.root)? >= crate::kt_roots::MAX_REFUSALS {
+                        self.directory_alarm_in(
+                            AlarmKind::SplitView,
+                            &h.from,
+                            Some(&h.group),
+                            format!(
+                                "the key directory will not link the root it signed for epoch \
+                                 {} (which {} verified) to the directory this device verified \
+                                 (asked {} times; its answer: {e}); evidence: {}",
+                                h.root.epoch,
+                                h.from,
+                                crate::kt_roots::MAX_REFUSALS,
+                                hex::encode(h.root.encode())
+                            ),
+                        )?;
+                        self.engine.kt_heard_checked(&h.root)?;
+                    }
+                }
+                Err(ClientError::Engine(e)) => return Err(ClientError::Engine(e)),
+                Err(_) => break,
+            }
+        }
+        Ok(())
     }
 
     /// Checks this account's history in the directory (every sync): every value from the

@@ -34,6 +34,10 @@ pub type Dir = akd::Directory<KtConfig, AkdDb, VrfSecret>;
 
 /// Most queued lists in one epoch.
 pub const MAX_BATCH: u32 = 20_000;
+/// Lifetime of the publish-time node cache's entries (longer than any one publish).
+const PUBLISH_CACHE_LIFETIME: Duration = Duration::from_secs(3600);
+/// Memory bound of the publish-time node cache.
+const PUBLISH_CACHE_BYTES: usize = 512 * 1024 * 1024;
 /// How long a publisher lease lasts without renewal.
 const LEASE_MS: i64 = 30_000;
 /// Longest range of one audit answer.
@@ -165,7 +169,8 @@ impl Kt {
             let n = updates.len();
             let started = std::time::Instant::now();
             let eh = self
-                .dir
+                .publisher_dir()
+                .await?
                 .publish(updates)
                 .await
                 .map_err(|e| internal("publish", e))?;
@@ -180,6 +185,27 @@ impl Kt {
         };
         self.store.kt_published(done).await?;
         Ok(root)
+    }
+
+    /// A directory over the same database for one publish, with akd's node cache: akd preloads
+    /// the nodes an insertion visits level by level in batches, which only pays with a cache
+    /// to preload into (without one every node is a round trip to the database). The cache
+    /// lives for this one epoch — this node holds the publisher lease, and the next batch
+    /// starts from the database again — so nothing another node wrote can be stale in it.
+    /// Lookups keep using the uncached directory.
+    async fn publisher_dir(&self) -> Result<Dir, ServiceError> {
+        Dir::new(
+            StorageManager::new(
+                AkdDb::new(self.store.clone()),
+                Some(PUBLISH_CACHE_LIFETIME),
+                Some(PUBLISH_CACHE_BYTES),
+                None,
+            ),
+            self.keys.vrf.clone(),
+            AzksParallelismConfig::default(),
+        )
+        .await
+        .map_err(|e| internal("open for publishing", e))
     }
 
     /// The keys (tests reopen a directory with them).
