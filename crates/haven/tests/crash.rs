@@ -12,33 +12,58 @@ use support::ADULT_BIRTH_DATE;
 
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use haven_client::{Body, Client, Event, Target};
 use haven_proto::UserName;
 
+/// A port nothing listens on, and one this test binary has not handed out before: the tests
+/// run in parallel, and two servers told the same port would have one fail to bind while its
+/// test talks to the other's server (which the other test kills).
 fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    static GIVEN: std::sync::Mutex<Vec<u16>> = std::sync::Mutex::new(Vec::new());
+    let mut given = GIVEN.lock().unwrap();
+    loop {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        if !given.contains(&port) {
+            given.push(port);
+            return port;
+        }
+    }
 }
 
+/// Starts `haven server` on `port` and waits until this very process says it listens (not
+/// merely until something accepts on the port).
 fn start_server(data: &Path, port: u16) -> Child {
-    let child = Command::new(env!("CARGO_BIN_EXE_haven"))
+    use std::io::BufRead;
+    let mut child = Command::new(env!("CARGO_BIN_EXE_haven"))
         .args(["server", "--listen", &format!("127.0.0.1:{port}"), "--data"])
         .arg(data)
         .env("RUST_LOG", "warn")
         .stdout(Stdio::null())
-        .stderr(Stdio::null())
+        .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(Instant::now() < deadline, "server did not start");
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    let stderr = child.stderr.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    // Reads (and keeps draining) the server's stderr; reports the listening line.
+    std::thread::spawn(move || {
+        let mut tx = Some(tx);
+        for line in std::io::BufReader::new(stderr).lines() {
+            let Ok(line) = line else { break };
+            if line.contains("haven server listening on") {
+                if let Some(tx) = tx.take() {
+                    let _ = tx.send(());
+                }
+            }
+        }
+    });
+    rx.recv_timeout(Duration::from_secs(30))
+        .expect("the server exited or did not start listening within 30 s");
     child
 }
 

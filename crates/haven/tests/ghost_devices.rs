@@ -575,6 +575,28 @@ async fn a_directory_shown_differently_to_two_users_is_caught_in_their_messages(
         .unwrap_err();
     assert!(format!("{err}").contains("alarm"), "{err}");
     bob.ack_alarm(found[0].id).unwrap();
+    // And the other way: alice's profile holds the fork's root for the epoch as verified (as
+    // the forked tree's proofs would have left it); bob's next message, carrying the honest
+    // root, shows her the split view, naming bob and marking their chat.
+    rusqlite::Connection::open(w.home("alice").join(haven_client::engine::DB_FILE))
+        .unwrap()
+        .execute(
+            "UPDATE haven_kt_roots SET signed = ?1 WHERE epoch = ?2",
+            rusqlite::params![forked.encode().to_vec(), newest as i64],
+        )
+        .unwrap();
+    bob.send_text(&to_alice, "are you there?").await.unwrap();
+    assert_eq!(texts(&alice.sync().await.unwrap()), vec!["are you there?"]);
+    let hers: Vec<_> = split_views(&alice)
+        .into_iter()
+        .filter(|a| a.user == u("bob"))
+        .collect();
+    assert_eq!(hers.len(), 1, "{:?}", alice.alarms(true));
+    assert_eq!(hers[0].group.as_ref(), Some(&alice.resolve("bob").unwrap()));
+    assert!(hers[0].detail.contains(&hex::encode(forked.encode())));
+    for a in alice.alarms(false).unwrap() {
+        alice.ack_alarm(a.id).unwrap();
+    }
 
     // 2. An epoch before bob's first root, with another root: no append-only proof links it
     // to bob's chain.
