@@ -2202,7 +2202,7 @@ pub struct MintedLinkCode {
     pub expires_at: u64,
 }
 
-/// The minted link codes recorded in the profile (see `keys::MINTED_LINK_CODES`).
+/// The pinned key-directory keys in `db`, if pinned (see `keys::KT_PINS`).
 fn kt_pins_in(db: &Connection) -> Result<Option<haven_kt::directory::KtKeys>, EngineError> {
     let Some(b) = store::meta_get(db, keys::KT_PINS)? else {
         return Ok(None);
@@ -2220,6 +2220,7 @@ fn kt_pins_in(db: &Connection) -> Result<Option<haven_kt::directory::KtKeys>, En
     }))
 }
 
+/// The minted link codes recorded in the profile (see `keys::MINTED_LINK_CODES`).
 fn minted_codes(db: &Connection) -> Result<Vec<MintedLinkCode>, EngineError> {
     match store::meta_get(db, keys::MINTED_LINK_CODES)? {
         None => Ok(Vec::new()),
