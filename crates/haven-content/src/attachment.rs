@@ -195,3 +195,83 @@ mod tests {
         assert_eq!(serde_json::from_str::<AttachmentKey>(&j).unwrap(), k1);
     }
 }
+
+/// What an attachment's safety voucher (`haven-psi`) seals as its associated data: the blob's
+/// id, the key that opens it and the plaintext's SHA-256 — enough for the server to fetch,
+/// decrypt and check the file once the sender's account is over the match threshold, and
+/// nothing it can read before. Encoded `"HAP1" ‖ blob id (32) ‖ key (32) ‖ sha256 (32)`.
+#[derive(Clone, PartialEq, Eq)]
+pub struct VoucherPayload {
+    /// SHA-256 of the ciphertext (the blob's id).
+    pub blob_id: [u8; 32],
+    /// The attachment key.
+    pub key: AttachmentKey,
+    /// SHA-256 of the plaintext.
+    pub sha256: [u8; 32],
+}
+
+impl std::fmt::Debug for VoucherPayload {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("VoucherPayload")
+            .field("blob_id", &hex::encode(self.blob_id))
+            .finish_non_exhaustive()
+    }
+}
+
+const PAYLOAD_MAGIC: &[u8; 4] = b"HAP1";
+
+/// Length of an encoded [`VoucherPayload`].
+pub const VOUCHER_PAYLOAD_LEN: usize = 4 + 32 * 3;
+
+impl VoucherPayload {
+    /// The encoding (zeroized when dropped: it holds the key).
+    pub fn encode(&self) -> zeroize::Zeroizing<Vec<u8>> {
+        let mut v = zeroize::Zeroizing::new(Vec::with_capacity(VOUCHER_PAYLOAD_LEN));
+        v.extend_from_slice(PAYLOAD_MAGIC);
+        v.extend_from_slice(&self.blob_id);
+        v.extend_from_slice(self.key.as_bytes());
+        v.extend_from_slice(&self.sha256);
+        v
+    }
+
+    /// Reads [`VoucherPayload::encode`] back; `None` unless exactly that shape.
+    pub fn decode(b: &[u8]) -> Option<Self> {
+        if b.len() != VOUCHER_PAYLOAD_LEN || !b.starts_with(PAYLOAD_MAGIC) {
+            return None;
+        }
+        let blob_id = b.get(4..36)?.try_into().ok()?;
+        let key = AttachmentKey::from_slice(b.get(36..68)?).ok()?;
+        let sha256 = b.get(68..100)?.try_into().ok()?;
+        Some(VoucherPayload {
+            blob_id,
+            key,
+            sha256,
+        })
+    }
+}
+
+#[cfg(test)]
+mod payload_tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn voucher_payload_round_trip_and_refusals() {
+        let p = VoucherPayload {
+            blob_id: [1; 32],
+            key: AttachmentKey::from_slice(&[2; 32]).unwrap(),
+            sha256: [3; 32],
+        };
+        let e = p.encode();
+        assert_eq!(e.len(), VOUCHER_PAYLOAD_LEN);
+        assert_eq!(VoucherPayload::decode(&e), Some(p));
+        assert_eq!(VoucherPayload::decode(&e[..99]), None);
+        let mut bad = e.to_vec();
+        bad[0] = b'X';
+        assert_eq!(VoucherPayload::decode(&bad), None);
+        let mut long = e.to_vec();
+        long.push(0);
+        assert_eq!(VoucherPayload::decode(&long), None);
+        assert!(!format!("{:?}", VoucherPayload::decode(&e).unwrap()).contains("0202"));
+    }
+}

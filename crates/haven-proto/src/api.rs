@@ -32,7 +32,10 @@
 //! | GET | `/v1/queue?limit=N` | device | → [`QueueBatch`] |
 //! | POST | `/v1/queue/ack` | device | [`AckRequest`] → [`Accepted`] |
 //! | GET | `/v1/ws` | device | WebSocket: server sends [`QueueEntry`] frames, client sends [`WsClientFrame`] |
-//! | PUT | `/v1/blobs` | device | raw bytes → [`BlobStored`] |
+//! | PUT | `/v1/blobs` | device | raw bytes, header [`VOUCHER_HEADER`] → [`BlobStored`] |
+//! | GET | `/v1/psi/release` | – | → [`PsiRelease`] (the newest signed voucher database release) |
+//! | GET | `/v1/psi/releases` | – | → [`PsiReleases`] (every release's number, root and size) |
+//! | GET | `/v1/psi/db/{release}` | – | → raw bytes (`haven_psi::PublicDb` encoding) |
 //! | GET | `/v1/blobs/{id}` | device | → raw bytes |
 //!
 //! "device" means a `Authorization: Bearer <token>` header from [`LoginResponse`] (the WebSocket
@@ -727,6 +730,54 @@ pub struct BlobStored {
     pub blob_id: BlobId,
     /// Size in bytes.
     pub size: u64,
+}
+
+/// The header that carries an upload's safety voucher (`haven_psi::Voucher::encode`, standard
+/// base64). Required on every `PUT /v1/blobs` once the server has a voucher database release.
+pub const VOUCHER_HEADER: &str = "haven-voucher";
+
+/// The newest release of the voucher database (`GET /v1/psi/release`).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct PsiRelease {
+    /// Its number.
+    pub release: u64,
+    /// `haven_psi::SignedRelease::encode`: header, root, signature.
+    #[serde(with = "b64")]
+    pub signed: Vec<u8>,
+    /// The Ed25519 key releases are signed with (clients pin the first one they see).
+    #[serde(with = "b64")]
+    pub signing_key: Vec<u8>,
+    /// The database's size in bytes (`GET /v1/psi/db/{release}`).
+    pub db_bytes: u64,
+}
+
+/// One release, as the public history lists it.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct PsiReleaseInfo {
+    /// Its number.
+    pub release: u64,
+    /// SHA-256 root of the database, hex.
+    pub root: String,
+    /// Bank entries it holds.
+    pub entries: u64,
+    /// Distinct match keys in it.
+    pub match_keys: u64,
+    /// The database's size in bytes.
+    pub db_bytes: u64,
+    /// When it was made, ms.
+    pub created_at: u64,
+}
+
+/// Every release, newest first (`GET /v1/psi/releases`), at most [`PsiReleases::MAX`].
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct PsiReleases {
+    /// The releases.
+    pub releases: Vec<PsiReleaseInfo>,
+}
+
+impl PsiReleases {
+    /// Most releases in one answer.
+    pub const MAX: u32 = 1000;
 }
 
 /// Machine-readable error codes.

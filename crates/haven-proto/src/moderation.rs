@@ -180,6 +180,9 @@ pub enum CaseSource {
     /// The account's metadata risk signals crossed the case threshold (`haven-safety`'s
     /// `risk`); the case note carries the contributions and the time line.
     RiskSignals,
+    /// An account's safety vouchers crossed the match threshold (`haven-psi`); the case holds
+    /// exactly the matching images, decrypted with the keys their vouchers revealed.
+    VoucherMatch,
 }
 
 impl CaseSource {
@@ -189,6 +192,7 @@ impl CaseSource {
             CaseSource::MessageReport => "message_report",
             CaseSource::AccountReport => "account_report",
             CaseSource::RiskSignals => "risk_signals",
+            CaseSource::VoucherMatch => "voucher_match",
         }
     }
     /// Parses the stable name.
@@ -197,6 +201,7 @@ impl CaseSource {
             CaseSource::MessageReport,
             CaseSource::AccountReport,
             CaseSource::RiskSignals,
+            CaseSource::VoucherMatch,
         ]
         .into_iter()
         .find(|x| x.as_str() == s)

@@ -83,6 +83,7 @@
 
 pub mod account;
 pub mod db;
+pub mod keys;
 pub mod primitives;
 pub mod reveal;
 mod shamir;

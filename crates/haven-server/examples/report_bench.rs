@@ -234,7 +234,7 @@ async fn verification(reports: usize) {
             .collect::<Vec<_>>(),
     ));
     let stored = svc
-        .put_blob(&alice_s, body, Some(ct.len() as u64))
+        .put_blob(&alice_s, body, Some(ct.len() as u64), None)
         .await
         .unwrap();
     let mut context = Vec::new();

@@ -415,6 +415,10 @@ async fn put_blob(
     Device(d): Device,
     req: Request,
 ) -> Reply<api::BlobStored> {
+    let voucher = req
+        .headers()
+        .get(api::VOUCHER_HEADER)
+        .map(|v| v.as_bytes().to_vec());
     let declared = req
         .headers()
         .get(axum::http::header::CONTENT_LENGTH)
@@ -425,7 +429,9 @@ async fn put_blob(
             .into_data_stream()
             .map(|r| r.map_err(|e| BlobError::Body(e.to_string()))),
     );
-    s.put_blob(&d, body, declared).await.into()
+    s.put_blob(&d, body, declared, voucher.as_deref())
+        .await
+        .into()
 }
 
 async fn get_blob(State(s): State<AppState>, Device(d): Device, Id(id): Id<BlobId>) -> Response {
@@ -478,6 +484,7 @@ pub fn router(state: AppState) -> Router {
         .merge(crate::contacts::http::routes())
         .merge(crate::device_lists::http::routes())
         .merge(crate::kt::http::routes())
+        .merge(crate::psi::http::routes())
         .merge(crate::moderation::http::routes(
             state.limits().max_report_body,
         ))

@@ -29,6 +29,7 @@ pub mod http;
 pub mod kt;
 pub mod listen;
 pub mod moderation;
+pub mod psi;
 pub mod quota;
 pub mod service;
 pub mod store;

@@ -278,6 +278,8 @@ pub struct Service {
     pub(crate) safety: haven_safety::policy::PolicyConfig,
     /// The key directory ([`crate::kt`]); its endpoints answer 503 without one.
     pub(crate) kt: Option<Arc<crate::kt::Kt>>,
+    /// The voucher database's release keys this node has opened ([`crate::psi`]).
+    pub(crate) psi_keys: crate::psi::service::KeyCache,
     /// Held shared by an upload from writing its record to making its file visible, and
     /// exclusively by the purge from finding unnamed blobs to deleting their files, so the purge
     /// never deletes a file an upload has just recorded.
@@ -307,6 +309,7 @@ impl Service {
             evidence_key: None,
             safety: haven_safety::policy::PolicyConfig::default(),
             kt: None,
+            psi_keys: Default::default(),
             blob_files: tokio::sync::RwLock::new(()),
         }
     }
@@ -1419,6 +1422,7 @@ impl Service {
         who: &Authed,
         body: ByteStream,
         declared: Option<u64>,
+        voucher: Option<&[u8]>,
     ) -> ServiceResult<api::BlobStored> {
         self.write_limit(who).await?;
         let max = self.limits.max_blob as u64;
@@ -1439,6 +1443,8 @@ impl Service {
                 return Err(quota_refused(quota));
             }
         }
+        // The voucher is checked before a byte of the upload is read (`crate::psi`).
+        let voucher = self.check_voucher(voucher).await?;
         let staged = self.blobs.stage(body, max).await?;
         if staged.size == 0 {
             return Err(ServiceError::BadRequest("empty attachment".into()));
@@ -1456,6 +1462,9 @@ impl Service {
             Err(e) => return Err(e.into()),
         }
         let blob_id = self.blobs.commit(staged).await?;
+        if let Some(v) = voucher {
+            self.take_voucher(who, v, &blob_id).await?;
+        }
         Ok(api::BlobStored { blob_id, size })
     }
 

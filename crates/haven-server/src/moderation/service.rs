@@ -300,7 +300,11 @@ impl Service {
 
     /// The stored ciphertext of blob `id`, or `None` once it has expired (read through
     /// [`Service::get_blob`], so only blobs with a live record are read).
-    async fn fetch_blob(&self, who: &Authed, id: &BlobId) -> ServiceResult<Option<Vec<u8>>> {
+    pub(crate) async fn fetch_blob(
+        &self,
+        who: &Authed,
+        id: &BlobId,
+    ) -> ServiceResult<Option<Vec<u8>>> {
         let (size, mut reader) = match self.get_blob(who, id).await {
             Ok(found) => found,
             Err(ServiceError::NotFound(_)) => return Ok(None),
@@ -1038,7 +1042,7 @@ pub fn audit_entry(r: &super::store::AuditRow) -> m::AuditEntry {
 }
 
 /// MD5 (hex) and, for images, the PDQ hash (hex) and quality.
-fn file_hashes(pt: &[u8]) -> (String, Option<(String, u8)>) {
+pub(crate) fn file_hashes(pt: &[u8]) -> (String, Option<(String, u8)>) {
     let md5 = haven_cybertip::client::md5_hex(pt);
     let pdq = haven_pdq::hash_bytes(pt, &haven_pdq::Limits::default())
         .ok()

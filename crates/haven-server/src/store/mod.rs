@@ -338,6 +338,7 @@ pub trait Store:
     + crate::contacts::ContactStore
     + crate::device_lists::DeviceListStore
     + crate::kt::KtStore
+    + crate::psi::PsiStore
     + Send
     + Sync
     + 'static

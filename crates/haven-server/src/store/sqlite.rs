@@ -285,7 +285,7 @@ fn configure(conn: &Connection) -> StoreResult<()> {
 }
 
 /// The migrations, in order, for a fresh in-memory database.
-const MIGRATIONS: [&str; 8] = [
+const MIGRATIONS: [&str; 11] = [
     include_str!("../../migrations/sqlite/0001_init.sql"),
     include_str!("../../migrations/sqlite/0002_group_commits.sql"),
     include_str!("../../migrations/sqlite/0003_verified_groups.sql"),
@@ -294,6 +294,9 @@ const MIGRATIONS: [&str; 8] = [
     include_str!("../../migrations/sqlite/0006_quotas.sql"),
     include_str!("../../migrations/sqlite/0007_moderation.sql"),
     include_str!("../../migrations/sqlite/0008_contacts.sql"),
+    include_str!("../../migrations/sqlite/0009_device_lists.sql"),
+    include_str!("../../migrations/sqlite/0010_kt.sql"),
+    include_str!("../../migrations/sqlite/0011_psi.sql"),
 ];
 
 impl SqliteStore {
