@@ -17,6 +17,10 @@
 //! account's age band (an audit entry), and `haven admin … policy [--json]` prints the contact
 //! rules and the limits, weights and thresholds the server runs with (as it recorded them at
 //! start-up).
+//!
+//! `haven admin … bank create|import|list|enable|disable|remove|release|releases` keeps the
+//! hash banks for known-image detection and builds the signed voucher-database releases
+//! from them (`haven_server::psi`); every change is an audit entry.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -56,6 +60,90 @@ pub enum AdminCmd {
     Age(AgeArgs),
     /// The contact rules, limits, risk weights and thresholds in force.
     Policy(PolicyArgs),
+    /// Hash banks for known-image detection, and the voucher database built from them.
+    #[command(subcommand)]
+    Bank(BankCmd),
+}
+
+#[derive(clap::Subcommand)]
+pub enum BankCmd {
+    /// Create a bank (used for nothing until enabled).
+    Create {
+        /// `a-z 0-9 _ -`, 1–64.
+        name: String,
+        /// What it holds and where it comes from.
+        #[arg(long)]
+        description: String,
+        /// Distinct sources that must have added an entry before it is used (Apple required
+        /// two independent child-safety organisations).
+        #[arg(long, default_value_t = 1)]
+        min_sources: u32,
+    },
+    /// Add the hashes in FILE (PDQ: hex per line or CSV with a header, as `haven-pdq`
+    /// reads lists; MD5/SHA-256: hex per line or the first CSV field).
+    Import {
+        /// The bank.
+        name: String,
+        /// The list file.
+        file: PathBuf,
+        /// What the file holds.
+        #[arg(long, default_value = "pdq")]
+        kind: String,
+        /// Who supplied the list (entries count per distinct source).
+        #[arg(long, default_value = "operator")]
+        source: String,
+    },
+    /// Every bank: uses, entries, accepted, removed.
+    List {
+        /// One JSON object per line.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Use a bank (for vouchers, surfaces, or both).
+    Enable {
+        /// The bank.
+        name: String,
+        /// `vouchers` or `surfaces`; both when absent.
+        #[arg(long = "for")]
+        for_: Option<String>,
+    },
+    /// Stop using a bank (for vouchers, surfaces, or both) without deleting it.
+    Disable {
+        /// The bank.
+        name: String,
+        /// `vouchers` or `surfaces`; both when absent.
+        #[arg(long = "for")]
+        for_: Option<String>,
+    },
+    /// Take an entry out of use (a false positive found in review); the removal is recorded.
+    Remove {
+        /// The bank.
+        name: String,
+        /// The hash, in hex.
+        hash: String,
+        /// Its kind.
+        #[arg(long, default_value = "pdq")]
+        kind: String,
+        /// Why (recorded with the removal and in the audit log).
+        #[arg(long)]
+        reason: String,
+    },
+    /// Build, sign and store the next voucher-database release from the entries the banks
+    /// enabled for vouchers accept; clients fetch it on their next image upload.
+    Release {
+        /// Distinct matching images a device must send before any is revealed.
+        #[arg(long, default_value_t = haven_server::psi::service::DEFAULT_THRESHOLD)]
+        threshold: u16,
+        /// Print the release as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// The releases, newest first (number, root, entries, size).
+    Releases {
+        /// One JSON object per line.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(clap::Args)]
@@ -458,8 +546,201 @@ async fn policy(args: &AdminArgs, p: &PolicyArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+fn entry_kind(kind: &str) -> anyhow::Result<haven_server::psi::EntryKind> {
+    haven_server::psi::EntryKind::parse(kind)
+        .ok_or_else(|| anyhow::anyhow!("unknown --kind {kind:?}: pdq, md5 or sha256"))
+}
+
+fn uses(for_: Option<&str>) -> anyhow::Result<Vec<haven_server::psi::BankUse>> {
+    use haven_server::psi::BankUse;
+    Ok(match for_ {
+        None => vec![BankUse::Vouchers, BankUse::Surfaces],
+        Some(u) => vec![BankUse::parse(u)
+            .ok_or_else(|| anyhow::anyhow!("unknown --for {u:?}: vouchers or surfaces"))?],
+    })
+}
+
+fn release_json(r: &haven_server::psi::store::ReleaseRow) -> serde_json::Value {
+    serde_json::json!({
+        "release": r.release,
+        "db_id": hex::encode(r.db_id),
+        "root": hex::encode(r.root),
+        "entries": r.entries,
+        "match_keys": r.match_keys,
+        "banks": r.banks,
+        "db_bytes": r.db_bytes,
+        "created_at_ms": r.created_at,
+    })
+}
+
+async fn bank(args: &AdminArgs, cmd: &BankCmd) -> anyhow::Result<ExitCode> {
+    use haven_server::psi::service as psi;
+    let store = open(args).await?;
+    match cmd {
+        BankCmd::Create {
+            name,
+            description,
+            min_sources,
+        } => {
+            psi::create_bank(&*store, name, description, *min_sources).await?;
+            println!("created bank {name} (used for nothing until `bank enable`)");
+        }
+        BankCmd::Import {
+            name,
+            file,
+            kind,
+            source,
+        } => {
+            let kind = entry_kind(kind)?;
+            let f = std::fs::File::open(file)
+                .map_err(|e| anyhow::anyhow!("{}: {e}", file.display()))?;
+            let parsed = psi::parse_entries(kind, std::io::BufReader::new(f))?;
+            for (line, why) in &parsed.invalid {
+                eprintln!("{}:{line}: skipped: {why}", file.display());
+            }
+            if parsed.entries.is_empty() {
+                anyhow::bail!(
+                    "{} holds no {} hashes ({} invalid lines); nothing imported",
+                    file.display(),
+                    kind.as_str(),
+                    parsed.invalid_count
+                );
+            }
+            let new = psi::import(&*store, name, source, &parsed.entries).await?;
+            println!(
+                "{name}: {} {} hashes read, {new} new from source {source:?}, {} invalid lines skipped",
+                parsed.entries.len(),
+                kind.as_str(),
+                parsed.invalid_count
+            );
+        }
+        BankCmd::List { json } => {
+            for b in psi::list(&*store).await? {
+                if *json {
+                    println!(
+                        "{}",
+                        serde_json::json!({
+                            "name": b.name,
+                            "description": b.description,
+                            "min_sources": b.min_sources,
+                            "vouchers": b.for_vouchers,
+                            "surfaces": b.for_surfaces,
+                            "entries": b.entries,
+                            "accepted": b.accepted,
+                            "removed": b.removed,
+                            "created_at_ms": b.created_at,
+                        })
+                    );
+                } else {
+                    let mut used = Vec::new();
+                    if b.for_vouchers {
+                        used.push("vouchers");
+                    }
+                    if b.for_surfaces {
+                        used.push("surfaces");
+                    }
+                    println!(
+                        "{}  for: {}  entries {}  accepted {} (≥{} sources)  removed {}  — {}",
+                        b.name,
+                        if used.is_empty() {
+                            "nothing".to_owned()
+                        } else {
+                            used.join(",")
+                        },
+                        b.entries,
+                        b.accepted,
+                        b.min_sources,
+                        b.removed,
+                        b.description
+                    );
+                }
+            }
+        }
+        BankCmd::Enable { name, for_ } | BankCmd::Disable { name, for_ } => {
+            let on = matches!(cmd, BankCmd::Enable { .. });
+            for u in uses(for_.as_deref())? {
+                let changed = psi::set_use(&*store, name, u, on).await?;
+                println!(
+                    "{name} {} for {}{}",
+                    if on { "enabled" } else { "disabled" },
+                    u.as_str(),
+                    if changed { "" } else { " (already)" }
+                );
+            }
+            eprintln!("the voucher database changes at the next `bank release`");
+        }
+        BankCmd::Remove {
+            name,
+            hash,
+            kind,
+            reason,
+        } => {
+            let kind = entry_kind(kind)?;
+            if reason.trim().is_empty() {
+                anyhow::bail!("--reason must say why the entry is removed");
+            }
+            let entry = haven_server::psi::store::NewEntry {
+                kind,
+                hash: psi::parse_hash(kind, &hash.to_ascii_lowercase())?,
+            };
+            if psi::remove(&*store, name, &entry, reason).await? {
+                println!("removed {} {hash} from {name}", kind.as_str());
+                eprintln!("the voucher database changes at the next `bank release`");
+            } else {
+                anyhow::bail!("{name} holds no {} entry {hash} in use", kind.as_str());
+            }
+        }
+        BankCmd::Release { threshold, json } => {
+            let ek = haven_server::moderation::vault::load_or_create(
+                &haven_server::moderation::vault::default_path(&args.data),
+                &*store,
+            )
+            .await?;
+            let params = psi::ReleaseParams {
+                threshold: *threshold,
+                ..Default::default()
+            };
+            let done = psi::release(&*store, &ek, params).await?;
+            if *json {
+                println!("{}", release_json(&done.row));
+            } else {
+                let r = &done.row;
+                println!(
+                    "release {}: root {}  {} entries ({}), {} match keys, {} bytes, threshold {threshold}, built in {:.2} s",
+                    r.release,
+                    hex::encode(r.root),
+                    r.entries,
+                    if r.banks.is_empty() { "no banks" } else { &r.banks },
+                    r.match_keys,
+                    r.db_bytes,
+                    done.build.as_secs_f64()
+                );
+            }
+        }
+        BankCmd::Releases { json } => {
+            for r in store.releases(u32::MAX).await? {
+                if *json {
+                    println!("{}", release_json(&r));
+                } else {
+                    println!(
+                        "release {}  root {}  entries {}  keys {}  bytes {}  banks {}",
+                        r.release,
+                        hex::encode(r.root),
+                        r.entries,
+                        r.match_keys,
+                        r.db_bytes,
+                        r.banks
+                    );
+                }
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
 pub fn main(args: AdminArgs) -> anyhow::Result<ExitCode> {
     match &args.command {
+        AdminCmd::Bank(cmd) => return crate::msg_cli::run(bank(&args, cmd)),
         AdminCmd::Age(a) => return crate::msg_cli::run(age(&args, a)),
         AdminCmd::Policy(p) => return crate::msg_cli::run(policy(&args, p)),
         AdminCmd::Role(cmd) => return crate::msg_cli::run(roles(&args, cmd)),
