@@ -317,11 +317,14 @@ pub async fn signing_key(store: &dyn Store, ek: &EvidenceKey) -> Result<SigningK
     rand::RngCore::fill_bytes(&mut rand::rngs::OsRng, seed.as_mut_slice());
     let fresh = ek.seal("psi", "release-signing-key", seed.as_slice());
     let stored = store.server_secret(SIGNING_SECRET, &fresh).await?;
-    let opened = ek
-        .open("psi", "release-signing-key", &stored)
-        .map_err(|_| {
-            BankError::Input("the release signing key does not open under this evidence key".into())
-        })?;
+    open_signing_key(ek, &stored)
+}
+
+/// Opens the stored release signing key.
+fn open_signing_key(ek: &EvidenceKey, stored: &[u8]) -> Result<SigningKey, BankError> {
+    let opened = ek.open("psi", "release-signing-key", stored).map_err(|_| {
+        BankError::Input("the release signing key does not open under this evidence key".into())
+    })?;
     let seed: [u8; 32] = opened
         .as_slice()
         .try_into()
@@ -425,9 +428,13 @@ fn keys_of(e: &AcceptedEntry) -> Result<Vec<haven_psi::MatchKey>, BankError> {
     })
 }
 
-/// The release server keys this node has opened (rebuilt from the database on a miss).
+/// The release server keys this node has opened, and the release signing key's public half
+/// (both rebuilt from the database on a miss; the signing key never changes once made).
 #[derive(Default)]
-pub struct KeyCache(Mutex<HashMap<[u8; 16], CachedKey>>);
+pub struct KeyCache {
+    servers: Mutex<HashMap<[u8; 16], CachedKey>>,
+    verifying: std::sync::OnceLock<[u8; 32]>,
+}
 
 /// A release's number and its opened server key.
 type CachedKey = (u64, Arc<ServerKey>);
@@ -451,7 +458,7 @@ impl Service {
     }
 
     async fn psi_key(&self, db_id: &[u8; 16]) -> ServiceResult<Option<(u64, Arc<ServerKey>)>> {
-        if let Ok(cache) = self.psi_keys.0.lock() {
+        if let Ok(cache) = self.psi_keys.servers.lock() {
             if let Some(hit) = cache.get(db_id) {
                 return Ok(Some(hit.clone()));
             }
@@ -470,7 +477,7 @@ impl Service {
             ServerKey::from_bytes(&opened)
                 .map_err(|_| ServiceError::Internal("release key malformed".into()))?,
         );
-        if let Ok(mut cache) = self.psi_keys.0.lock() {
+        if let Ok(mut cache) = self.psi_keys.servers.lock() {
             cache.insert(*db_id, (release, key.clone()));
         }
         Ok(Some((release, key)))
@@ -764,13 +771,27 @@ impl Service {
             .evidence_key
             .as_ref()
             .ok_or_else(|| ServiceError::Internal("no evidence key".into()))?;
-        let key = signing_key(&*self.store, ek)
-            .await
-            .map_err(|e| ServiceError::Internal(e.to_string()))?;
+        let verifying = match self.psi_keys.verifying.get() {
+            Some(k) => *k,
+            None => {
+                // A release exists, so its signing key does: read it, never make one here.
+                let stored = self
+                    .store
+                    .get_server_secret(SIGNING_SECRET)
+                    .await?
+                    .ok_or_else(|| ServiceError::Internal("release signing key missing".into()))?;
+                let key = open_signing_key(ek, &stored)
+                    .map_err(|e| ServiceError::Internal(e.to_string()))?;
+                *self
+                    .psi_keys
+                    .verifying
+                    .get_or_init(|| key.verifying_key().to_bytes())
+            }
+        };
         Ok(api::PsiRelease {
             release: row.release,
             signed: row.signed,
-            signing_key: key.verifying_key().to_bytes().to_vec(),
+            signing_key: verifying.to_vec(),
             db_bytes: row.db_bytes,
         })
     }
@@ -799,5 +820,81 @@ impl Service {
             .release_db(release)
             .await?
             .ok_or(ServiceError::NotFound("voucher database release"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
+
+    use super::*;
+    use crate::store::conformance::sqlite_store;
+
+    fn service(store: Arc<dyn Store>, dir: &std::path::Path, ek: EvidenceKey) -> Service {
+        let blobs = crate::blobs::LocalBlobStore::new(dir.join("blobs")).unwrap();
+        let ring = haven_frank::Keyring::new(
+            haven_frank::KeyId::new(1),
+            haven_frank::KeyEntry {
+                key: haven_frank::ServerKey::random(),
+                created_at_ms: 0,
+            },
+            false,
+        );
+        Service::new(store, Arc::new(blobs), Default::default(), ring).with_evidence_key(ek)
+    }
+
+    /// The public release endpoint: 404 before any release; after one, the signed release
+    /// and a signing key that verifies it — read from the store, never made by the request,
+    /// and the same on a second node that opens it cold.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn release_endpoint_serves_the_key_that_signed() {
+        let (store, dir) = sqlite_store().await;
+        let store: Arc<dyn Store> = store;
+        let ek = EvidenceKey::random();
+        let node = service(store.clone(), dir.path(), ek.clone());
+        assert!(matches!(
+            node.psi_release().await,
+            Err(ServiceError::NotFound(_))
+        ));
+        assert!(
+            store
+                .get_server_secret(SIGNING_SECRET)
+                .await
+                .unwrap()
+                .is_none(),
+            "a request makes no signing key"
+        );
+        create_bank(&*store, "b", "test bank", 1).await.unwrap();
+        set_use(&*store, "b", BankUse::Vouchers, true)
+            .await
+            .unwrap();
+        let entry = NewEntry {
+            kind: EntryKind::Sha256,
+            hash: vec![7; 32],
+        };
+        import(&*store, "b", "src", &[entry]).await.unwrap();
+        let params = ReleaseParams {
+            threshold: 2,
+            ..Default::default()
+        };
+        let done = release(&*store, &ek, params).await.unwrap();
+        for n in [
+            &node,
+            &node,
+            &service(store.clone(), dir.path(), ek.clone()),
+        ] {
+            let r = n.psi_release().await.unwrap();
+            assert_eq!(r.release, done.row.release);
+            let vk = ed25519_dalek::VerifyingKey::from_bytes(
+                r.signing_key.as_slice().try_into().unwrap(),
+            )
+            .unwrap();
+            let verified = SignedRelease::decode(&r.signed)
+                .unwrap()
+                .verify(&vk)
+                .unwrap();
+            assert_eq!(verified.root(), done.row.root);
+            assert_eq!(r.db_bytes, done.row.db_bytes);
+        }
     }
 }
