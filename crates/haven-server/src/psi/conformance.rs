@@ -259,6 +259,7 @@ async fn entries_follow_sources_policy_uses_and_removals<S: Store>(s: Arc<S>) {
 
 fn release(n: u8) -> NewRelease {
     NewRelease {
+        release: u64::from(n),
         db_id: [n; 16],
         root: [n.wrapping_add(100); 32],
         signed: format!("signed {n}").into_bytes(),
@@ -284,6 +285,21 @@ async fn releases_are_numbered_and_found_by_id<S: Store>(s: Arc<S>) {
     assert_eq!(
         s.put_release(&release(3), &line("release")).await.unwrap(),
         3
+    );
+    // A release numbered before another was stored (a race between two builds) is refused,
+    // and so is one that skips a number: the signed header's number is the stored one.
+    for stale in [2, 5] {
+        let mut r = release(4);
+        r.release = stale;
+        assert!(matches!(
+            s.put_release(&r, &line("release")).await,
+            Err(StoreError::AlreadyExists("release"))
+        ));
+    }
+    assert_eq!(
+        s.release_key(&[4; 16]).await.unwrap(),
+        None,
+        "nothing written"
     );
     let recent = s.releases(2).await.unwrap();
     assert_eq!(

@@ -186,6 +186,9 @@ impl PsiStore for PgStore {
             sqlx::query_as("SELECT COALESCE(MAX(release), 0) + 1 FROM psi_releases")
                 .fetch_one(&mut *tx)
                 .await?;
+        if next != to_i64(r.release, "release")? {
+            return Err(StoreError::AlreadyExists("release"));
+        }
         sqlx::query(
             "INSERT INTO psi_releases (release, db_id, root, signed, db, server_key, entries,
                match_keys, banks, created_at)

@@ -347,6 +347,11 @@ pub async fn release(
     ek: &EvidenceKey,
     params: ReleaseParams,
 ) -> Result<Released, BankError> {
+    if usize::from(params.keys_per_voucher) < usize::from(SCHEME_1_KEYS) {
+        return Err(BankError::Input(format!(
+            "keys per voucher must be at least {SCHEME_1_KEYS}"
+        )));
+    }
     let signing = signing_key(store, ek).await?;
     let accepted = store.accepted_entries(BankUse::Vouchers).await?;
     let prev = store.releases(1).await?;
@@ -369,11 +374,6 @@ pub async fn release(
         keys_per_voucher: params.keys_per_voucher,
         synthetic_rate: params.synthetic_rate,
     };
-    if usize::from(params.keys_per_voucher) < usize::from(SCHEME_1_KEYS) {
-        return Err(BankError::Input(format!(
-            "keys per voucher must be at least {SCHEME_1_KEYS}"
-        )));
-    }
     let (built, signed) = crate::service::blocking(move || {
         let built = PublicDb::build(&keys, p, number, &mut rand::rngs::OsRng)?;
         let signed = built.db.sign(&signing);
@@ -385,6 +385,7 @@ pub async fn release(
     let db_id = built.db.header().db_id;
     let id_hex = hex::encode(db_id);
     let new = NewRelease {
+        release: number,
         db_id,
         root: built.db.root(),
         signed: signed.encode(),
@@ -403,7 +404,12 @@ pub async fn release(
             params.threshold
         ),
     );
-    let stored = store.put_release(&new, &line).await?;
+    let stored = store.put_release(&new, &line).await.map_err(|e| match e {
+        StoreError::AlreadyExists(_) => BankError::Input(format!(
+            "another release was stored while release {number} was being built; run again"
+        )),
+        e => e.into(),
+    })?;
     let row = store
         .releases(ACCEPTED_RELEASES)
         .await?

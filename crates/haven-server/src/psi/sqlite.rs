@@ -192,6 +192,9 @@ impl PsiStore for SqliteStore {
             let next: i64 = c
                 .prepare_cached("SELECT COALESCE(MAX(release), 0) + 1 FROM psi_releases")?
                 .query_row([], |row| row.get(0))?;
+            if next != to_i64(r.release, "release")? {
+                return Err(StoreError::AlreadyExists("release"));
+            }
             exec(
                 c,
                 "INSERT INTO psi_releases (release, db_id, root, signed, db, server_key, entries,

@@ -132,6 +132,8 @@ pub struct AcceptedEntry {
 /// A database release to store.
 #[derive(Debug, Clone)]
 pub struct NewRelease {
+    /// Its number, as its signed header states it: the next one, or the write is refused.
+    pub release: u64,
     /// The release's random id (`haven_psi::DbHeader::db_id`).
     pub db_id: [u8; 16],
     /// SHA-256 root of the database (what the release signs).
@@ -234,7 +236,9 @@ pub trait PsiStore: Send + Sync {
     /// The entries of the banks enabled for `use_` that their policy accepts (at least
     /// `min_sources` distinct sources, not removed), sorted, one per (bank, kind, hash).
     async fn accepted_entries(&self, use_: BankUse) -> StoreResult<Vec<AcceptedEntry>>;
-    /// Stores a release as the next number and returns it.
+    /// Stores a release under its number, which must be the next one (one more than the
+    /// newest stored); `AlreadyExists("release")` and nothing written otherwise (another
+    /// release was stored since this one was numbered).
     async fn put_release(&self, release: &NewRelease, audit: &AuditLine) -> StoreResult<u64>;
     /// The newest releases first, at most `limit`.
     async fn releases(&self, limit: u32) -> StoreResult<Vec<ReleaseRow>>;
